@@ -1,0 +1,1 @@
+"""TEZip compression: the encoder stages (each a symmetric codec) and the compress glue."""

@@ -1,0 +1,1 @@
+"""TEZip decompression: the mirror glue and output writing."""

@@ -1,0 +1,1 @@
+"""PredNet (Lotter, Kreiman, Cox 2016) in Keras 3, its training, and the next-frame predictor."""
