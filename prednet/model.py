@@ -1,0 +1,315 @@
+"""PredNet (Lotter, Kreiman & Cox 2016) as a Keras 3 layer written with backend-neutral `keras.ops`.
+
+Each layer l keeps a representation R_l (a conv-LSTM), makes a prediction Ahat_l of its target A_l,
+and passes the error E_l = [relu(Ahat_l - A_l), relu(A_l - Ahat_l)] upward, where it becomes the
+target of the next layer: A_{l+1} = maxpool(relu(conv(E_l))). Layer 0's target is the frame itself,
+so Ahat_0 at time t is the model's prediction of frame t made from frames 0..t-1.
+
+One time step (`step`) is exposed on its own, because compression drives the model frame by frame
+over many independent windows at once (see prednet/predictor.py); `call` loops it over time for
+training. Frames are float in [0, pixel_max], channels-last: (batch, time, height, width, channels).
+"""
+
+import keras
+from keras import ops
+
+# TEZip's default architecture: stack sizes (channels, 48, 96, 192), every filter 3x3.
+DEFAULT_STACK = (48, 96, 192)
+
+PER_LAYER_OUTPUTS = ("R", "E", "A", "Ahat")
+
+
+def default_config(channels, hidden_stack=DEFAULT_STACK):
+    """The PredNet configuration TEZip uses for `channels`-channel frames."""
+    stack = (int(channels),) + tuple(int(s) for s in hidden_stack)
+    n = len(stack)
+    return dict(
+        stack_sizes=stack,
+        R_stack_sizes=stack,
+        A_filt_sizes=(3,) * (n - 1),
+        Ahat_filt_sizes=(3,) * n,
+        R_filt_sizes=(3,) * n,
+    )
+
+
+def spatial_multiple(n_layers):
+    """Frames are padded to a multiple of this so that every layer's 2x pooling divides evenly."""
+    return 2 ** (n_layers - 1)
+
+
+def padded_size(height, width, n_layers):
+    m = spatial_multiple(n_layers)
+    return -(-height // m) * m, -(-width // m) * m
+
+
+def pad_frames(x, height, width):
+    """Pad the two spatial axes (the last-but-one two) at the bottom/right by repeating the edge.
+
+    Edge replication rather than zeros: a black border would be an artificial edge the model
+    then has to predict.
+    """
+    h, w = x.shape[-3], x.shape[-2]
+    if height > h:
+        last_row = x[..., h - 1 : h, :, :]
+        x = ops.concatenate([x, ops.repeat(last_row, height - h, axis=-3)], axis=-3)
+    if width > w:
+        last_col = x[..., :, w - 1 : w, :]
+        x = ops.concatenate([x, ops.repeat(last_col, width - w, axis=-2)], axis=-2)
+    return x
+
+
+class PredNet(keras.layers.Layer):
+    """PredNet over inputs of shape (batch, time, height, width, channels).
+
+    output_mode: "prediction" (frames, same size as the input), "error" (per time step, the mean
+    of each layer's E: shape (batch, time, n_layers)), or a per-layer unit such as "R0", "E1",
+    "A2", "Ahat3" (that layer's tensor at its own, padded resolution).
+    extrap_start_time: from this time step on, the model's own prediction Ahat_0 replaces the
+    input frame (multi-step extrapolation); None never extrapolates.
+    """
+
+    def __init__(
+        self,
+        stack_sizes=(3,) + DEFAULT_STACK,
+        R_stack_sizes=None,
+        A_filt_sizes=(3, 3, 3),
+        Ahat_filt_sizes=(3, 3, 3, 3),
+        R_filt_sizes=(3, 3, 3, 3),
+        pixel_max=1.0,
+        error_activation="relu",
+        A_activation="relu",
+        LSTM_activation="tanh",
+        LSTM_inner_activation="hard_sigmoid",
+        output_mode="error",
+        extrap_start_time=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.stack_sizes = tuple(int(s) for s in stack_sizes)
+        self.nb_layers = len(self.stack_sizes)
+        self.R_stack_sizes = tuple(int(s) for s in (R_stack_sizes or self.stack_sizes))
+        self.A_filt_sizes = tuple(int(s) for s in A_filt_sizes)
+        self.Ahat_filt_sizes = tuple(int(s) for s in Ahat_filt_sizes)
+        self.R_filt_sizes = tuple(int(s) for s in R_filt_sizes)
+        n = self.nb_layers
+        if not (len(self.R_stack_sizes) == len(self.Ahat_filt_sizes) == len(self.R_filt_sizes) == n):
+            raise ValueError("R_stack_sizes, Ahat_filt_sizes and R_filt_sizes need one entry per layer")
+        if len(self.A_filt_sizes) != n - 1:
+            raise ValueError("A_filt_sizes needs one entry per layer above the first")
+        self.pixel_max = float(pixel_max)
+        self.error_activation = error_activation
+        self.A_activation = A_activation
+        self.LSTM_activation = LSTM_activation
+        self.LSTM_inner_activation = LSTM_inner_activation
+        self._error_act = keras.activations.get(error_activation)
+        self._A_act = keras.activations.get(A_activation)
+        self._lstm_act = keras.activations.get(LSTM_activation)
+        self._lstm_inner_act = keras.activations.get(LSTM_inner_activation)
+        self._check_output_mode(output_mode)
+        self.output_mode = output_mode
+        self.extrap_start_time = None if extrap_start_time is None else int(extrap_start_time)
+
+        # One convolution per layer computes all four LSTM gates (i, f, c, o) at once: the same
+        # parameters as four separate convolutions, in one larger (faster) call.
+        self.lstm_convs = [
+            keras.layers.Conv2D(4 * self.R_stack_sizes[l], self.R_filt_sizes[l], padding="same", name=f"lstm_{l}")
+            for l in range(n)
+        ]
+        self.ahat_convs = [
+            keras.layers.Conv2D(self.stack_sizes[l], self.Ahat_filt_sizes[l], padding="same", name=f"ahat_{l}")
+            for l in range(n)
+        ]
+        self.a_convs = [
+            keras.layers.Conv2D(self.stack_sizes[l + 1], self.A_filt_sizes[l], padding="same", name=f"a_{l}")
+            for l in range(n - 1)
+        ]
+
+    def _check_output_mode(self, mode):
+        if mode in ("prediction", "error"):
+            return
+        for unit in PER_LAYER_OUTPUTS:
+            if mode.startswith(unit) and mode[len(unit):].isdigit():
+                if int(mode[len(unit):]) < self.nb_layers:
+                    return
+        raise ValueError(f"unknown output_mode {mode!r}")
+
+    @property
+    def channels(self):
+        return self.stack_sizes[0]
+
+    def build(self, input_shape=None):
+        # Sub-layers get explicit channel counts, so the layer builds without knowing frame size.
+        n = self.nb_layers
+        for l in range(n):
+            in_ch = self.R_stack_sizes[l] + 2 * self.stack_sizes[l]
+            if l < n - 1:
+                in_ch += self.R_stack_sizes[l + 1]
+            self.lstm_convs[l].build((None, None, None, in_ch))
+            self.ahat_convs[l].build((None, None, None, self.R_stack_sizes[l]))
+            if l < n - 1:
+                self.a_convs[l].build((None, None, None, 2 * self.stack_sizes[l]))
+        self.built = True
+
+    # -- recurrent state -------------------------------------------------------------------------
+    def state_shapes(self, height, width):
+        """Shapes (without batch) of the state tensors for padded frames of height x width.
+
+        Order: for each layer l, R_l, c_l (LSTM cell), E_l.
+        """
+        shapes = []
+        for l in range(self.nb_layers):
+            h, w = height // 2**l, width // 2**l
+            shapes += [(h, w, self.R_stack_sizes[l]), (h, w, self.R_stack_sizes[l]), (h, w, 2 * self.stack_sizes[l])]
+        return shapes
+
+    def initial_states(self, batch, height, width, dtype="float32"):
+        return [ops.zeros((batch,) + s, dtype=dtype) for s in self.state_shapes(height, width)]
+
+    # -- one time step ---------------------------------------------------------------------------
+    def step(self, frame, states, extrapolate=None, record=None):
+        """Advance one time step.
+
+        frame: (batch, H, W, C) with H, W already padded to `spatial_multiple`.
+        extrapolate: None, or a (batch,) 0/1 tensor: 1 feeds the model its own prediction instead
+        of `frame` for that sequence (so `frame` may be anything there).
+        Returns (prediction Ahat_0 made before seeing this frame, new states, recorded units) where
+        `record` names per-layer units to return (e.g. {"R0", "E1"}).
+        """
+        n = self.nb_layers
+        R_prev = states[0::3]
+        c_prev = states[1::3]
+        E_prev = states[2::3]
+
+        # Top-down: update each layer's representation from its previous error and state and
+        # the (already updated) representation above it.
+        R_new = [None] * n
+        c_new = [None] * n
+        for l in reversed(range(n)):
+            parts = [R_prev[l], E_prev[l]]
+            if l < n - 1:
+                parts.append(ops.repeat(ops.repeat(R_new[l + 1], 2, axis=1), 2, axis=2))
+            gates = self.lstm_convs[l](ops.concatenate(parts, axis=-1))
+            i, f, c_hat, o = ops.split(gates, 4, axis=-1)
+            i, f, o = self._lstm_inner_act(i), self._lstm_inner_act(f), self._lstm_inner_act(o)
+            c_new[l] = f * c_prev[l] + i * self._lstm_act(c_hat)
+            R_new[l] = o * self._lstm_act(c_new[l])
+
+        # Bottom-up: predictions, errors against the targets, next layer's targets.
+        E_new = [None] * n
+        recorded = {}
+        a = frame
+        prediction = None
+        for l in range(n):
+            ahat = self._A_act(self.ahat_convs[l](R_new[l]))
+            if l == 0:
+                ahat = ops.minimum(ahat, self.pixel_max)
+                prediction = ahat
+                if extrapolate is not None:
+                    mask = ops.reshape(ops.cast(extrapolate, ahat.dtype), (-1, 1, 1, 1))
+                    a = mask * ahat + (1.0 - mask) * a
+            e = ops.concatenate([self._error_act(ahat - a), self._error_act(a - ahat)], axis=-1)
+            E_new[l] = e
+            if record:
+                for unit, value in (("R", R_new[l]), ("E", e), ("A", a), ("Ahat", ahat)):
+                    if f"{unit}{l}" in record:
+                        recorded[f"{unit}{l}"] = value
+            if l < n - 1:
+                a = ops.max_pool(self._A_act(self.a_convs[l](e)), pool_size=2, strides=2)
+
+        new_states = []
+        for l in range(n):
+            new_states += [R_new[l], c_new[l], E_new[l]]
+        return prediction, new_states, recorded
+
+    # -- whole sequences -------------------------------------------------------------------------
+    def call(self, inputs):
+        t_steps, height, width = inputs.shape[1], inputs.shape[2], inputs.shape[3]
+        if t_steps is None or height is None or width is None:
+            raise ValueError("PredNet needs static time, height and width (crop or pad the input first)")
+        ph, pw = padded_size(height, width, self.nb_layers)
+        x = pad_frames(inputs, ph, pw)
+        batch = ops.shape(x)[0]
+        states = self.initial_states(batch, ph, pw, dtype=x.dtype)
+        record = None if self.output_mode in ("prediction", "error") else {self.output_mode}
+        outputs = []
+        for t in range(t_steps):
+            extrapolate = None
+            if self.extrap_start_time is not None and t >= self.extrap_start_time:
+                extrapolate = ops.ones((batch,), dtype=x.dtype)
+            prediction, states, recorded = self.step(x[:, t], states, extrapolate, record)
+            if self.output_mode == "prediction":
+                outputs.append(prediction[:, :height, :width, :])
+            elif self.output_mode == "error":
+                errs = [ops.mean(e, axis=(1, 2, 3)) for e in states[2::3]]
+                outputs.append(ops.stack(errs, axis=-1))
+            else:
+                outputs.append(recorded[self.output_mode])
+        return ops.stack(outputs, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        b, t, h, w, _ = input_shape
+        if self.output_mode == "prediction":
+            return (b, t, h, w, self.channels)
+        if self.output_mode == "error":
+            return (b, t, self.nb_layers)
+        unit = self.output_mode.rstrip("0123456789")
+        l = int(self.output_mode[len(unit):])
+        ph, pw = padded_size(h, w, self.nb_layers)
+        ch = {"R": self.R_stack_sizes[l], "E": 2 * self.stack_sizes[l], "A": self.stack_sizes[l], "Ahat": self.stack_sizes[l]}[unit]
+        return (b, t, ph // 2**l, pw // 2**l, ch)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            stack_sizes=list(self.stack_sizes),
+            R_stack_sizes=list(self.R_stack_sizes),
+            A_filt_sizes=list(self.A_filt_sizes),
+            Ahat_filt_sizes=list(self.Ahat_filt_sizes),
+            R_filt_sizes=list(self.R_filt_sizes),
+            pixel_max=self.pixel_max,
+            error_activation=self.error_activation,
+            A_activation=self.A_activation,
+            LSTM_activation=self.LSTM_activation,
+            LSTM_inner_activation=self.LSTM_inner_activation,
+            output_mode=self.output_mode,
+            extrap_start_time=self.extrap_start_time,
+        )
+        return config
+
+
+def loss_weights(n_layers, nt, layer_weights=None):
+    """TEZip's loss weighting: only layer 0's error counts; time step 0 (a prediction from
+    nothing) weighs 0 and the later steps share weight 1 equally."""
+    if layer_weights is None:
+        layer_weights = [1.0] + [0.0] * (n_layers - 1)
+    time_weights = [0.0] + [1.0 / (nt - 1)] * (nt - 1) if nt > 1 else [1.0]
+    return list(layer_weights), time_weights
+
+
+class WeightedError(keras.layers.Layer):
+    """Collapses PredNet's (batch, time, layers) errors to one weighted loss value per sequence."""
+
+    def __init__(self, layer_weights, time_weights, **kwargs):
+        super().__init__(**kwargs)
+        self.layer_weights = [float(w) for w in layer_weights]
+        self.time_weights = [float(w) for w in time_weights]
+
+    def call(self, errors):
+        lw = ops.convert_to_tensor(self.layer_weights, dtype=errors.dtype)
+        tw = ops.convert_to_tensor(self.time_weights, dtype=errors.dtype)
+        per_step = ops.sum(errors * lw, axis=-1)
+        return ops.sum(per_step * tw, axis=-1, keepdims=True)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(layer_weights=self.layer_weights, time_weights=self.time_weights)
+        return config
+
+
+def build_training_model(prednet, nt, height, width, layer_weights=None):
+    """A model whose output is the weighted prediction error per sequence (train it toward 0)."""
+    inputs = keras.Input(shape=(nt, height, width, prednet.channels))
+    errors = prednet(inputs)
+    lw, tw = loss_weights(prednet.nb_layers, nt, layer_weights)
+    loss = WeightedError(lw, tw, name="weighted_error")(errors)
+    return keras.Model(inputs, loss)

@@ -1,0 +1,142 @@
+"""A model directory: `prednet_model.json` (architecture and config) + `prednet_weights.hdf5`.
+
+The weights file is plain HDF5 written with h5py (one dataset per variable, by path), so it does
+not depend on a Keras saving format and loads the same under every backend. The model digest
+(hash of the config and of every weight's bytes) identifies the model inside archives: a file
+compressed with one model refuses to decode with another.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from compress.errors import TezipError
+
+MODEL_JSON = "prednet_model.json"
+WEIGHTS_FILE = "prednet_weights.hdf5"
+MODEL_FORMAT = "tezip-prednet"
+MODEL_FORMAT_VERSION = 1
+
+# Keys of PredNet.get_config() that describe the architecture (the rest is Keras bookkeeping).
+ARCH_KEYS = (
+    "stack_sizes",
+    "R_stack_sizes",
+    "A_filt_sizes",
+    "Ahat_filt_sizes",
+    "R_filt_sizes",
+    "pixel_max",
+    "error_activation",
+    "A_activation",
+    "LSTM_activation",
+    "LSTM_inner_activation",
+)
+
+
+def architecture(prednet):
+    config = prednet.get_config()
+    return {k: config[k] for k in ARCH_KEYS}
+
+
+def weight_key(variable):
+    """A variable's path inside the PredNet layer ("lstm_0/kernel"), whatever the layer is named."""
+    return variable.path.split("/", 1)[-1]
+
+
+def _weights_by_path(prednet):
+    import keras
+
+    return {weight_key(v): keras.ops.convert_to_numpy(v) for v in prednet.weights}
+
+
+def model_digest(arch, weights):
+    """sha256 over the architecture and each weight (sorted by path, with shape and dtype)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(arch, sort_keys=True).encode())
+    for path in sorted(weights):
+        w = np.ascontiguousarray(weights[path], dtype=np.float32)
+        h.update(path.encode())
+        h.update(str(w.shape).encode())
+        h.update(w.tobytes())
+    return h.hexdigest()
+
+
+def save_model(model_dir, prednet, training_info=None):
+    """Write the two model files atomically (temporary names, then rename)."""
+    import h5py
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    arch = architecture(prednet)
+    weights = _weights_by_path(prednet)
+    digest = model_digest(arch, weights)
+    doc = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_FORMAT_VERSION,
+        "architecture": arch,
+        "digest": digest,
+        "training": training_info or {},
+    }
+    tmp_json = model_dir / (MODEL_JSON + ".tmp")
+    tmp_weights = model_dir / (WEIGHTS_FILE + ".tmp")
+    tmp_json.write_text(json.dumps(doc, indent=2) + "\n")
+    with h5py.File(tmp_weights, "w") as f:
+        f.attrs["format"] = MODEL_FORMAT
+        f.attrs["digest"] = digest
+        for path, w in weights.items():
+            f.create_dataset(path, data=w)
+    os.replace(tmp_weights, model_dir / WEIGHTS_FILE)
+    os.replace(tmp_json, model_dir / MODEL_JSON)
+    return digest
+
+
+def read_model_json(model_dir):
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise TezipError(f"model folder {model_dir} does not exist")
+    path = model_dir / MODEL_JSON
+    if not path.is_file():
+        raise TezipError(f"model file {path} is missing (train one with: python tezip.py -l {model_dir} DATA_DIR)")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TezipError(f"model file {path} is not readable JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT or "architecture" not in doc:
+        raise TezipError(f"model file {path} is not a TEZip PredNet model description")
+    if doc.get("version", 0) > MODEL_FORMAT_VERSION:
+        raise TezipError(f"model file {path} has format version {doc['version']}; this TEZip reads up to {MODEL_FORMAT_VERSION}")
+    return doc
+
+
+def load_model(model_dir, output_mode="prediction", extrap_start_time=None):
+    """Build the PredNet layer of a model folder and load its weights. Returns (prednet, doc)."""
+    import h5py
+
+    from prednet.model import PredNet
+
+    model_dir = Path(model_dir)
+    doc = read_model_json(model_dir)
+    try:
+        prednet = PredNet(**doc["architecture"], output_mode=output_mode, extrap_start_time=extrap_start_time, name="prednet")
+    except (TypeError, ValueError) as e:
+        raise TezipError(f"model file {model_dir / MODEL_JSON} describes an invalid architecture ({e})") from None
+    prednet.build()
+    wpath = model_dir / WEIGHTS_FILE
+    if not wpath.is_file():
+        raise TezipError(f"model file {wpath} is missing")
+    try:
+        with h5py.File(wpath, "r") as f:
+            for v in prednet.weights:
+                key = weight_key(v)
+                if key not in f:
+                    raise TezipError(f"model weights {wpath} lack {key}: they belong to another architecture")
+                w = f[key][()]
+                if tuple(w.shape) != tuple(v.shape):
+                    raise TezipError(f"model weights {wpath}: {key} has shape {w.shape}, the architecture needs {tuple(v.shape)}")
+                v.assign(w)
+    except OSError as e:
+        raise TezipError(f"model weights {wpath} are not a readable HDF5 file ({e})") from None
+    doc["digest"] = model_digest(architecture(prednet), _weights_by_path(prednet))
+    return prednet, doc

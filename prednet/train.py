@@ -1,0 +1,191 @@
+"""`tezip.py -l MODEL_DIR DATA_DIR`: train PredNet on the .hkl files of train_data_create.py.
+
+Training sequences are `nt` consecutive frames of one source sequence, randomly cropped (the model
+is fully convolutional, so a model trained on crops serves any frame size, and crops make large
+frames train fast on a CPU). The weights of the epoch with the best validation loss are kept.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from compress.errors import TezipError
+
+HKL_FILES = ("X_train.hkl", "X_val.hkl", "sources_train.hkl", "sources_val.hkl")
+
+
+@dataclass
+class TrainOptions:
+    # TEZip / coxlab PredNet defaults: 150 epochs of 500 sequences (125 steps of 4), nt = 10.
+    epochs: int = 150
+    steps_per_epoch: int = 125
+    batch_size: int = 4
+    nt: int = 10
+    val_sequences: int = 100
+    learning_rate: float = 1e-3
+    final_learning_rate: float = 1e-4  # for the last quarter of the epochs
+    crop: tuple | None = None  # (height, width); None trains on whole frames
+    hidden_stack: tuple = (48, 96, 192)
+    seed: int = 0
+    verbose: bool = False
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    seconds: float
+    seconds_per_epoch: float
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    blank_val_loss: float = math.nan  # the loss of predicting a black frame, for scale
+    digest: str = ""
+
+
+def load_train_data(data_dir):
+    import hickle
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise TezipError(f"training data folder {data_dir} does not exist (make it with train_data_create.py)")
+    out = {}
+    for name in HKL_FILES:
+        path = data_dir / name
+        if not path.is_file():
+            raise TezipError(f"training data file {path} is missing (make it with train_data_create.py)")
+        try:
+            out[name] = hickle.load(str(path))
+        except Exception as e:  # hickle raises many types on a bad file
+            raise TezipError(f"training data file {path} is not readable ({type(e).__name__}: {e})") from None
+    X_train, X_val = np.asarray(out["X_train.hkl"]), np.asarray(out["X_val.hkl"])
+    s_train, s_val = np.asarray(out["sources_train.hkl"]), np.asarray(out["sources_val.hkl"])
+    for X, s, what in ((X_train, s_train, "train"), (X_val, s_val, "val")):
+        if X.ndim != 4 or X.shape[-1] not in (1, 3):
+            raise TezipError(f"X_{what}.hkl has shape {X.shape}; expected (frames, height, width, 1 or 3)")
+        if len(s) != len(X):
+            raise TezipError(f"sources_{what}.hkl has {len(s)} entries for {len(X)} frames in X_{what}.hkl")
+    if X_train.shape[1:] != X_val.shape[1:]:
+        raise TezipError(f"X_train.hkl frames {X_train.shape[1:]} and X_val.hkl frames {X_val.shape[1:]} differ")
+    return X_train, s_train, X_val, s_val
+
+
+def sequence_starts(sources, nt):
+    """Indices i where frames i..i+nt-1 all come from one source sequence."""
+    sources = np.asarray(sources)
+    if len(sources) < nt:
+        return np.zeros(0, np.int64)
+    same = sources[: len(sources) - nt + 1] == sources[nt - 1 :]
+    return np.flatnonzero(same)
+
+
+def crop_size(frame_h, frame_w, crop, multiple):
+    """The crop to train on: the requested one (clamped to the frame), rounded down to `multiple`."""
+    h, w = (frame_h, frame_w) if crop is None else (min(crop[0], frame_h), min(crop[1], frame_w))
+    h, w = max(multiple, h // multiple * multiple), max(multiple, w // multiple * multiple)
+    if h > frame_h or w > frame_w:
+        raise TezipError(f"frames of {frame_h}x{frame_w} are smaller than the model's minimum size {multiple}x{multiple}")
+    return h, w
+
+
+def sample_batch(X, starts, nt, crop_hw, rng, count):
+    """`count` random sequences of nt frames, randomly cropped, as float32 in [0, 1]."""
+    ch, cw = crop_hw
+    H, W = X.shape[1:3]
+    picks = rng.choice(starts, size=count, replace=len(starts) < count)
+    batch = np.empty((count, nt, ch, cw, X.shape[-1]), np.float32)
+    for i, s in enumerate(picks):
+        y = rng.integers(0, H - ch + 1)
+        x = rng.integers(0, W - cw + 1)
+        batch[i] = X[s : s + nt, y : y + ch, x : x + cw]
+    batch /= 255.0
+    return batch
+
+
+class SequenceBatches(keras.utils.PyDataset):
+    """Batches of random cropped sequences, made lazily (an epoch of full frames would not fit in
+    memory) and reproducibly: batch i of epoch e always comes from the same seed; `fixed` batches
+    (validation) are the same every epoch."""
+
+    def __init__(self, X, starts, nt, crop_hw, batch_size, n_batches, seed, fixed=False):
+        super().__init__()
+        self.X, self.starts, self.nt, self.crop_hw = X, starts, nt, crop_hw
+        self.batch_size, self.n_batches, self.seed, self.fixed = batch_size, n_batches, seed, fixed
+        self.epoch = 0
+
+    def __len__(self):
+        return self.n_batches
+
+    def __getitem__(self, i):
+        key = (self.seed, i) if self.fixed else (self.seed, self.epoch, i)
+        rng = np.random.default_rng(key)
+        x = sample_batch(self.X, self.starts, self.nt, self.crop_hw, rng, self.batch_size)
+        return x, np.zeros((len(x), 1), np.float32)
+
+
+def train(model_dir, data_dir, options: TrainOptions):
+    from prednet.model import PredNet, build_training_model, default_config, spatial_multiple
+    from prednet.modelfile import save_model
+
+    X_train, s_train, X_val, s_val = load_train_data(data_dir)
+    o = options
+    if o.nt < 2:
+        raise TezipError("--nt must be at least 2 (the first time step only primes the model)")
+    if o.epochs < 1 or o.steps_per_epoch < 1 or o.batch_size < 1:
+        raise TezipError("--epochs, --steps and --batch must be at least 1")
+    train_starts, val_starts = sequence_starts(s_train, o.nt), sequence_starts(s_val, o.nt)
+    if len(train_starts) == 0:
+        raise TezipError(f"no training sequence has nt={o.nt} consecutive frames; lower --nt or add frames")
+    if len(val_starts) == 0:
+        raise TezipError(f"no validation sequence has nt={o.nt} consecutive frames; lower --nt or add frames")
+
+    keras.utils.set_random_seed(o.seed)
+    channels = X_train.shape[-1]
+    prednet = PredNet(**default_config(channels, o.hidden_stack), output_mode="error", name="prednet")
+    hw = crop_size(X_train.shape[1], X_train.shape[2], o.crop, spatial_multiple(prednet.nb_layers))
+    model = build_training_model(prednet, o.nt, *hw)
+    model.compile(optimizer=keras.optimizers.Adam(o.learning_rate), loss="mean_absolute_error")
+
+    switch_epoch = o.epochs - o.epochs // 4  # last quarter at the lower rate
+    train_batches = SequenceBatches(X_train, train_starts, o.nt, hw, o.batch_size, o.steps_per_epoch, o.seed)
+    # A fixed validation set (same crops every epoch) makes epochs comparable.
+    n_val_batches = max(1, min(o.val_sequences, len(val_starts)) // o.batch_size)
+    val_batches = SequenceBatches(X_val, val_starts, o.nt, hw, o.batch_size, n_val_batches, o.seed + 1, fixed=True)
+    result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
+    result.blank_val_loss = blank_prediction_loss(val_batches)
+    info = {
+        "data_dir": str(data_dir),
+        "nt": o.nt,
+        "crop": list(hw),
+        "batch_size": o.batch_size,
+        "steps_per_epoch": o.steps_per_epoch,
+        "seed": o.seed,
+    }
+    t0 = time.time()
+    for epoch in range(o.epochs):
+        lr = o.learning_rate if epoch < switch_epoch else o.final_learning_rate
+        model.optimizer.learning_rate.assign(lr)
+        train_batches.epoch = epoch
+        if o.verbose:
+            print(f"Epoch {epoch + 1}/{o.epochs} (lr {lr:g})", flush=True)
+        hist = model.fit(train_batches, epochs=1, validation_data=val_batches, verbose=1 if o.verbose else 0)
+        tl, vl = float(hist.history["loss"][-1]), float(hist.history["val_loss"][-1])
+        result.train_loss.append(tl)
+        result.val_loss.append(vl)
+        if vl < result.best_val_loss:
+            result.best_val_loss, result.best_epoch = vl, epoch + 1
+            info.update(best_epoch=epoch + 1, best_val_loss=vl)
+            result.digest = save_model(model_dir, prednet, info)
+    result.seconds = time.time() - t0
+    result.seconds_per_epoch = result.seconds / o.epochs
+    return result
+
+
+def blank_prediction_loss(batches):
+    """The loss a model predicting an all-black frame gets on the same batches: E_0 =
+    [relu(0 - A), relu(A - 0)] averages to mean(A) / 2 per time step, and step 0 weighs nothing."""
+    return float(np.mean([batches[i][0][:, 1:].mean() / 2.0 for i in range(len(batches))]))

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""TEZip: compress time-evolutionary image sequences with PredNet predictions.
+
+    python tezip.py -l MODEL_DIR DATA_DIR                 train a model on train_data_create.py output
+    python tezip.py -c MODEL_DIR IMAGE_DIR OUT_DIR -p N (-w N | -t MSE) -m MODE -b B [B2]
+    python tezip.py -u MODEL_DIR COMP_DIR OUT_DIR         decompress and verify
+
+This file only parses arguments, picks GPU or CPU, calls train / compress / decompress and maps
+user errors to one line and a non-zero exit code.
+"""
+
+import argparse
+import sys
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one clear line (exit code 2), not a usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"tezip.py: error: {message} (see python tezip.py -h)\n")
+
+
+def build_parser():
+    p = OneLineParser(
+        prog="tezip.py",
+        description="TEZip: lossless and error-bounded compression of image sequences with PredNet predictions.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  python train_data_create.py frames_by_sequence/ data/\n"
+            "  python tezip.py -l model/ data/ --epochs 20 --crop 64 64\n"
+            "  python tezip.py -c model/ images/ comp/ -p 1 -w 10 -m abs -b 0      (lossless)\n"
+            "  python tezip.py -c model/ images/ comp/ -p 1 -t 0.002 -m abs -b 2   (|error| <= 2)\n"
+            "  python tezip.py -u model/ comp/ restored/\n"
+        ),
+    )
+    job = p.add_argument_group("what to do (exactly one)")
+    job.add_argument("-l", "--learn", nargs=2, metavar=("MODEL_DIR", "DATA_DIR"),
+                     help="train PredNet on the .hkl files in DATA_DIR (from train_data_create.py), write MODEL_DIR")
+    job.add_argument("-c", "--compress", nargs=3, metavar=("MODEL_DIR", "IMAGE_DIR", "OUT_DIR"),
+                     help="compress the images of IMAGE_DIR (sorted by name) into OUT_DIR")
+    job.add_argument("-u", "--uncompress", nargs=3, metavar=("MODEL_DIR", "COMP_DIR", "OUT_DIR"),
+                     help="decompress COMP_DIR into OUT_DIR, verifying every frame")
+
+    comp = p.add_argument_group("compression")
+    comp.add_argument("-p", "--preprocess", type=int, default=0, metavar="N",
+                      help="warm-up: the first N frames are keyframes, stored exactly (the first frame always is)")
+    comp.add_argument("-w", "--window", type=int, metavar="N",
+                      help="static window prediction (SWP): a new keyframe after every N predicted frames")
+    comp.add_argument("-t", "--threshold", type=float, metavar="MSE",
+                      help="dynamic window prediction (DWP): a new keyframe when the window's running mean "
+                           "squared error (pixels scaled to [0,1]) exceeds MSE")
+    comp.add_argument("-m", "--mode", default="abs", metavar="MODE",
+                      help="error-bound mode: abs (|x-x'| <= b), rel (b x value range of the frame's channel), "
+                           "absrel (two values: the tighter of abs and rel), pwrel (|x-x'| <= b|x|). Default abs")
+    comp.add_argument("-b", "--bound", nargs="+", type=float, default=[0.0], metavar="B",
+                      help="error bound(s) for the mode; 0 means lossless (bit-exact). Default 0")
+    comp.add_argument("-n", "--no_entropy", action="store_true", help="skip the entropy-encoding stage")
+    comp.add_argument("--lanes", type=int, metavar="K",
+                      help="predict K independent parts of the sequence at once (batch size of the model); "
+                           "with -t each part starts with a keyframe. Default: chosen from sequence and frame size")
+    comp.add_argument("--zstd-level", type=int, default=None, metavar="L", help="zstd level (default 9)")
+
+    learn = p.add_argument_group("training (-l)")
+    learn.add_argument("--epochs", type=int, default=150, help="epochs (default 150)")
+    learn.add_argument("--steps", type=int, default=125, help="batches per epoch (default 125)")
+    learn.add_argument("--batch", type=int, default=4, help="sequences per batch (default 4)")
+    learn.add_argument("--nt", type=int, default=10, help="frames per training sequence (default 10)")
+    learn.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"),
+                       help="train on random H x W crops (fast on a CPU; the model serves any frame size). "
+                            "Default: whole frames")
+    learn.add_argument("--stack", type=int, nargs="+", default=[48, 96, 192], metavar="C",
+                       help="channels of the hidden layers (default 48 96 192, TEZip's)")
+    learn.add_argument("--val-sequences", type=int, default=100, help="validation sequences per epoch (default 100)")
+    learn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    common = p.add_argument_group("common")
+    common.add_argument("-f", "--force", action="store_true", help="force CPU even if a GPU is present")
+    common.add_argument("-v", "--verbose", action="store_true", help="print details (per-epoch losses, per-frame errors, stage sizes)")
+    return p
+
+
+def check_job(p, args):
+    jobs = [j for j in ("learn", "compress", "uncompress") if getattr(args, j) is not None]
+    if len(jobs) != 1:
+        p.error("give exactly one of -l (train), -c (compress), -u (decompress)")
+    if args.compress is not None:
+        if (args.window is None) == (args.threshold is None):
+            p.error("-c needs exactly one of -w WINDOW (static windows) or -t MSE (dynamic windows)")
+        if args.window is not None and args.window < 1:
+            p.error(f"-w must be at least 1 (got {args.window})")
+        if args.threshold is not None and not (args.threshold > 0 and args.threshold != float("inf")):
+            p.error(f"-t must be a positive finite number (got {args.threshold})")
+        if args.preprocess < 0:
+            p.error(f"-p must be 0 or more (got {args.preprocess})")
+        if args.lanes is not None and args.lanes < 1:
+            p.error(f"--lanes must be at least 1 (got {args.lanes})")
+    return jobs[0]
+
+
+def run_learn(args):
+    from prednet.train import TrainOptions, train
+
+    model_dir, data_dir = args.learn
+    options = TrainOptions(
+        epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch, nt=args.nt,
+        val_sequences=args.val_sequences, crop=tuple(args.crop) if args.crop else None,
+        hidden_stack=tuple(args.stack), seed=args.seed, verbose=args.verbose,
+    )
+    r = train(model_dir, data_dir, options)
+    print(
+        f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
+        f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} (epoch {r.best_epoch}); "
+        f"black-frame baseline {r.blank_val_loss:.5f}; model written to {model_dir}"
+    )
+
+
+def run_compress(args, device):
+    from compress.pipeline import CompressOptions, compress_folder
+
+    model_dir, image_dir, out_dir = args.compress
+    options = CompressOptions(
+        warmup=args.preprocess, window=args.window, threshold=args.threshold, mode=args.mode,
+        bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
+        zstd_level=args.zstd_level, verbose=args.verbose, device=device,
+    )
+    compress_folder(model_dir, image_dir, out_dir, options)
+
+
+def run_uncompress(args, device):
+    from decompress.pipeline import decompress_folder
+
+    model_dir, comp_dir, out_dir = args.uncompress
+    decompress_folder(model_dir, comp_dir, out_dir, verbose=args.verbose, device=device)
+
+
+def main(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
+    job = check_job(p, args)
+
+    from prednet.device import select_device
+
+    device = select_device(args.force)
+    print(f"{device} MODE", flush=True)
+
+    from compress.errors import TezipError
+
+    try:
+        if job == "learn":
+            run_learn(args)
+        elif job == "compress":
+            run_compress(args, device)
+        else:
+            run_uncompress(args, device)
+    except TezipError as e:
+        print(f"tezip.py: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tezip.py: interrupted; nothing complete was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
