@@ -1,0 +1,132 @@
+"""Writing decoded frames back to image files, losslessly.
+
+Frames keep their original file names where the format is lossless. A frame that came from a
+lossy format (JPEG, WebP, JPEG 2000) is written as PNG instead: re-encoding it lossily would
+change the pixels TEZip just restored exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from compress.errors import TezipError
+
+# Extensions whose Pillow writers are lossy by default (JPEG always; WebP and JPEG 2000 unless
+# told otherwise), so decoded frames are never written in them.
+LOSSY_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".jp2", ".j2k"}
+)
+
+# Extension -> (Pillow format, save options) for the formats write_frame writes. Every one of
+# them stores 8-bit RGB and L pixels exactly.
+_LOSSLESS_WRITERS: dict[str, tuple[str, dict]] = {
+    ".png": ("PNG", {}),
+    ".bmp": ("BMP", {}),
+    ".ppm": ("PPM", {}),
+    ".pgm": ("PPM", {}),
+    ".pnm": ("PPM", {}),
+    # Uncompressed TIFF: every reader handles it, and no codec can touch the pixels.
+    ".tif": ("TIFF", {"compression": "raw"}),
+    ".tiff": ("TIFF", {"compression": "raw"}),
+}
+LOSSLESS_EXTENSIONS: frozenset[str] = frozenset(_LOSSLESS_WRITERS)
+
+# Above this many substituted files, notes hold one summary sentence instead of one per file.
+_MAX_NOTES_PER_FILE = 5
+
+_EXPLANATION = "a lossy format would spoil the decoded pixels"
+
+
+def output_names(names: list[str]) -> tuple[list[str], list[str]]:
+    """The file name each frame is written under, and notes on the names that changed.
+
+    Names in lossless formats are kept. A lossy-format name becomes stem + ".png"
+    (frame_0001.jpg -> frame_0001.png); if that would collide with another name of the list
+    (case-insensitively, for case-insensitive file systems), or with another frame's new name,
+    it becomes the full original name + ".png" (frame_0001.jpg.png) instead.
+    """
+    def is_lossy(name: str) -> bool:
+        return Path(name).suffix.lower() in LOSSY_EXTENSIONS
+
+    def stem_png(name: str) -> str:
+        return Path(name).stem + ".png"
+
+    kept = {name.casefold() for name in names if not is_lossy(name)}
+    # How many lossy names want each stem.png; two of them wanting the same one is a collision.
+    wanted: dict[str, int] = {}
+    for name in names:
+        if is_lossy(name):
+            key = stem_png(name).casefold()
+            wanted[key] = wanted.get(key, 0) + 1
+
+    out_names: list[str] = []
+    substituted: list[tuple[str, str]] = []
+    taken = set(kept)
+    for name in names:
+        if not is_lossy(name):
+            out_names.append(name)
+            continue
+        candidate = stem_png(name)
+        key = candidate.casefold()
+        if key in taken or wanted[key] > 1:
+            candidate = name + ".png"
+        # Only reachable with contrived names (a.jpg next to a.jpg.png): number until free.
+        counter = 1
+        while candidate.casefold() in taken:
+            candidate = f"{name}.{counter}.png"
+            counter += 1
+        taken.add(candidate.casefold())
+        out_names.append(candidate)
+        substituted.append((name, candidate))
+
+    notes: list[str] = []
+    if len(substituted) <= _MAX_NOTES_PER_FILE:
+        notes = [f"{old} is written as {new}: {_EXPLANATION}" for old, new in substituted]
+    else:
+        extensions = sorted({Path(old).suffix.lower() for old, _ in substituted})
+        old, new = substituted[0]
+        notes = [
+            f"{len(substituted)} frames stored as {', '.join(extensions)} are written as PNG "
+            f"(e.g. {old} as {new}): {_EXPLANATION}"
+        ]
+    return out_names, notes
+
+
+def write_frame(
+    path: str | Path, frame: np.ndarray, mode: str, format_of: str | Path | None = None
+) -> None:
+    """Write one uint8 frame (H, W, C) of mode "RGB" (C=3) or "L" (C=1) losslessly.
+
+    The format follows the extension of format_of if given (so a frame can be written under a
+    temporary name and renamed later), else of path; see LOSSLESS_EXTENSIONS. PNG uses
+    Pillow's default compression. A lossy or unknown extension is a programming error
+    (ValueError): output_names never produces one. A file that cannot be written raises
+    TezipError.
+    """
+    path = Path(path)
+    named = Path(format_of) if format_of is not None else path
+    extension = named.suffix.lower()
+    if extension not in _LOSSLESS_WRITERS:
+        raise ValueError(
+            f"{named}: cannot write extension '{named.suffix}' losslessly "
+            f"(use one of {' '.join(sorted(LOSSLESS_EXTENSIONS))})"
+        )
+    channels = {"RGB": 3, "L": 1}.get(mode)
+    if channels is None:
+        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != channels:
+        raise ValueError(
+            f"{path}: expected a uint8 (H, W, {channels}) frame for mode {mode}, "
+            f"got {frame.dtype} {frame.shape}"
+        )
+    pixels = frame[:, :, 0] if mode == "L" else frame
+    # Pillow infers the mode from the array: 2-D uint8 is L, (H, W, 3) uint8 is RGB.
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    pillow_format, options = _LOSSLESS_WRITERS[extension]
+    try:
+        image.save(path, format=pillow_format, **options)
+    except OSError as error:
+        raise TezipError(f"{path}: cannot write image: {' '.join(str(error).split())}") from None

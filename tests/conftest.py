@@ -1,0 +1,140 @@
+"""Shared test helpers: small synthetic image sequences of moving squares.
+
+Plain functions (import them with `from conftest import make_sequence`; pytest puts tests/ on
+sys.path because it has no __init__.py):
+
+    moving_squares(n_frames, height, width, channels=3, seed=0, n_squares=3, noise=0)
+        -> uint8 array (N, H, W, C): a smooth gradient background with squares that move a
+           few pixels per frame and bounce off the borders. channels=3 is RGB, 1 is
+           grayscale L. Same arguments, same array. noise > 0 adds uniform noise in
+           [-noise, noise] per pixel (clipped), for codecs that must cope with texture.
+    write_frames(folder, frames, ext=".png", prefix="frame_") -> list[Path]
+        writes frames[i] as folder/f"{prefix}{i:04d}{ext}" (folder created if missing);
+        the format follows ext, so use a lossless ext when the values must read back exact.
+    make_sequence(folder, n_frames=6, height=24, width=32, channels=3, seed=0, ext=".png",
+                  prefix="frame_", noise=0) -> uint8 array (N, H, W, C)
+        moving_squares + write_frames: the array is what a lossless reader must return.
+
+Fixtures:
+
+    rgb_sequence   -> SequenceOnDisk(folder, frames): 6 RGB frames 24x32 in tmp_path/"rgb"
+    gray_sequence  -> SequenceOnDisk(folder, frames): 6 L frames 24x32 in tmp_path/"gray"
+    sequence_factory -> make(name, **make_sequence_kwargs) -> SequenceOnDisk, writing into
+                        tmp_path/name (for tests that need several sequences)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# The repository root (pytest.ini's `pythonpath = .` makes its modules importable).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SequenceOnDisk(NamedTuple):
+    folder: Path
+    frames: np.ndarray  # uint8 (N, H, W, C), exactly the pixels written
+
+
+def moving_squares(
+    n_frames: int,
+    height: int,
+    width: int,
+    channels: int = 3,
+    seed: int = 0,
+    n_squares: int = 3,
+    noise: int = 0,
+) -> np.ndarray:
+    """Frames of squares moving over a gradient; see the module docstring."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (L) or 3 (RGB), got {channels}")
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0, 1, height)[:, None, None]
+    cols = np.linspace(0, 1, width)[None, :, None]
+    tint = rng.uniform(0.3, 1.0, size=(1, 1, channels))
+    background = (40 + 120 * (0.6 * rows + 0.4 * cols) * tint).astype(np.float64)
+
+    # Squares smaller than the frame, so they always fit and can bounce.
+    max_side = max(1, min(height, width) // 3)
+    sides = rng.integers(1, max_side + 1, size=n_squares)
+    positions = np.stack(
+        [rng.uniform(0, height - sides), rng.uniform(0, width - sides)], axis=1
+    )
+    velocities = rng.uniform(-2.5, 2.5, size=(n_squares, 2))
+    colors = rng.integers(0, 256, size=(n_squares, channels))
+
+    frames = np.empty((n_frames, height, width, channels), dtype=np.uint8)
+    for index in range(n_frames):
+        frame = background.copy()
+        for square in range(n_squares):
+            top, left = positions[square].astype(int)
+            side = sides[square]
+            frame[top : top + side, left : left + side] = colors[square]
+        if noise:
+            frame += rng.integers(-noise, noise + 1, size=frame.shape)
+        frames[index] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+
+        positions += velocities
+        limits = np.stack([height - sides, width - sides], axis=1).astype(float)
+        bounced = (positions < 0) | (positions > limits)
+        velocities[bounced] *= -1
+        positions = np.clip(positions, 0, limits)
+    return frames
+
+
+def write_frames(
+    folder: str | Path, frames: np.ndarray, ext: str = ".png", prefix: str = "frame_"
+) -> list[Path]:
+    """Write each frame as folder/{prefix}{index:04d}{ext}; returns the paths in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, frame in enumerate(frames):
+        path = folder / f"{prefix}{index:04d}{ext}"
+        pixels = frame[:, :, 0] if frame.shape[2] == 1 else frame
+        Image.fromarray(np.ascontiguousarray(pixels)).save(path)
+        paths.append(path)
+    return paths
+
+
+def make_sequence(
+    folder: str | Path,
+    n_frames: int = 6,
+    height: int = 24,
+    width: int = 32,
+    channels: int = 3,
+    seed: int = 0,
+    ext: str = ".png",
+    prefix: str = "frame_",
+    noise: int = 0,
+) -> np.ndarray:
+    """Write a moving-squares sequence into folder; returns the uint8 (N, H, W, C) written."""
+    frames = moving_squares(n_frames, height, width, channels, seed=seed, noise=noise)
+    write_frames(folder, frames, ext=ext, prefix=prefix)
+    return frames
+
+
+@pytest.fixture
+def rgb_sequence(tmp_path: Path) -> SequenceOnDisk:
+    folder = tmp_path / "rgb"
+    return SequenceOnDisk(folder, make_sequence(folder, channels=3, seed=1))
+
+
+@pytest.fixture
+def gray_sequence(tmp_path: Path) -> SequenceOnDisk:
+    folder = tmp_path / "gray"
+    return SequenceOnDisk(folder, make_sequence(folder, channels=1, seed=2))
+
+
+@pytest.fixture
+def sequence_factory(tmp_path: Path) -> Callable[..., SequenceOnDisk]:
+    def make(name: str, **kwargs) -> SequenceOnDisk:
+        folder = tmp_path / name
+        return SequenceOnDisk(folder, make_sequence(folder, **kwargs))
+
+    return make
