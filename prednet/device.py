@@ -1,5 +1,6 @@
 """GPU or CPU, decided once before the framework starts (as TEZip: "GPU MODE" / "CPU MODE")."""
 
+import contextlib
 import os
 
 
@@ -15,9 +16,39 @@ def quiet_framework_logs():
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
+@contextlib.contextmanager
+def silenced_stderr_fd():
+    """Silence the C++ layer's start-up notices (absl, CUDA stubs), which ignore Python's
+    sys.stderr and TF_CPP_MIN_LOG_LEVEL, so that our errors stay one line."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_framework():
+    """Import Keras (and its backend) quietly."""
+    with silenced_stderr_fd():
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # CUDA probing prints here too
+    return keras
+
+
 def gpu_available():
     """Whether the Keras backend in use sees a GPU."""
-    import keras
+    keras = import_framework()
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -40,5 +71,6 @@ def select_device(force_cpu):
     quiet_framework_logs()
     if force_cpu:
         hide_gpus()
+        import_framework()
         return "CPU"
     return "GPU" if gpu_available() else "CPU"
