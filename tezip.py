@@ -75,6 +75,8 @@ def build_parser():
     learn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     common = p.add_argument_group("common")
+    common.add_argument("--overwrite", action="store_true",
+                        help="allow a non-empty OUT_DIR (its archive or image files are replaced)")
     common.add_argument("-f", "--force", action="store_true", help="force CPU even if a GPU is present")
     common.add_argument("-v", "--verbose", action="store_true", help="print details (per-epoch losses, per-frame errors, stage sizes)")
     return p
@@ -122,7 +124,7 @@ def run_compress(args, device):
     options = CompressOptions(
         warmup=args.preprocess, window=args.window, threshold=args.threshold, mode=args.mode,
         bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
-        zstd_level=args.zstd_level, verbose=args.verbose, device=device,
+        zstd_level=args.zstd_level, overwrite=args.overwrite, verbose=args.verbose, device=device,
     )
     compress_folder(model_dir, image_dir, out_dir, options)
 
@@ -131,7 +133,7 @@ def run_uncompress(args, device):
     from decompress.pipeline import decompress_folder
 
     model_dir, comp_dir, out_dir = args.uncompress
-    decompress_folder(model_dir, comp_dir, out_dir, verbose=args.verbose, device=device)
+    decompress_folder(model_dir, comp_dir, out_dir, verbose=args.verbose, device=device, overwrite=args.overwrite)
 
 
 def main(argv=None):

@@ -138,3 +138,37 @@ def sequence_factory(tmp_path: Path) -> Callable[..., SequenceOnDisk]:
         return SequenceOnDisk(folder, make_sequence(folder, **kwargs))
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# A real, tiny PredNet trained for a few steps on moving squares: end-to-end tests use it (never
+# a stand-in predictor). Trained once per test session and channel count.
+
+TINY_STACK = (4, 8, 8)
+
+
+def train_tiny_model(root: Path, channels: int, seed: int = 0) -> Path:
+    from prednet.train import TrainOptions, train
+    from train_data_create import create_train_data
+
+    seqs = root / "seqs"
+    for i in range(3):
+        make_sequence(seqs / f"s{i}", n_frames=10, height=32, width=48, channels=channels, seed=100 + i)
+    create_train_data(seqs, root / "data", val_dirs=["s0"])
+    options = TrainOptions(epochs=2, steps_per_epoch=6, batch_size=4, nt=5, val_sequences=4,
+                           hidden_stack=TINY_STACK, seed=seed)
+    train(root / "model", root / "data", options)
+    return root / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Callable[[int], Path]:
+    """tiny_model(channels) -> folder of a trained tiny model for 1- or 3-channel frames."""
+    cache: dict[int, Path] = {}
+
+    def get(channels: int = 3) -> Path:
+        if channels not in cache:
+            cache[channels] = train_tiny_model(tmp_path_factory.mktemp(f"model{channels}"), channels)
+        return cache[channels]
+
+    return get

@@ -1,0 +1,170 @@
+"""The archive: `key_frame.dat`, `entropy.dat` and `filename.txt` in one folder.
+
+Each .dat file is self-describing:
+
+    magic (8 bytes) | format version (u16) | header length (u32) | header (JSON) | header crc32 (u32)
+    | chunk 0 | chunk 1 | ...
+
+The header holds everything needed to decode (shape, modes, bounds, keyframes, lanes, the codec
+stages with their configs, partition layout, model digest) plus the size and crc32 of every chunk,
+so a truncated or corrupted file is caught and the damaged chunk named. `filename.txt` begins with
+one header line. All three carry the same `archive_id`, so files of different archives are never
+mixed. Files are written under temporary names and renamed when complete.
+"""
+
+import hashlib
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+from compress.errors import TezipError
+
+FORMAT_VERSION = 1
+KEYFRAME_MAGIC = b"TEZIPKF\x00"
+ENTROPY_MAGIC = b"TEZIPEN\x00"
+NAMES_MAGIC = "#TEZIP-NAMES"
+KEYFRAME_FILE, ENTROPY_FILE, NAMES_FILE = "key_frame.dat", "entropy.dat", "filename.txt"
+ARCHIVE_FILES = (KEYFRAME_FILE, ENTROPY_FILE, NAMES_FILE)
+TMP_SUFFIX = ".tezip-partial"
+
+_PREFIX = struct.Struct("<8sHI")
+_CRC = struct.Struct("<I")
+# A header is a few kB per thousand frames; anything near this is not ours.
+MAX_HEADER_BYTES = 64 << 20
+
+
+def crc32(data):
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def frame_checksum(pixels):
+    """Checksum of the pixels the decoder must produce (C-order bytes of one frame)."""
+    return hashlib.blake2b(memoryview(pixels).cast("B"), digest_size=8).hexdigest()
+
+
+def archive_id(header):
+    """Identity of an archive: a hash of its decode settings and frame checksums."""
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def pack_dat(magic, header, chunks):
+    """Serialise a .dat file: header (with chunk sizes and crcs added) then the chunks."""
+    header = dict(header)
+    header["chunks"] = [[len(c), crc32(c)] for c in chunks]
+    hbytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    parts = [_PREFIX.pack(magic, FORMAT_VERSION, len(hbytes)), hbytes, _CRC.pack(crc32(hbytes))]
+    return b"".join(parts + list(chunks))
+
+
+def unpack_dat(data, magic, name):
+    """Parse and check a .dat file. Returns (header, list of chunk memoryviews)."""
+    if len(data) < _PREFIX.size or data[:8] != magic:
+        other = {KEYFRAME_MAGIC: KEYFRAME_FILE, ENTROPY_MAGIC: ENTROPY_FILE}.get(bytes(data[:8]))
+        if other:
+            raise TezipError(f"{name} holds the contents of a {other} file")
+        raise TezipError(f"{name} is not a TEZip archive file")
+    _, version, hlen = _PREFIX.unpack_from(data, 0)
+    if version > FORMAT_VERSION:
+        raise TezipError(f"{name} was written by a newer TEZip (format version {version}); this one reads up to {FORMAT_VERSION}")
+    if version < 1:
+        raise TezipError(f"{name} has an invalid format version {version}")
+    pos = _PREFIX.size
+    if hlen > MAX_HEADER_BYTES or pos + hlen + _CRC.size > len(data):
+        raise TezipError(f"{name} is truncated (header incomplete)")
+    hbytes = bytes(data[pos : pos + hlen])
+    (stored,) = _CRC.unpack_from(data, pos + hlen)
+    if crc32(hbytes) != stored:
+        raise TezipError(f"{name} is corrupt (header checksum mismatch)")
+    try:
+        header = json.loads(hbytes)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise TezipError(f"{name} is corrupt (header is not valid JSON)") from None
+    if not isinstance(header, dict) or not isinstance(header.get("chunks"), list):
+        raise TezipError(f"{name} is corrupt (header lacks its chunk table)")
+    pos += hlen + _CRC.size
+    view = memoryview(data)
+    chunks = []
+    for i, entry in enumerate(header["chunks"]):
+        if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(v, int) and v >= 0 for v in entry)):
+            raise TezipError(f"{name} is corrupt (bad chunk table entry {i})")
+        size, crc = entry
+        if pos + size > len(data):
+            raise TezipError(f"{name} is truncated (chunk {i} of {len(header['chunks'])} incomplete)")
+        chunk = view[pos : pos + size]
+        if crc32(chunk) != crc:
+            chunks.append(None)  # the caller names what this chunk held
+        else:
+            chunks.append(chunk)
+        pos += size
+    if pos != len(data):
+        raise TezipError(f"{name} has {len(data) - pos} unexpected bytes at its end")
+    return header, chunks
+
+
+def names_text(archive_id_, mode, names):
+    for n in names:
+        if "\n" in n or "\r" in n or n != os.path.basename(n) or n in ("", ".", ".."):
+            raise TezipError(f"file name {n!r} cannot be stored")
+    body = "".join(n + "\n" for n in names)
+    head = {"version": FORMAT_VERSION, "archive_id": archive_id_, "mode": mode, "count": len(names), "crc32": crc32(body.encode())}
+    return f"{NAMES_MAGIC} {json.dumps(head, sort_keys=True)}\n" + body
+
+
+def parse_names(text, name=NAMES_FILE):
+    """Returns (header dict, list of names)."""
+    first, sep, body = text.partition("\n")
+    if not first.startswith(NAMES_MAGIC + " "):
+        raise TezipError(f"{name} is not a TEZip file-name list (missing its header line)")
+    try:
+        head = json.loads(first[len(NAMES_MAGIC) + 1 :])
+    except json.JSONDecodeError:
+        raise TezipError(f"{name} has a corrupt header line") from None
+    if not isinstance(head, dict):
+        raise TezipError(f"{name} has a corrupt header line")
+    if head.get("version", 0) > FORMAT_VERSION:
+        raise TezipError(f"{name} was written by a newer TEZip (format version {head.get('version')})")
+    if crc32(body.encode()) != head.get("crc32"):
+        raise TezipError(f"{name} was edited or is corrupt (its names do not match their checksum)")
+    names = body.split("\n")[:-1] if body.endswith("\n") else body.split("\n")
+    if len(names) != head.get("count"):
+        raise TezipError(f"{name} lists {len(names)} names, its header says {head.get('count')}")
+    return head, names
+
+
+def read_archive_file(folder, name):
+    path = Path(folder) / name
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise TezipError(f"{path} is missing: not a complete TEZip archive") from None
+    except OSError as e:
+        raise TezipError(f"{path} cannot be read ({e.strerror})") from None
+
+
+def write_files_atomically(folder, files):
+    """Write {name: bytes} into folder: each to a temporary name first, renamed only when all are
+    written and synced, so an interrupted run leaves no file that looks complete."""
+    folder = Path(folder)
+    tmp_paths = []
+    try:
+        for name, data in files.items():
+            tmp = folder / (name + TMP_SUFFIX)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp_paths.append((tmp, folder / name))
+        for tmp, final in tmp_paths:
+            os.replace(tmp, final)
+    except OSError as e:
+        for tmp, _ in tmp_paths:
+            tmp.unlink(missing_ok=True)
+        for name in files:
+            (folder / (name + TMP_SUFFIX)).unlink(missing_ok=True)
+        raise TezipError(f"cannot write into {folder} ({e.strerror or e})") from None
+    except BaseException:
+        for name in files:
+            (folder / (name + TMP_SUFFIX)).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,318 @@
+"""compress: frames → predictions → residuals → quantize → spatial → entropy → zstd → archive.
+
+The glue only calls the stages in order; each stage lives in its own module with its config
+recorded in the archive header, so entropy.dat says how to decode itself.
+"""
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compress import archive
+from compress.errors import TezipError
+from compress.predict import dwp_lane_starts, first_keyframes, predict_sequence, swp_keyframes, swp_lane_starts
+
+DEFAULT_ZSTD_LEVEL = 9
+MAX_LANES = 16
+# Budget for the model's recurrent state and activations when choosing how many lanes to batch.
+LANE_MEMORY_BUDGET = 2 << 30
+
+
+@dataclass
+class CompressOptions:
+    warmup: int = 0
+    window: int | None = None
+    threshold: float | None = None
+    mode: str = "abs"
+    bounds: tuple = (0.0,)
+    entropy: bool = True
+    lanes: int | None = None
+    zstd_level: int | None = None
+    overwrite: bool = False
+    verbose: bool = False
+    device: str = "CPU"
+
+
+@dataclass
+class Summary:
+    frames: int
+    keyframes: int
+    raw_bytes: int
+    compressed_bytes: int
+    max_abs_error: int
+    psnr: float
+    seconds: float
+    stage_seconds: dict = field(default_factory=dict)
+    stage_bytes: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self):
+        return self.raw_bytes / max(1, self.compressed_bytes)
+
+    def line(self, verb="compressed"):
+        psnr = "inf" if math.isinf(self.psnr) else f"{self.psnr:.2f} dB"
+        return (
+            f"{verb} {self.frames} frames ({self.keyframes} keyframes): {self.raw_bytes} -> {self.compressed_bytes} bytes, "
+            f"ratio {self.ratio:.2f}, max abs error {self.max_abs_error}, PSNR {psnr}, {self.seconds:.2f} s"
+        )
+
+
+def psnr(max_value, sq_err_sum, count):
+    if sq_err_sum == 0:
+        return math.inf
+    return 10.0 * math.log10(max_value**2 / (sq_err_sum / count))
+
+
+def to_planar(frames):
+    """(N, H, W, C) → (N, C, H, W) int32: runs and tolerances work on one channel plane at a time."""
+    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.int32)
+
+
+def to_interleaved(planar, dtype=np.uint8):
+    return np.ascontiguousarray(planar.transpose(0, 2, 3, 1)).astype(dtype)
+
+
+def default_lanes(prednet, n_frames, height, width, n_windows, dynamic):
+    from prednet.model import padded_size
+
+    ph, pw = padded_size(height, width, prednet.nb_layers)
+    state_bytes = 4 * sum(int(np.prod(s)) for s in prednet.state_shapes(ph, pw))
+    by_memory = max(1, LANE_MEMORY_BUDGET // (4 * state_bytes))
+    # Dynamic windows force a keyframe at each lane start: keep lanes long (>= 32 frames).
+    wanted = max(1, n_frames // 32) if dynamic else n_windows
+    return int(max(1, min(MAX_LANES, wanted, by_memory)))
+
+
+def check_output_folder(out_dir, input_dir, overwrite, what="IMAGE_DIR"):
+    out, inp = Path(out_dir).resolve(), Path(input_dir).resolve()
+    if out == inp:
+        raise TezipError(f"OUT_DIR {out_dir} is the same folder as {what}")
+    if inp in out.parents:
+        raise TezipError(f"OUT_DIR {out_dir} lies inside {what} {input_dir}")
+    if out in inp.parents:
+        raise TezipError(f"{what} {input_dir} lies inside OUT_DIR {out_dir}")
+    if out.exists() and not out.is_dir():
+        raise TezipError(f"OUT_DIR {out_dir} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise TezipError(f"OUT_DIR {out_dir} is not empty (use --overwrite to replace its contents)")
+
+
+def validate_options(o):
+    from compress.quantize import validate_bounds
+
+    bounds = validate_bounds(o.mode, o.bounds)
+    if (o.window is None) == (o.threshold is None):
+        raise TezipError("give exactly one of -w WINDOW (static windows) or -t MSE (dynamic windows)")
+    if o.window is not None and o.window < 1:
+        raise TezipError(f"-w must be at least 1 (got {o.window})")
+    if o.threshold is not None and not (0 < o.threshold < math.inf):
+        raise TezipError(f"-t must be a positive finite number (got {o.threshold})")
+    if o.warmup < 0:
+        raise TezipError(f"-p must be 0 or more (got {o.warmup})")
+    return bounds
+
+
+def plan_keyframes(prednet, n, h, w, o):
+    """Initial keyframe mask and lane starts for the chosen window mode."""
+    is_key = np.zeros(n, bool)
+    if o.window is not None:
+        keys = swp_keyframes(n, o.warmup, o.window)
+        lanes = o.lanes or default_lanes(prednet, n, h, w, len(keys), dynamic=False)
+        lane_starts = swp_lane_starts(keys, n, lanes)
+        is_key[keys] = True
+    else:
+        lanes = o.lanes or default_lanes(prednet, n, h, w, 1, dynamic=True)
+        lane_starts = dwp_lane_starts(n, lanes)
+        is_key[: first_keyframes(o.warmup)] = True
+        is_key[lane_starts] = True
+    return is_key, lane_starts
+
+
+def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
+    """Compress frames (N, H, W, C) uint8. Returns ({file name: bytes} minus filename.txt, archive id, Summary)."""
+    from compress.entropy import RankCoder, pack_tables
+    from compress.lossless import ZstdCodec
+    from compress.quantize import Quantizer, is_lossless, pixel_tolerances, quantize_residuals
+    from compress.spatial import DeltaCoder
+    from prednet.predictor import NextFramePredictor
+
+    t_start = time.time()
+    times, sizes = {}, {}
+    n, h, w, c = frames.shape
+    max_value = 255
+    is_key, lane_starts = plan_keyframes(prednet, n, h, w, o)
+
+    t = time.time()
+    predictor = NextFramePredictor(prednet, h, w, len(lane_starts))
+    predictions = predict_sequence(predictor, frames, lane_starts, is_key, threshold=o.threshold, max_value=max_value, progress=progress)
+    times["predict"] = time.time() - t
+    keyframes = np.flatnonzero(is_key)
+    predicted = np.flatnonzero(~is_key)
+
+    # Residuals in the integer pixel domain, quantized within the bound.
+    t = time.time()
+    x = to_planar(frames[predicted])
+    p = to_planar(predictions[predicted])
+    tol = pixel_tolerances(x, o.mode, bounds, max_value)
+    quantizer = Quantizer()
+    q = quantize_residuals(x - p, tol, representative=quantizer.representative)
+    decoded = np.clip(p + q, 0, max_value)
+    err = np.abs(decoded - x)
+    if np.any(err > tol):  # the quantizer's guarantee, checked rather than trusted
+        raise RuntimeError("internal error: quantized residuals exceed the error bound")
+    times["quantize"] = time.time() - t
+
+    t = time.time()
+    spatial = DeltaCoder()
+    d = spatial.encode(q.reshape(len(predicted), c * h * w))
+    times["spatial"] = time.time() - t
+
+    level = DEFAULT_ZSTD_LEVEL if o.zstd_level is None else o.zstd_level
+    stages = [quantizer.get_config(), spatial.get_config()]
+    t = time.time()
+    if o.entropy:
+        ranker = RankCoder()
+        ranks, table_values, table_lengths = ranker.encode(d)
+        stages.append(ranker.get_config())
+        payload, payload_dtype = ranks, ranks.dtype
+        tables = np.frombuffer(pack_tables(table_values, table_lengths), np.uint8)
+    else:
+        # Without rank remapping the differences are stored as small signed integers.
+        narrow = np.int16 if d.size == 0 or (d.min() >= -32768 and d.max() <= 32767) else np.int32
+        payload, payload_dtype = d.astype(narrow), np.dtype(narrow)
+        tables = np.zeros(0, np.uint8)
+    times["entropy"] = time.time() - t
+
+    t = time.time()
+    zstd = ZstdCodec(level=level, shuffle=True)
+    table_codec = ZstdCodec(level=level, shuffle=False)
+    stages.append(zstd.get_config())
+    residual_chunks = zstd.encode_many([payload[i] for i in range(len(predicted))])
+    table_chunk = table_codec.encode(tables)
+    key_codec = ZstdCodec(level=level, shuffle=False)
+    key_chunks = key_codec.encode_many([np.ascontiguousarray(frames[k]) for k in keyframes])
+    times["zstd"] = time.time() - t
+
+    # Checksums of exactly what the decoder must produce, every frame.
+    decoded_frames = np.empty_like(frames)
+    decoded_frames[keyframes] = frames[keyframes]
+    decoded_frames[predicted] = to_interleaved(decoded)
+    checksums = [archive.frame_checksum(decoded_frames[i]) for i in range(n)]
+
+    common = {"n_frames": n, "height": h, "width": w, "channels": c, "dtype": "uint8", "max_value": max_value}
+    settings = dict(
+        common,
+        model_digest=model_digest,
+        prediction={
+            "method": "windows",
+            "warmup": o.warmup,
+            "window": o.window,
+            "threshold": o.threshold,
+            "lanes": [int(s) for s in lane_starts],
+            "keyframes": [int(k) for k in keyframes],
+        },
+        bound={"mode": o.mode, "bounds": list(bounds), "lossless": bool(is_lossless(o.mode, bounds))},
+        stages=stages,
+        partitions={"kind": "frame", "count": int(len(predicted)), "values": int(c * h * w), "dtype": np.dtype(payload_dtype).name},
+        tables_codec=table_codec.get_config(),
+        frame_checksums=checksums,
+    )
+    aid = archive.archive_id(settings)
+    entropy_header = dict(settings, archive_id=aid)
+    key_header = dict(common, archive_id=aid, keyframes=[int(k) for k in keyframes], stages=[key_codec.get_config()])
+    files = {
+        archive.KEYFRAME_FILE: archive.pack_dat(archive.KEYFRAME_MAGIC, key_header, key_chunks),
+        archive.ENTROPY_FILE: archive.pack_dat(archive.ENTROPY_MAGIC, entropy_header, [table_chunk] + residual_chunks),
+    }
+    sizes = {"keyframes": len(files[archive.KEYFRAME_FILE]), "residuals": len(files[archive.ENTROPY_FILE]), "tables": len(table_chunk)}
+    sq = float(np.sum(err.astype(np.float64) ** 2))
+    summary = Summary(
+        frames=n,
+        keyframes=len(keyframes),
+        raw_bytes=int(frames.nbytes),
+        compressed_bytes=0,
+        max_abs_error=int(err.max()) if err.size else 0,
+        psnr=psnr(max_value, sq, frames.size),
+        seconds=0.0,
+        stage_seconds=times,
+        stage_bytes=sizes,
+    )
+    summary.per_frame_mse = np.zeros(n)
+    if len(predicted):
+        summary.per_frame_mse[predicted] = (err.astype(np.float64) ** 2).reshape(len(predicted), -1).mean(axis=1)
+    summary.seconds = time.time() - t_start
+    return files, aid, summary
+
+
+def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
+    from compress.images import read_sequence
+    from prednet.modelfile import load_model
+
+    t0 = time.time()
+    bounds = validate_options(o)
+    check_output_folder(out_dir, image_dir, o.overwrite)
+    seq = read_sequence(image_dir)
+    n = len(seq.frames)
+    if n < 2:
+        raise TezipError(f"{image_dir} holds a single frame: TEZip compresses sequences of at least 2 frames")
+    if o.warmup >= n:
+        raise TezipError(f"-p {o.warmup} makes every one of the {n} frames a keyframe: nothing left to predict")
+    prednet, model_doc = load_model(model_dir)
+    if prednet.channels != seq.frames.shape[-1]:
+        raise TezipError(
+            f"model {model_dir} was trained on {prednet.channels}-channel frames but {image_dir} holds "
+            f"{seq.mode} ({seq.frames.shape[-1]}-channel) images"
+        )
+    progress = _progress_bar(n, "predicting")
+    try:
+        files, aid, summary = encode_sequence(prednet, seq.frames, o, bounds, model_doc["digest"], progress)
+    finally:
+        progress.close()
+    files[archive.NAMES_FILE] = archive.names_text(aid, seq.mode, seq.names).encode("utf-8")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    archive.write_files_atomically(out_dir, files)
+    summary.compressed_bytes = sum(len(v) for v in files.values())
+    summary.seconds = time.time() - t0
+    if o.verbose:
+        _print_details(summary, seq.names)
+    print(summary.line("compressed"))
+    return summary
+
+
+def _print_details(summary, names):
+    for i, mse in enumerate(summary.per_frame_mse):
+        print(f"  frame {i} {names[i]}: MSE {mse:.4f}")
+    for stage, sec in summary.stage_seconds.items():
+        print(f"  stage {stage}: {sec:.3f} s")
+    for what, size in summary.stage_bytes.items():
+        print(f"  {what}: {size} bytes")
+
+
+class _NoProgress:
+    def __call__(self, k):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total, desc):
+    """A tqdm bar on stderr when it is a terminal; silent in scripts and CI."""
+    if not sys.stderr.isatty():
+        return _NoProgress()
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, leave=False)
+
+    class _Bar:
+        def __call__(self, k):
+            bar.update(k)
+
+        def close(self):
+            bar.close()
+
+    return _Bar()

@@ -1,0 +1,266 @@
+"""decompress: archive → zstd⁻¹ → entropy⁻¹ → spatial⁻¹ → prediction + residual → verify → frames.
+
+The mirror of compress/pipeline.py. Every decoded frame is checked against the checksum the encoder
+stored; a mismatch stops before any image is written.
+"""
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compress import archive
+from compress.errors import TezipError
+from compress.pipeline import Summary, check_output_folder, psnr, to_interleaved, to_planar, _progress_bar
+from compress.predict import check_lane_plan, predict_sequence
+
+MAX_PIXELS = 1 << 36  # a declared size beyond this is a corrupt or hostile header, not a sequence
+
+
+def _codec_from_config(config, name):
+    from compress.entropy import RankCoder
+    from compress.lossless import ZstdCodec
+    from compress.quantize import Quantizer
+    from compress.spatial import DeltaCoder
+
+    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, RankCoder, ZstdCodec)}
+    if not isinstance(config, dict) or config.get("id") not in known:
+        what = config.get("id") if isinstance(config, dict) else config
+        raise TezipError(f"{name} uses a codec stage {what!r} this TEZip does not know")
+    try:
+        return known[config["id"]].from_config(config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise TezipError(f"{name} has an invalid configuration for stage {config['id']!r} ({e})") from None
+
+
+def _int_field(header, key, name, lo=0, hi=None):
+    v = header.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
+        raise TezipError(f"{name} is corrupt (bad {key!r} in its header)")
+    return v
+
+
+def read_archive(comp_dir):
+    """Read and cross-check the three archive files. Returns (names header, names, key (header, chunks), entropy (header, chunks))."""
+    comp = Path(comp_dir)
+    if not comp.is_dir():
+        raise TezipError(f"archive folder {comp_dir} does not exist")
+    names_raw = archive.read_archive_file(comp, archive.NAMES_FILE)
+    try:
+        names_head, names = archive.parse_names(names_raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise TezipError(f"{archive.NAMES_FILE} is corrupt (not UTF-8 text)") from None
+    key = archive.unpack_dat(archive.read_archive_file(comp, archive.KEYFRAME_FILE), archive.KEYFRAME_MAGIC, archive.KEYFRAME_FILE)
+    ent = archive.unpack_dat(archive.read_archive_file(comp, archive.ENTROPY_FILE), archive.ENTROPY_MAGIC, archive.ENTROPY_FILE)
+    aid = ent[0].get("archive_id")
+    for fname, other in ((archive.KEYFRAME_FILE, key[0].get("archive_id")), (archive.NAMES_FILE, names_head.get("archive_id"))):
+        if other != aid:
+            raise TezipError(f"{fname} belongs to a different archive than {archive.ENTROPY_FILE}")
+    return names_head, names, key, ent
+
+
+def validate_header(h, names, mode):
+    name = archive.ENTROPY_FILE
+    n = _int_field(h, "n_frames", name, 1)
+    height, width = _int_field(h, "height", name, 1), _int_field(h, "width", name, 1)
+    c = _int_field(h, "channels", name, 1, 3)
+    if c not in (1, 3) or h.get("dtype") != "uint8" or h.get("max_value") != 255:
+        raise TezipError(f"{name} declares pixels this TEZip cannot write ({c} channels, {h.get('dtype')})")
+    if n * height * width * c > MAX_PIXELS:
+        raise TezipError(f"{name} is corrupt (declares an implausible size {n}x{height}x{width}x{c})")
+    if len(names) != n:
+        raise TezipError(f"{archive.NAMES_FILE} lists {len(names)} names for {n} frames")
+    if mode not in ("RGB", "L") or (mode == "RGB") != (c == 3):
+        raise TezipError(f"{archive.NAMES_FILE} has colour mode {mode!r} for {c}-channel frames")
+    pred = h.get("prediction")
+    if not isinstance(pred, dict):
+        raise TezipError(f"{name} is corrupt (no prediction settings)")
+    keys, lanes = pred.get("keyframes"), pred.get("lanes")
+    if not (isinstance(keys, list) and isinstance(lanes, list) and all(isinstance(k, int) for k in keys + lanes)):
+        raise TezipError(f"{name} is corrupt (bad keyframe or lane list)")
+    if keys != sorted(set(keys)) or not keys or keys[0] != 0 or keys[-1] >= n:
+        raise TezipError(f"{name} is corrupt (keyframe positions out of order or range)")
+    problem = check_lane_plan(lanes, keys, n)
+    if problem:
+        raise TezipError(f"{name} is corrupt ({problem})")
+    if len(lanes) > 4096:
+        raise TezipError(f"{name} is corrupt (too many lanes)")
+    sums = h.get("frame_checksums")
+    if not isinstance(sums, list) or len(sums) != n:
+        raise TezipError(f"{name} is corrupt (frame checksums missing)")
+    part = h.get("partitions")
+    if not isinstance(part, dict) or part.get("count") != n - len(keys) or part.get("values") != c * height * width:
+        raise TezipError(f"{name} is corrupt (partition layout does not match the frames)")
+    if not isinstance(h.get("stages"), list) or len(h["stages"]) < 3:
+        raise TezipError(f"{name} is corrupt (codec stages missing)")
+    return n, height, width, c, keys, lanes
+
+
+def decode_keyframes(key_header, key_chunks, frames, keys):
+    name = archive.KEYFRAME_FILE
+    if key_header.get("keyframes") != keys:
+        raise TezipError(f"{name} holds other keyframes than {archive.ENTROPY_FILE} expects")
+    stages = key_header.get("stages")
+    if not isinstance(stages, list) or len(stages) != 1:
+        raise TezipError(f"{name} is corrupt (codec stages missing)")
+    codec = _codec_from_config(stages[0], name)
+    if len(key_chunks) != len(keys):
+        raise TezipError(f"{name} holds {len(key_chunks)} keyframes, {len(keys)} expected")
+    for k, chunk in zip(keys, key_chunks):
+        if chunk is None:
+            raise TezipError(f"{name}: keyframe {k} is corrupt (checksum mismatch)")
+    shape = frames.shape[1:]
+    per_frame = int(np.prod(shape))
+    try:
+        decoded = codec.decode_many([bytes(c) for c in key_chunks], np.uint8, [per_frame] * len(keys))
+    except TezipError as e:
+        raise TezipError(f"{name}: {e}") from None
+    for k, arr in zip(keys, decoded):
+        frames[k] = arr.reshape(shape)
+
+
+def decode_residuals(h, chunks, n_predicted, values):
+    """entropy.dat chunks → quantized residuals (n_predicted, values) int32."""
+    name = archive.ENTROPY_FILE
+    stages = [_codec_from_config(s, name) for s in h["stages"]]
+    ids = [s.codec_id for s in stages]
+    entropy = "freqrank" in ids
+    if ids != (["runmerge", "delta1d", "freqrank", "zstd"] if entropy else ["runmerge", "delta1d", "zstd"]):
+        raise TezipError(f"{name} has a stage order this TEZip cannot decode: {ids}")
+    spatial, zstd = stages[1], stages[-1]
+    if len(chunks) != n_predicted + 1:
+        raise TezipError(f"{name} holds {len(chunks) - 1} residual frames, {n_predicted} expected")
+    for i, chunk in enumerate(chunks):
+        if chunk is None:
+            what = "entropy tables" if i == 0 else f"residuals of predicted frame {i - 1}"
+            raise TezipError(f"{name}: {what} are corrupt (checksum mismatch)")
+    try:
+        dtype = np.dtype(h["partitions"].get("dtype"))
+    except TypeError:
+        raise TezipError(f"{name} is corrupt (bad partition dtype)") from None
+    allowed = (np.uint16, np.uint32) if entropy else (np.int16, np.int32)
+    if dtype not in [np.dtype(a) for a in allowed]:
+        raise TezipError(f"{name} is corrupt (bad partition dtype {dtype})")
+    try:
+        parts = zstd.decode_many([bytes(c) for c in chunks[1:]], dtype, [values] * n_predicted)
+        payload = np.stack(parts) if parts else np.zeros((0, values), dtype)
+        if entropy:
+            from compress.entropy import unpack_tables
+
+            table_codec = _codec_from_config(h.get("tables_codec"), name)
+            table_bytes = bytes(chunks[0])
+            raw_tables = table_codec.decode(table_bytes, np.uint8, _declared_size(table_bytes))
+            table_values, table_lengths = unpack_tables(raw_tables.tobytes(), n_predicted)
+            d = stages[2].decode(payload, table_values, table_lengths)
+        else:
+            d = payload.astype(np.int32)
+        return spatial.decode(d)
+    except TezipError as e:
+        raise TezipError(f"{name}: {e}") from None
+
+
+def _declared_size(zstd_frame):
+    """The content size a zstd frame declares (bounded by the caller's codec)."""
+    import zstandard
+
+    try:
+        size = zstandard.frame_content_size(zstd_frame)
+    except zstandard.ZstdError:
+        raise TezipError("entropy tables are corrupt") from None
+    if size < 0 or size > 1 << 30:
+        raise TezipError("entropy tables are corrupt (no or implausible size)")
+    return size
+
+
+def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=None):
+    """Decode and verify every frame. Returns (frames (N, H, W, C) uint8, entropy header)."""
+    from prednet.predictor import NextFramePredictor
+
+    h, chunks = ent
+    n, height, width, c, keys, lanes = validate_header(h, names, names_head.get("mode"))
+    if h.get("model_digest") != model_digest:
+        raise TezipError(
+            "this archive was made with a different model (model digest "
+            f"{str(h.get('model_digest'))[:12]}…, given model {model_digest[:12]}…): decompress with the same MODEL_DIR"
+        )
+    frames = np.zeros((n, height, width, c), np.uint8)
+    decode_keyframes(key[0], key[1], frames, keys)
+    is_key = np.zeros(n, bool)
+    is_key[keys] = True
+    predicted = np.flatnonzero(~is_key)
+    q = decode_residuals(h, chunks, len(predicted), c * height * width)
+
+    predictor = NextFramePredictor(prednet, height, width, len(lanes))
+    predictions = predict_sequence(predictor, frames, lanes, is_key, max_value=255, progress=progress)
+    p = to_planar(predictions[predicted])
+    decoded = np.clip(p + q.reshape(p.shape), 0, 255)
+    frames[predicted] = to_interleaved(decoded)
+    sums = h["frame_checksums"]
+    for i in range(n):
+        if archive.frame_checksum(frames[i]) != sums[i]:
+            kind = "keyframe" if is_key[i] else "predicted frame"
+            raise TezipError(
+                f"frame {i} ({names[i]}, {kind}) does not match its checksum: the archive is corrupt or was made "
+                "on a machine whose model arithmetic differs; nothing was written"
+            )
+    return frames, h
+
+
+def write_frames_atomically(out_dir, frames, names, mode):
+    """Write every frame under a temporary name, then rename them all (so an interrupted run leaves
+    no file that looks complete). Returns the notes about renamed lossy formats."""
+    from decompress.images import output_names, write_frame
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    out_names, notes = output_names(names)
+    written = []
+    try:
+        for frame, name in zip(frames, out_names):
+            tmp = out / (name + archive.TMP_SUFFIX)
+            write_frame(tmp, frame, mode, format_of=name)
+            written.append((tmp, out / name))
+        for tmp, final in written:
+            tmp.replace(final)
+    except OSError as e:
+        raise TezipError(f"cannot write into {out_dir} ({e.strerror or e})") from None
+    finally:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+    return notes
+
+
+def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU", overwrite=False):
+    from prednet.modelfile import load_model
+
+    t0 = time.time()
+    check_output_folder(out_dir, comp_dir, overwrite, what="COMP_DIR")
+    names_head, names, key, ent = read_archive(comp_dir)
+    prednet, model_doc = load_model(model_dir)
+    progress = _progress_bar(ent[0].get("n_frames", 0), "predicting")
+    try:
+        frames, h = decode_archive(prednet, model_doc["digest"], names_head, names, key, ent, progress)
+    finally:
+        progress.close()
+    notes = write_frames_atomically(out_dir, frames, names, names_head["mode"])
+    for note in notes:
+        print(note)
+    comp_bytes = sum((Path(comp_dir) / f).stat().st_size for f in archive.ARCHIVE_FILES)
+    summary = Summary(
+        frames=len(frames),
+        keyframes=len(h["prediction"]["keyframes"]),
+        raw_bytes=int(frames.nbytes),
+        compressed_bytes=comp_bytes,
+        max_abs_error=-1,
+        psnr=math.nan,
+        seconds=time.time() - t0,
+    )
+    bound = h["bound"]
+    exact = "bit-exact" if bound.get("lossless") else f"within {bound.get('mode')} bound {bound.get('bounds')}"
+    print(
+        f"decompressed {summary.frames} frames ({summary.keyframes} keyframes) into {out_dir}, every frame verified "
+        f"against its checksum ({exact}): {summary.compressed_bytes} -> {summary.raw_bytes} bytes, "
+        f"ratio {summary.ratio:.2f}, {summary.seconds:.2f} s"
+    )
+    return frames

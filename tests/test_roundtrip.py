@@ -1,0 +1,233 @@
+"""End-to-end: real tiny PredNet, real codec, real files. Compress → decompress → compare pixels."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from compress import archive
+from compress.errors import TezipError
+from compress.images import read_sequence
+from compress.pipeline import CompressOptions, compress_folder
+from conftest import REPO_ROOT, make_sequence, write_frames
+from decompress.pipeline import decompress_folder
+
+
+def roundtrip(model, images, tmp_path, tag="", **options):
+    comp, out = tmp_path / f"comp{tag}", tmp_path / f"out{tag}"
+    o = CompressOptions(**options)
+    summary = compress_folder(model, images, comp, o)
+    decompress_folder(model, comp, out)
+    return summary, read_sequence(out).frames, comp
+
+
+def header(comp):
+    data = (comp / archive.ENTROPY_FILE).read_bytes()
+    h, _ = archive.unpack_dat(data, archive.ENTROPY_MAGIC, archive.ENTROPY_FILE)
+    return h
+
+
+@pytest.fixture
+def rgb20(tmp_path):
+    frames = make_sequence(tmp_path / "img", n_frames=20, height=30, width=45, channels=3, seed=7)
+    return tmp_path / "img", frames
+
+
+@pytest.mark.parametrize("entropy", [True, False])
+def test_lossless_rgb_bit_exact(tiny_model, rgb20, tmp_path, entropy):
+    images, frames = rgb20
+    summary, back, comp = roundtrip(tiny_model(3), images, tmp_path, window=5, entropy=entropy)
+    np.testing.assert_array_equal(back, frames)
+    assert summary.max_abs_error == 0 and summary.ratio > 1
+    assert sorted(p.name for p in comp.iterdir()) == sorted(archive.ARCHIVE_FILES)
+    stages = [s["id"] for s in header(comp)["stages"]]
+    assert ("freqrank" in stages) == entropy
+
+
+def test_lossless_grayscale_odd_size(tiny_model, tmp_path):
+    frames = make_sequence(tmp_path / "img", n_frames=9, height=21, width=37, channels=1, seed=3)
+    _, back, _ = roundtrip(tiny_model(1), tmp_path / "img", tmp_path, window=3)
+    np.testing.assert_array_equal(back, frames)
+    assert read_sequence(tmp_path / "out").mode == "L"
+
+
+BOUNDS = [
+    ("abs", (1,)), ("abs", (2,)), ("abs", (4,)),
+    ("rel", (0.01,)), ("rel", (0.05,)),
+    ("absrel", (3, 0.01)), ("absrel", (1, 0.2)),
+    ("pwrel", (0.02,)), ("pwrel", (0.1,)),
+]
+
+
+def allowed_error(frames, mode, bounds):
+    x = frames.astype(np.float64)
+    rng = (x.max(axis=(1, 2), keepdims=True) - x.min(axis=(1, 2), keepdims=True))
+    if mode == "abs":
+        return np.full_like(x, bounds[0])
+    if mode == "rel":
+        return bounds[0] * rng * np.ones_like(x)
+    if mode == "absrel":
+        return np.minimum(bounds[0], bounds[1] * rng * np.ones_like(x))
+    return bounds[0] * np.abs(x)
+
+
+@pytest.mark.parametrize("mode,bounds", BOUNDS)
+def test_lossy_every_pixel_within_bound(tiny_model, tmp_path, mode, bounds):
+    frames = make_sequence(tmp_path / "img", n_frames=12, height=30, width=45, channels=3, seed=11, noise=6)
+    summary, back, _ = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, window=4, mode=mode, bounds=bounds)
+    err = np.abs(back.astype(np.int64) - frames)
+    assert np.all(err <= allowed_error(frames, mode, bounds)), (mode, bounds, err.max())
+    assert summary.max_abs_error == err.max()
+
+
+def test_lossy_compresses_smaller_than_lossless(tiny_model, tmp_path):
+    make_sequence(tmp_path / "img", n_frames=12, height=30, width=45, channels=3, seed=11, noise=6)
+    lossless, _, _ = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, tag="0", window=4)
+    lossy, _, _ = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, tag="4", window=4, mode="abs", bounds=(4,))
+    assert lossy.compressed_bytes < 0.8 * lossless.compressed_bytes
+
+
+def test_swp_keyframe_placement(tiny_model, rgb20, tmp_path):
+    images, frames = rgb20
+    _, back, comp = roundtrip(tiny_model(3), images, tmp_path, warmup=2, window=4, lanes=3)
+    np.testing.assert_array_equal(back, frames)
+    pred = header(comp)["prediction"]
+    # warm-up frames 0, 1; then a keyframe after every 4 predicted frames
+    assert pred["keyframes"] == [0, 1, 6, 11, 16]
+    assert pred["lanes"][0] == 0 and len(pred["lanes"]) <= 3 and set(pred["lanes"]) <= set(pred["keyframes"])
+
+
+def test_dwp_keyframe_placement(tiny_model, rgb20, tmp_path):
+    images, frames = rgb20
+    _, back, tight = roundtrip(tiny_model(3), images, tmp_path, tag="t", threshold=1e-9, lanes=1)
+    np.testing.assert_array_equal(back, frames)
+    assert header(tight)["prediction"]["keyframes"] == list(range(20))  # every prediction misses
+    _, back, loose = roundtrip(tiny_model(3), images, tmp_path, tag="l", threshold=10.0, lanes=2)
+    np.testing.assert_array_equal(back, frames)
+    pred = header(loose)["prediction"]
+    assert pred["keyframes"] == pred["lanes"] == [0, 10]  # only the forced lane starts
+    _, back, mid = roundtrip(tiny_model(3), images, tmp_path, tag="m", threshold=0.004, lanes=2, mode="abs", bounds=(2,))
+    assert np.abs(back.astype(int) - frames).max() <= 2
+    n_keys = len(header(mid)["prediction"]["keyframes"])
+    assert 2 <= n_keys <= 20
+
+
+def test_black_keyframe(tiny_model, tmp_path):
+    frames = make_sequence(tmp_path / "gen", n_frames=10, height=24, width=32, channels=3, seed=5)
+    frames[0] = 0
+    frames[5] = 0
+    write_frames(tmp_path / "img", frames)
+    _, back, _ = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, window=4)
+    np.testing.assert_array_equal(back, frames)
+
+
+def test_same_input_gives_byte_identical_archive(tiny_model, rgb20, tmp_path):
+    images, _ = rgb20
+    for tag in ("a", "b"):
+        compress_folder(tiny_model(3), images, tmp_path / tag, CompressOptions(threshold=0.003, mode="abs", bounds=(1,), lanes=2))
+    for name in archive.ARCHIVE_FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_jpeg_input_is_written_back_as_png(tiny_model, tmp_path):
+    frames = make_sequence(tmp_path / "img", n_frames=6, height=24, width=32, channels=3, seed=2, ext=".jpg")
+    del frames  # JPEG decoding defines the pixels; compare against what we read
+    original = read_sequence(tmp_path / "img").frames
+    _, back, _ = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, window=2)
+    np.testing.assert_array_equal(back, original)
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".png"] * 6
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (dict(window=0), "-w must be at least 1"),
+        (dict(threshold=-0.1), "-t must be a positive"),
+        (dict(window=2, threshold=0.1), "exactly one of -w"),
+        (dict(window=2, mode="abs", bounds=(1, 2)), "abs"),
+        (dict(window=2, mode="absrel", bounds=(1,)), "absrel"),
+        (dict(window=2, mode="abs", bounds=(-1,)), "negative"),
+        (dict(window=2, mode="abs", bounds=(float("nan"),)), "finite, got nan"),
+        (dict(window=2, mode="rel", bounds=(float("inf"),)), "finite, got inf"),
+        (dict(window=2, mode="psnr", bounds=(1,)), "psnr"),
+        (dict(window=2, warmup=20), "-p 20"),
+    ],
+)
+def test_bad_options_rejected(tiny_model, rgb20, tmp_path, options, message):
+    images, _ = rgb20
+    with pytest.raises(TezipError, match=message):
+        compress_folder(tiny_model(3), images, tmp_path / "comp", CompressOptions(**options))
+    assert not (tmp_path / "comp").exists()
+
+
+def test_one_frame_and_channel_mismatch_rejected(tiny_model, tmp_path):
+    make_sequence(tmp_path / "one", n_frames=1, channels=3)
+    with pytest.raises(TezipError, match="single frame"):
+        compress_folder(tiny_model(3), tmp_path / "one", tmp_path / "c1", CompressOptions(window=2))
+    make_sequence(tmp_path / "gray", n_frames=4, channels=1)
+    with pytest.raises(TezipError, match="3-channel"):
+        compress_folder(tiny_model(3), tmp_path / "gray", tmp_path / "c2", CompressOptions(window=2))
+
+
+@pytest.mark.parametrize("name", [archive.KEYFRAME_FILE, archive.ENTROPY_FILE, archive.NAMES_FILE])
+@pytest.mark.parametrize("where", ["header", "payload", "truncate"])
+def test_corruption_detected_no_images_written(tiny_model, rgb20, tmp_path, name, where):
+    images, _ = rgb20
+    comp = tmp_path / "comp"
+    compress_folder(tiny_model(3), images, comp, CompressOptions(window=5, mode="abs", bounds=(1,)))
+    data = bytearray((comp / name).read_bytes())
+    if where == "truncate":
+        data = data[: len(data) - 7]
+    else:
+        pos = 30 if where == "header" else len(data) - 20
+        data[pos] ^= 0x5A
+    (comp / name).write_bytes(bytes(data))
+    with pytest.raises(TezipError) as e:
+        decompress_folder(tiny_model(3), comp, tmp_path / "out")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert name in msg or "checksum" in msg or "frame" in msg
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_different_model_refused(tiny_model, rgb20, tmp_path):
+    from conftest import train_tiny_model
+
+    images, _ = rgb20
+    compress_folder(tiny_model(3), images, tmp_path / "comp", CompressOptions(window=5))
+    other = train_tiny_model(tmp_path / "other", 3, seed=1)
+    with pytest.raises(TezipError, match="different model"):
+        decompress_folder(other, tmp_path / "comp", tmp_path / "out")
+
+
+def test_cli_compress_decompress_and_errors(tiny_model, rgb20, tmp_path):
+    images, frames = rgb20
+    model = tiny_model(3)
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(REPO_ROOT / "tezip.py"), *map(str, args)], capture_output=True,
+                              text=True, timeout=300, env=dict(os.environ, CUDA_VISIBLE_DEVICES="-1"))
+
+    r = run("-c", model, images, tmp_path / "comp", "-p", 1, "-w", 5, "-m", "abs", "-b", 2, "-v")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "CPU MODE"
+    assert lines[-1].startswith("compressed 20 frames") and "ratio" in lines[-1] and "PSNR" in lines[-1]
+    assert any("MSE" in line for line in lines) and any("stage" in line for line in lines)
+    r = run("-u", model, tmp_path / "comp", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "verified" in r.stdout.splitlines()[-1]
+    assert np.abs(read_sequence(tmp_path / "out").frames.astype(int) - frames).max() <= 2
+    # errors: one line, non-zero
+    r = run("-c", model, images, tmp_path / "comp2", "-w", 5, "-m", "abs", "-b", "nan")
+    assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "finite" in r.stderr
+    r = run("-c", model, images, tmp_path / "comp3", "-m", "abs", "-b", 1)
+    assert r.returncode == 2 and "exactly one of -w" in r.stderr
+    r = run("-u", model, tmp_path / "comp", tmp_path / "out")
+    assert r.returncode == 1 and "not empty" in r.stderr
+    json.dumps(r.stdout)  # output is plain text
