@@ -1,0 +1,178 @@
+"""Spatial stage: first differences along each partition (the "delta1d" codec).
+
+After run-merging, neighbouring quantized residuals are often equal, so their
+differences are zero; the entropy stage then maps that dominant zero to a
+small rank that compresses to almost nothing.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from compress.errors import TezipError
+
+try:
+    import cupy
+except ImportError:  # CPU-only installs run everything through numba
+    cupy = None
+
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+
+
+def _is_cupy_array(x):
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+@njit(cache=True, parallel=True)
+def _delta_encode(values, out):
+    """Row-wise first differences; returns a per-row flag set when a difference left int32."""
+    n_rows, length = values.shape
+    overflow = np.zeros(n_rows, dtype=np.uint8)
+    for p in prange(n_rows):
+        previous = np.int64(0)
+        bad = False
+        for i in range(length):
+            current = np.int64(values[p, i])
+            difference = current - previous
+            bad |= difference < _INT32_MIN or difference > _INT32_MAX
+            out[p, i] = difference
+            previous = current
+        overflow[p] = bad
+    return overflow
+
+
+@njit(cache=True, parallel=True)
+def _delta_decode(differences, out):
+    """Row-wise running sums in int64; returns a per-row flag set when a sum left int32."""
+    n_rows, length = differences.shape
+    overflow = np.zeros(n_rows, dtype=np.uint8)
+    for p in prange(n_rows):
+        total = np.int64(0)
+        bad = False
+        for i in range(length):
+            total += differences[p, i]
+            bad |= total < _INT32_MIN or total > _INT32_MAX
+            out[p, i] = total
+        overflow[p] = bad
+    return overflow
+
+
+_DELTA_ENCODE_CUDA = r"""
+extern "C" __global__
+void delta_encode(const int* values, int* out, unsigned char* overflow,
+                  long long size, long long length) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) return;
+    long long current = values[i];
+    long long previous = (i % length == 0) ? 0 : (long long)values[i - 1];
+    long long difference = current - previous;
+    // Any thread may raise the flag; no thread ever clears it, so no atomics needed.
+    if (difference < -2147483648LL || difference > 2147483647LL) overflow[0] = 1;
+    out[i] = (int)difference;
+}
+"""
+
+# Narrows the int64 running sums (from cupy.cumsum, a tuned parallel scan) to
+# int32, flagging any value a corrupt archive pushed out of range.
+_NARROW_CUDA = r"""
+extern "C" __global__
+void narrow_int32(const long long* sums, int* out, unsigned char* overflow, long long size) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) return;
+    long long total = sums[i];
+    if (total < -2147483648LL || total > 2147483647LL) overflow[0] = 1;
+    out[i] = (int)total;
+}
+"""
+
+_cuda_kernels = {}
+
+
+def _cuda_kernel(name, source):
+    # Compiled lazily so that importing this module never needs a GPU.
+    if name not in _cuda_kernels:
+        _cuda_kernels[name] = cupy.RawKernel(source, name)
+    return _cuda_kernels[name]
+
+
+def _launch_elementwise(kernel, size, args):
+    threads = 256
+    blocks = (size + threads - 1) // threads
+    kernel((blocks,), (threads,), args)
+
+
+def _delta_encode_cupy(values, out):
+    overflow = cupy.zeros(1, dtype=cupy.uint8)
+    _launch_elementwise(
+        _cuda_kernel("delta_encode", _DELTA_ENCODE_CUDA),
+        values.size,
+        (values, out, overflow, np.int64(values.size), np.int64(values.shape[1])),
+    )
+    return overflow
+
+
+def _delta_decode_cupy(differences, out):
+    sums = cupy.cumsum(differences, axis=1, dtype=cupy.int64)
+    overflow = cupy.zeros(1, dtype=cupy.uint8)
+    _launch_elementwise(
+        _cuda_kernel("narrow_int32", _NARROW_CUDA),
+        sums.size,
+        (sums, out, overflow, np.int64(sums.size)),
+    )
+    return overflow
+
+
+class DeltaCoder:
+    """First differences along axis 1 of int32 (P, L) arrays; numpy or cupy in, same kind out."""
+
+    codec_id = "delta1d"
+
+    def encode(self, values):
+        on_gpu = _is_cupy_array(values)
+        xp = cupy if on_gpu else np
+        if values.ndim != 2:
+            raise ValueError(f"delta coding expects a (partitions, length) array, got shape {values.shape}")
+        values = xp.ascontiguousarray(values, dtype=np.int32)
+        out = xp.empty(values.shape, dtype=np.int32)
+        if values.size == 0:
+            return out
+        overflow = _delta_encode_cupy(values, out) if on_gpu else _delta_encode(values, out)
+        if bool(overflow.any()):
+            raise TezipError("values too far apart for int32 delta coding")
+        return out
+
+    def decode(self, differences):
+        on_gpu = _is_cupy_array(differences)
+        xp = cupy if on_gpu else np
+        if differences.ndim != 2:
+            raise TezipError(f"corrupt delta data: expected a 2-D array, got shape {differences.shape}")
+        if differences.dtype != np.int32:
+            raise TezipError(f"corrupt delta data: expected int32, got {differences.dtype}")
+        differences = xp.ascontiguousarray(differences)
+        out = xp.empty(differences.shape, dtype=np.int32)
+        if differences.size == 0:
+            return out
+        overflow = _delta_decode_cupy(differences, out) if on_gpu else _delta_decode(differences, out)
+        if bool(overflow.any()):
+            raise TezipError("corrupt delta data: decoded values overflow int32")
+        return out
+
+    def get_config(self):
+        return {"id": self.codec_id}
+
+    @classmethod
+    def from_config(cls, config):
+        if not isinstance(config, dict):
+            raise TezipError(f"corrupt codec config: expected an object, got {type(config).__name__}")
+        if config.get("id") != cls.codec_id:
+            raise TezipError(f"codec config is for {config.get('id')!r}, expected {cls.codec_id!r}")
+        unknown = set(config) - {"id"}
+        if unknown:
+            raise TezipError(f"unknown option(s) in {cls.codec_id!r} codec config: {', '.join(sorted(unknown))}")
+        return cls()
+
+    def __eq__(self, other):
+        return type(other) is type(self)
+
+    def __repr__(self):
+        return "DeltaCoder()"

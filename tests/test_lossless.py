@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+import zstandard
+
+from compress.errors import TezipError
+from compress.lossless import DEFAULT_LEVEL, ZstdCodec
+
+DTYPES = ["u1", "i1", "u2", "i2", "<u4", ">i4", "i4", "i8", ">u8", "f4", "f8", "c16"]
+
+
+def sample(dtype, count=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    small = np.round(rng.laplace(0, 3, count))
+    if np.dtype(dtype).kind == "u":
+        small = np.abs(small)
+    return small.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_round_trip(dtype, shuffle):
+    codec = ZstdCodec(level=3, shuffle=shuffle)
+    arr = sample(dtype)
+    decoded = codec.decode(codec.encode(arr), dtype, arr.size)
+    assert decoded.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(decoded, arr)
+
+
+def test_multidimensional_input_is_flattened():
+    arr = sample("u2").reshape(30, 100)
+    codec = ZstdCodec()
+    np.testing.assert_array_equal(codec.decode(codec.encode(arr), "u2", arr.size), arr.reshape(-1))
+
+
+def test_byte_order_does_not_change_the_stream():
+    arr = sample("i4")
+    codec = ZstdCodec()
+    assert codec.encode(arr) == codec.encode(arr.astype(">i4"))
+
+
+def test_shuffle_shrinks_small_unsigned_words():
+    arr = np.random.default_rng(1).integers(0, 200, 50000).astype(np.uint32)
+    assert len(ZstdCodec(shuffle=True).encode(arr)) < 0.9 * len(ZstdCodec(shuffle=False).encode(arr))
+
+
+def test_shuffled_stream_is_byte_planes():
+    arr = np.array([0x0102, 0x0304], dtype="<u2")
+    raw = zstandard.ZstdDecompressor().decompress(ZstdCodec(shuffle=True).encode(arr))
+    assert raw == bytes([0x02, 0x04, 0x01, 0x03])
+
+
+def test_empty_array():
+    codec = ZstdCodec()
+    decoded = codec.decode(codec.encode(np.zeros(0, np.int32)), np.int32, 0)
+    assert decoded.shape == (0,) and decoded.dtype == np.int32
+
+
+def test_many_is_identical_for_any_thread_count():
+    arrays = [sample("u2", count=2000 + 500 * k, seed=k) for k in range(7)]
+    codec = ZstdCodec(level=5)
+    single = codec.encode_many(arrays, threads=1)
+    double = codec.encode_many(arrays, threads=2)
+    assert single == double
+    assert single == [codec.encode(a) for a in arrays]
+    counts = [a.size for a in arrays]
+    for threads in (1, 2):
+        for got, arr in zip(codec.decode_many(double, np.uint16, counts, threads=threads), arrays):
+            np.testing.assert_array_equal(got, arr)
+
+
+def test_decode_many_rejects_mismatched_counts():
+    codec = ZstdCodec()
+    bufs = codec.encode_many([sample("u2")], threads=1)
+    with pytest.raises(TezipError):
+        codec.decode_many(bufs, np.uint16, [], threads=2)
+
+
+def corruptions(buf):
+    flipped = bytearray(buf)
+    flipped[len(buf) // 2] ^= 0x5A
+    return {
+        "empty": b"",
+        "garbage": bytes(range(40)),
+        "truncated by one": buf[:-1],
+        "truncated to header": buf[:8],
+        "half": buf[: len(buf) // 2],
+        "trailing byte": buf + b"\x00",
+        "two frames": buf + buf,
+        "flipped byte": bytes(flipped),
+    }
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_corrupt_data_raises(shuffle):
+    codec = ZstdCodec(shuffle=shuffle)
+    arr = sample("i4", count=5000)
+    buf = codec.encode(arr)
+    for name, bad in corruptions(buf).items():
+        with pytest.raises(TezipError, match="corrupt"):
+            codec.decode(bad, np.int32, arr.size)
+            pytest.fail(f"{name} was accepted")
+    with pytest.raises(TezipError, match="corrupt"):
+        codec.decode(buf, np.int32, arr.size - 1)
+    with pytest.raises(TezipError, match="corrupt"):
+        codec.decode(buf, np.int16, arr.size)
+    with pytest.raises(TezipError, match="corrupt"):
+        codec.decode(buf, np.int32, -1)
+    with pytest.raises(TezipError, match="corrupt"):
+        codec.decode_many([buf, buf[:-3]], np.int32, [arr.size, arr.size], threads=2)
+
+
+def test_frame_must_declare_its_size():
+    raw = np.arange(100, dtype=np.uint8).tobytes()
+    buf = zstandard.ZstdCompressor(write_content_size=False).compress(raw)
+    with pytest.raises(TezipError, match="corrupt"):
+        ZstdCodec(shuffle=False).decode(buf, np.uint8, 100)
+
+
+def test_huge_declared_size_is_refused_before_decompressing():
+    # The header's size (1 MiB) is checked against the caller's (10 bytes)
+    # first, so a hostile header can never make the decoder allocate it.
+    buf = zstandard.ZstdCompressor().compress(bytes(1 << 20))
+    with pytest.raises(TezipError, match="corrupt"):
+        ZstdCodec().decode(buf, np.uint8, 10)
+
+
+def test_config_round_trip():
+    codec = ZstdCodec(level=9, shuffle=False)
+    config = codec.get_config()
+    assert config == {"id": "zstd", "level": 9, "shuffle": False}
+    assert ZstdCodec.from_config(config) == codec
+    assert ZstdCodec().get_config() == {"id": "zstd", "level": DEFAULT_LEVEL, "shuffle": True}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"id": "zstd", "level": 99, "shuffle": True},
+        {"id": "zstd", "level": "3", "shuffle": True},
+        {"id": "zstd", "level": 3.0, "shuffle": True},
+        {"id": "zstd", "level": 3, "shuffle": "yes"},
+        {"id": "zstd", "level": 3, "shuffle": True, "threads": 2},
+        {"id": "delta1d"},
+        {"level": 3},
+        ["zstd"],
+    ],
+)
+def test_bad_config_raises(config):
+    with pytest.raises(TezipError):
+        ZstdCodec.from_config(config)

@@ -1,0 +1,129 @@
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compress.errors import TezipError
+from compress.spatial import DeltaCoder
+
+INT32 = np.iinfo(np.int32)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    hnp.arrays(
+        np.int32,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=40),
+        # Half the int32 range: every difference still fits int32.
+        elements=st.integers(-(2**30), 2**30 - 1),
+    )
+)
+def test_round_trip(values):
+    coder = DeltaCoder()
+    differences = coder.encode(values)
+    assert differences.dtype == np.int32 and differences.shape == values.shape
+    if values.size:
+        np.testing.assert_array_equal(differences[:, 0], values[:, 0])
+        np.testing.assert_array_equal(differences[:, 1:], np.diff(values.astype(np.int64), axis=1))
+    decoded = coder.decode(differences)
+    assert decoded.dtype == np.int32
+    np.testing.assert_array_equal(decoded, values)
+
+
+def test_merged_runs_become_zeros():
+    runs = np.repeat(np.array([[4, -3, -3, 7]], dtype=np.int32), 5, axis=1)
+    differences = DeltaCoder().encode(runs)
+    assert np.count_nonzero(differences) == 3  # first value plus two run changes (-3 repeats)
+    np.testing.assert_array_equal(DeltaCoder().decode(differences), runs)
+
+
+def test_partitions_are_independent():
+    rng = np.random.default_rng(0)
+    values = rng.integers(-500, 500, (6, 1000)).astype(np.int32)
+    coder = DeltaCoder()
+    together = coder.encode(values)
+    for p in range(values.shape[0]):
+        np.testing.assert_array_equal(together[p], coder.encode(values[p : p + 1])[0])
+
+
+def test_extreme_values_that_fit_round_trip():
+    values = np.array([[INT32.max, INT32.max, 0, -1, INT32.min + INT32.max]], dtype=np.int32)
+    coder = DeltaCoder()
+    np.testing.assert_array_equal(coder.decode(coder.encode(values)), values)
+
+
+def test_encode_refuses_differences_beyond_int32():
+    with pytest.raises(TezipError):
+        DeltaCoder().encode(np.array([[0, 0], [INT32.min, INT32.max]], dtype=np.int32))
+
+
+@pytest.mark.parametrize(
+    "differences",
+    [
+        [[INT32.max, 1]],
+        [[INT32.min, -1]],
+        [[0, 0], [2**30, 2**30 + 1]],
+        [[INT32.max, INT32.max, INT32.min, INT32.min]],  # leaves and re-enters the range
+    ],
+)
+def test_decode_rejects_overflow_as_corrupt(differences):
+    with pytest.raises(TezipError, match="corrupt"):
+        DeltaCoder().decode(np.array(differences, dtype=np.int64).astype(np.int32))
+
+
+def test_decode_rejects_wrong_shape_or_dtype():
+    with pytest.raises(TezipError):
+        DeltaCoder().decode(np.zeros(5, dtype=np.int32))
+    with pytest.raises(TezipError):
+        DeltaCoder().decode(np.zeros((2, 5), dtype=np.int64))
+
+
+def test_empty_inputs():
+    coder = DeltaCoder()
+    for shape in [(0, 0), (0, 5), (3, 0)]:
+        empty = np.zeros(shape, dtype=np.int32)
+        assert coder.encode(empty).shape == shape
+        assert coder.decode(empty).shape == shape
+
+
+def test_config_round_trip():
+    config = DeltaCoder().get_config()
+    assert config == {"id": "delta1d"}
+    assert DeltaCoder.from_config(config) == DeltaCoder()
+    for bad in [{"id": "freqrank"}, {"id": "delta1d", "order": 2}, "delta1d"]:
+        with pytest.raises(TezipError):
+            DeltaCoder.from_config(bad)
+
+
+# ---------------------------------------------------------------- CuPy kernels
+
+
+@pytest.fixture
+def cp():
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except cupy.cuda.runtime.CUDARuntimeError:
+        pytest.skip("no CUDA device")
+    return cupy
+
+
+def test_cupy_matches_numba(cp):
+    rng = np.random.default_rng(1)
+    coder = DeltaCoder()
+    for values in [
+        rng.integers(-300, 300, (7, 1001)).astype(np.int32),
+        np.repeat(rng.integers(-5, 5, (3, 40)), 7, axis=1).astype(np.int32),
+        np.array([[INT32.max, INT32.max, 0, -1]], dtype=np.int32),
+    ]:
+        expected = coder.encode(values)
+        got = coder.encode(cp.asarray(values))
+        assert isinstance(got, cp.ndarray)
+        np.testing.assert_array_equal(cp.asnumpy(got), expected)
+        np.testing.assert_array_equal(cp.asnumpy(coder.decode(got)), values)
+    with pytest.raises(TezipError):
+        coder.encode(cp.asarray(np.array([[INT32.min, INT32.max]], dtype=np.int32)))
+    with pytest.raises(TezipError):
+        coder.decode(cp.asarray(np.array([[INT32.max, 1]], dtype=np.int32)))
