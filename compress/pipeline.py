@@ -48,6 +48,7 @@ class Summary:
     seconds: float
     stage_seconds: dict = field(default_factory=dict)
     stage_bytes: dict = field(default_factory=dict)
+    per_frame: list = field(default_factory=list)  # (index, is keyframe, prediction MSE, decoded MSE)
 
     @property
     def ratio(self):
@@ -241,9 +242,13 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
         stage_seconds=times,
         stage_bytes=sizes,
     )
-    summary.per_frame_mse = np.zeros(n)
+    # Per-frame detail for -v: prediction MSE (pixels in [0, 1]) and error after decoding.
+    summary.per_frame = [(int(i), True, 0.0, 0.0) for i in keyframes]
     if len(predicted):
-        summary.per_frame_mse[predicted] = (err.astype(np.float64) ** 2).reshape(len(predicted), -1).mean(axis=1)
+        pred_mse = (((x - p) / max_value) ** 2).reshape(len(predicted), -1).mean(axis=1)
+        dec_mse = (err.astype(np.float64) ** 2).reshape(len(predicted), -1).mean(axis=1)
+        summary.per_frame += [(int(f), False, float(a), float(b)) for f, a, b in zip(predicted, pred_mse, dec_mse)]
+    summary.per_frame.sort()
     summary.seconds = time.time() - t_start
     return files, aid, summary
 
@@ -284,8 +289,11 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
 
 
 def _print_details(summary, names):
-    for i, mse in enumerate(summary.per_frame_mse):
-        print(f"  frame {i} {names[i]}: MSE {mse:.4f}")
+    for i, is_key, pred_mse, dec_mse in summary.per_frame:
+        if is_key:
+            print(f"  frame {i} {names[i]}: keyframe (stored exactly)")
+        else:
+            print(f"  frame {i} {names[i]}: prediction MSE {pred_mse:.6f}, decoded MSE (pixel units) {dec_mse:.4f}")
     for stage, sec in summary.stage_seconds.items():
         print(f"  stage {stage}: {sec:.3f} s")
     for what, size in summary.stage_bytes.items():

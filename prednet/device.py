@@ -42,7 +42,13 @@ def import_framework():
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            tf.config.list_physical_devices("GPU")  # CUDA probing prints here too
+            # Grow GPU memory on demand rather than taking all of it, so the CuPy codec kernels
+            # can allocate beside the model. (CUDA probing prints here too.)
+            for gpu in tf.config.list_physical_devices("GPU"):
+                try:
+                    tf.config.experimental.set_memory_growth(gpu, True)
+                except RuntimeError:
+                    pass  # already initialised
     return keras
 
 
