@@ -13,6 +13,7 @@ deterministic across runs, thread counts and devices.
 import numpy as np
 from numba import njit, prange
 
+from compress.codec import Codec
 from compress.errors import TezipError
 
 try:
@@ -392,7 +393,7 @@ def _check_decode_inputs(ranks, table_values, table_lengths):
         raise TezipError("corrupt rank tables: expected integer table arrays")
 
 
-class RankCoder:
+class RankCoder(Codec):
     """Partitioned frequency-rank coding of int32 (P, L) arrays; numpy or cupy in, same kind out."""
 
     codec_id = "freqrank"
@@ -426,26 +427,6 @@ class RankCoder:
         if _ranks_to_values(ranks, table_values, offsets, lengths, out).any():
             raise TezipError("corrupt rank data: a rank is beyond its partition's table")
         return out
-
-    def get_config(self):
-        return {"id": self.codec_id}
-
-    @classmethod
-    def from_config(cls, config):
-        if not isinstance(config, dict):
-            raise TezipError(f"corrupt codec config: expected an object, got {type(config).__name__}")
-        if config.get("id") != cls.codec_id:
-            raise TezipError(f"codec config is for {config.get('id')!r}, expected {cls.codec_id!r}")
-        unknown = set(config) - {"id"}
-        if unknown:
-            raise TezipError(f"unknown option(s) in {cls.codec_id!r} codec config: {', '.join(sorted(unknown))}")
-        return cls()
-
-    def __eq__(self, other):
-        return type(other) is type(self)
-
-    def __repr__(self):
-        return "RankCoder()"
 
 
 def pack_tables(table_values, table_lengths):
@@ -498,3 +479,24 @@ def _raise_for_status(status):
         raise TezipError("corrupt rank tables: data truncated")
     if status == _BAD_VARINT:
         raise TezipError("corrupt rank tables: malformed number")
+
+
+class ZigZagCoder(Codec):
+    """Signed int32 → unsigned (0, -1, 1, -2, … → 0, 1, 2, 3, …): the `-n` path's stage in place of
+    rank coding. Small magnitudes of either sign become small unsigned values, whose high bytes are
+    zero — which the byte-plane shuffle before zstd needs (two's complement fills them with 0xFF)."""
+
+    codec_id = "zigzag"
+
+    def encode(self, values):
+        xp = cupy if _is_cupy_array(values) else np
+        v = xp.asarray(values, dtype=np.int32)
+        u = ((v << 1) ^ (v >> 31)).view(np.uint32)
+        narrow = u.size == 0 or int(u.max()) <= 0xFFFF
+        return u.astype(np.uint16) if narrow else u
+
+    def decode(self, codes):
+        if codes.dtype not in (np.uint16, np.uint32):
+            raise TezipError(f"corrupt zigzag data: expected uint16 or uint32, got {codes.dtype}")
+        u = codes.astype(np.uint32)
+        return ((u >> 1).view(np.int32) ^ -(u & 1).view(np.int32)).astype(np.int32)

@@ -12,6 +12,7 @@ import numpy as np
 import zstandard
 from numba import njit
 
+from compress.codec import Codec
 from compress.errors import TezipError
 
 # Measured on delta+rank coded frame differences (benchmarks/bench_codec.py):
@@ -68,7 +69,7 @@ def _unshuffle(raw, dtype, count):
     return items
 
 
-class ZstdCodec:
+class ZstdCodec(Codec):
     """zstd compression of flat numeric arrays, optionally byte-shuffled first.
 
     Each call compresses one chunk independently and single-threaded, so the
@@ -76,6 +77,7 @@ class ZstdCodec:
     """
 
     codec_id = "zstd"
+    config_keys = ("level", "shuffle")
 
     def __init__(self, level=DEFAULT_LEVEL, shuffle=True):
         if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
@@ -159,23 +161,3 @@ class ZstdCodec:
             return [self.decode(b, dtype, n) for b, n in zip(bufs, counts)]
         with ThreadPoolExecutor(max_workers=threads) as pool:
             return list(pool.map(lambda job: self.decode(job[0], dtype, job[1]), zip(bufs, counts)))
-
-    def get_config(self):
-        return {"id": self.codec_id, "level": self.level, "shuffle": self.shuffle}
-
-    @classmethod
-    def from_config(cls, config):
-        if not isinstance(config, dict):
-            raise TezipError(f"corrupt codec config: expected an object, got {type(config).__name__}")
-        if config.get("id") != cls.codec_id:
-            raise TezipError(f"codec config is for {config.get('id')!r}, expected {cls.codec_id!r}")
-        unknown = set(config) - {"id", "level", "shuffle"}
-        if unknown:
-            raise TezipError(f"unknown option(s) in {cls.codec_id!r} codec config: {', '.join(sorted(unknown))}")
-        return cls(**{k: v for k, v in config.items() if k != "id"})
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __repr__(self):
-        return f"ZstdCodec(level={self.level}, shuffle={self.shuffle})"

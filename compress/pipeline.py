@@ -68,6 +68,23 @@ def psnr(max_value, sq_err_sum, count):
     return 10.0 * math.log10(max_value**2 / (sq_err_sum / count))
 
 
+def array_module(device):
+    """CuPy in GPU mode when it is installed (the codec stages dispatch on the array type), else numpy.
+    Both produce identical integers, so archives decode on either."""
+    if device == "GPU":
+        try:
+            import cupy
+
+            return cupy
+        except ImportError:
+            pass
+    return np
+
+
+def to_host(a):
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a
+
+
 def to_planar(frames):
     """(N, H, W, C) → (N, C, H, W) int32: runs and tolerances work on one channel plane at a time."""
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.int32)
@@ -135,7 +152,7 @@ def plan_keyframes(prednet, n, h, w, o):
 
 def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
     """Compress frames (N, H, W, C) uint8. Returns ({file name: bytes} minus filename.txt, archive id, Summary)."""
-    from compress.entropy import RankCoder, pack_tables
+    from compress.entropy import RankCoder, ZigZagCoder, pack_tables
     from compress.lossless import ZstdCodec
     from compress.quantize import Quantizer, is_lossless, pixel_tolerances, quantize_residuals
     from compress.spatial import DeltaCoder
@@ -156,14 +173,15 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
 
     # Residuals in the integer pixel domain, quantized within the bound.
     t = time.time()
-    x = to_planar(frames[predicted])
-    p = to_planar(predictions[predicted])
+    xp = array_module(o.device)
+    x = xp.asarray(to_planar(frames[predicted]))
+    p = xp.asarray(to_planar(predictions[predicted]))
     tol = pixel_tolerances(x, o.mode, bounds, max_value)
     quantizer = Quantizer()
     q = quantize_residuals(x - p, tol, representative=quantizer.representative)
-    decoded = np.clip(p + q, 0, max_value)
-    err = np.abs(decoded - x)
-    if np.any(err > tol):  # the quantizer's guarantee, checked rather than trusted
+    decoded = xp.clip(p + q, 0, max_value)
+    err = xp.abs(decoded - x)
+    if bool(xp.any(err > tol)):  # the quantizer's guarantee, checked rather than trusted
         raise RuntimeError("internal error: quantized residuals exceed the error bound")
     times["quantize"] = time.time() - t
 
@@ -177,14 +195,15 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
     t = time.time()
     if o.entropy:
         ranker = RankCoder()
-        ranks, table_values, table_lengths = ranker.encode(d)
+        ranks, table_values, table_lengths = (to_host(a) for a in ranker.encode(d))
         stages.append(ranker.get_config())
         payload, payload_dtype = ranks, ranks.dtype
         tables = np.frombuffer(pack_tables(table_values, table_lengths), np.uint8)
     else:
-        # Without rank remapping the differences are stored as small signed integers.
-        narrow = np.int16 if d.size == 0 or (d.min() >= -32768 and d.max() <= 32767) else np.int32
-        payload, payload_dtype = d.astype(narrow), np.dtype(narrow)
+        zigzag = ZigZagCoder()
+        payload = to_host(zigzag.encode(d))
+        payload_dtype = payload.dtype
+        stages.append(zigzag.get_config())
         tables = np.zeros(0, np.uint8)
     times["entropy"] = time.time() - t
 
@@ -201,6 +220,7 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
     # Checksums of exactly what the decoder must produce, every frame.
     decoded_frames = np.empty_like(frames)
     decoded_frames[keyframes] = frames[keyframes]
+    x, p, decoded, err = (to_host(a) for a in (x, p, decoded, err))
     decoded_frames[predicted] = to_interleaved(decoded)
     checksums = [archive.frame_checksum(decoded_frames[i]) for i in range(n)]
 
@@ -272,7 +292,7 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
             f"model {model_dir} was trained on {prednet.channels}-channel frames but {image_dir} holds "
             f"{seq.mode} ({seq.frames.shape[-1]}-channel) images"
         )
-    progress = _progress_bar(n, "predicting")
+    progress = progress_bar(n, "predicting")
     try:
         files, aid, summary = encode_sequence(prednet, seq.frames, o, bounds, model_doc["digest"], progress)
     finally:
@@ -300,7 +320,7 @@ def _print_details(summary, names):
         print(f"  {what}: {size} bytes")
 
 
-class _NoProgress:
+class NoProgress:
     def __call__(self, k):
         pass
 
@@ -308,10 +328,10 @@ class _NoProgress:
         pass
 
 
-def _progress_bar(total, desc):
+def progress_bar(total, desc):
     """A tqdm bar on stderr when it is a terminal; silent in scripts and CI."""
     if not sys.stderr.isatty():
-        return _NoProgress()
+        return NoProgress()
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, leave=False)

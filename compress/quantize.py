@@ -16,6 +16,7 @@ from numbers import Real
 import numpy as np
 from numba import njit, prange
 
+from compress.codec import Codec
 from compress.errors import TezipError
 
 try:
@@ -286,10 +287,11 @@ def quantize_residuals(residuals, tolerances, representative="nearest_previous")
     return out
 
 
-class Quantizer:
+class Quantizer(Codec):
     """Codec record for the run-merging quantizer (encode side only: it has no inverse)."""
 
     codec_id = "runmerge"
+    config_keys = ("representative",)
 
     def __init__(self, representative="nearest_previous"):
         if representative not in REPRESENTATIVES:
@@ -300,30 +302,3 @@ class Quantizer:
 
     def quantize(self, residuals, tolerances):
         return quantize_residuals(residuals, tolerances, self.representative)
-
-    def get_config(self):
-        return {"id": self.codec_id, "representative": self.representative}
-
-    @classmethod
-    def from_config(cls, config):
-        options = _check_config(config, cls.codec_id, {"representative"})
-        return cls(**options)
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __repr__(self):
-        return f"Quantizer(representative={self.representative!r})"
-
-
-def _check_config(config, codec_id, allowed_keys):
-    """Validate a codec config read from an archive header; return it without the id."""
-    if not isinstance(config, dict):
-        raise TezipError(f"corrupt codec config: expected an object, got {type(config).__name__}")
-    if config.get("id") != codec_id:
-        raise TezipError(f"codec config is for {config.get('id')!r}, expected {codec_id!r}")
-    options = {k: v for k, v in config.items() if k != "id"}
-    unknown = set(options) - set(allowed_keys)
-    if unknown:
-        raise TezipError(f"unknown option(s) in {codec_id!r} codec config: {', '.join(sorted(unknown))}")
-    return options

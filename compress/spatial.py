@@ -8,6 +8,7 @@ small rank that compresses to almost nothing.
 import numpy as np
 from numba import njit, prange
 
+from compress.codec import Codec
 from compress.errors import TezipError
 
 try:
@@ -122,7 +123,7 @@ def _delta_decode_cupy(differences, out):
     return overflow
 
 
-class DeltaCoder:
+class DeltaCoder(Codec):
     """First differences along axis 1 of int32 (P, L) arrays; numpy or cupy in, same kind out."""
 
     codec_id = "delta1d"
@@ -156,23 +157,3 @@ class DeltaCoder:
         if bool(overflow.any()):
             raise TezipError("corrupt delta data: decoded values overflow int32")
         return out
-
-    def get_config(self):
-        return {"id": self.codec_id}
-
-    @classmethod
-    def from_config(cls, config):
-        if not isinstance(config, dict):
-            raise TezipError(f"corrupt codec config: expected an object, got {type(config).__name__}")
-        if config.get("id") != cls.codec_id:
-            raise TezipError(f"codec config is for {config.get('id')!r}, expected {cls.codec_id!r}")
-        unknown = set(config) - {"id"}
-        if unknown:
-            raise TezipError(f"unknown option(s) in {cls.codec_id!r} codec config: {', '.join(sorted(unknown))}")
-        return cls()
-
-    def __eq__(self, other):
-        return type(other) is type(self)
-
-    def __repr__(self):
-        return "DeltaCoder()"

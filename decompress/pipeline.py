@@ -12,19 +12,19 @@ import numpy as np
 
 from compress import archive
 from compress.errors import TezipError
-from compress.pipeline import Summary, check_output_folder, psnr, to_interleaved, to_planar, _progress_bar
+from compress.pipeline import Summary, progress_bar, array_module, check_output_folder, to_host, to_interleaved, to_planar
 from compress.predict import check_lane_plan, predict_sequence
 
 MAX_PIXELS = 1 << 36  # a declared size beyond this is a corrupt or hostile header, not a sequence
 
 
 def _codec_from_config(config, name):
-    from compress.entropy import RankCoder
+    from compress.entropy import RankCoder, ZigZagCoder
     from compress.lossless import ZstdCodec
     from compress.quantize import Quantizer
     from compress.spatial import DeltaCoder
 
-    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, RankCoder, ZstdCodec)}
+    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, RankCoder, ZigZagCoder, ZstdCodec)}
     if not isinstance(config, dict) or config.get("id") not in known:
         what = config.get("id") if isinstance(config, dict) else config
         raise TezipError(f"{name} uses a codec stage {what!r} this TEZip does not know")
@@ -120,13 +120,13 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
         frames[k] = arr.reshape(shape)
 
 
-def decode_residuals(h, chunks, n_predicted, values):
+def decode_residuals(h, chunks, n_predicted, values, xp=np):
     """entropy.dat chunks → quantized residuals (n_predicted, values) int32."""
     name = archive.ENTROPY_FILE
     stages = [_codec_from_config(s, name) for s in h["stages"]]
     ids = [s.codec_id for s in stages]
     entropy = "freqrank" in ids
-    if ids != (["runmerge", "delta1d", "freqrank", "zstd"] if entropy else ["runmerge", "delta1d", "zstd"]):
+    if ids != ["runmerge", "delta1d", "freqrank" if entropy else "zigzag", "zstd"]:
         raise TezipError(f"{name} has a stage order this TEZip cannot decode: {ids}")
     spatial, zstd = stages[1], stages[-1]
     if len(chunks) != n_predicted + 1:
@@ -139,12 +139,11 @@ def decode_residuals(h, chunks, n_predicted, values):
         dtype = np.dtype(h["partitions"].get("dtype"))
     except TypeError:
         raise TezipError(f"{name} is corrupt (bad partition dtype)") from None
-    allowed = (np.uint16, np.uint32) if entropy else (np.int16, np.int32)
-    if dtype not in [np.dtype(a) for a in allowed]:
+    if dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
         raise TezipError(f"{name} is corrupt (bad partition dtype {dtype})")
     try:
         parts = zstd.decode_many([bytes(c) for c in chunks[1:]], dtype, [values] * n_predicted)
-        payload = np.stack(parts) if parts else np.zeros((0, values), dtype)
+        payload = xp.asarray(np.stack(parts) if parts else np.zeros((0, values), dtype))
         if entropy:
             from compress.entropy import unpack_tables
 
@@ -152,10 +151,10 @@ def decode_residuals(h, chunks, n_predicted, values):
             table_bytes = bytes(chunks[0])
             raw_tables = table_codec.decode(table_bytes, np.uint8, _declared_size(table_bytes))
             table_values, table_lengths = unpack_tables(raw_tables.tobytes(), n_predicted)
-            d = stages[2].decode(payload, table_values, table_lengths)
+            d = stages[2].decode(payload, xp.asarray(table_values), xp.asarray(table_lengths))
         else:
-            d = payload.astype(np.int32)
-        return spatial.decode(d)
+            d = stages[2].decode(payload)
+        return to_host(spatial.decode(d))
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None
 
@@ -173,7 +172,7 @@ def _declared_size(zstd_frame):
     return size
 
 
-def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=None):
+def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=None, device="CPU"):
     """Decode and verify every frame. Returns (frames (N, H, W, C) uint8, entropy header)."""
     from prednet.predictor import NextFramePredictor
 
@@ -189,7 +188,7 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     is_key = np.zeros(n, bool)
     is_key[keys] = True
     predicted = np.flatnonzero(~is_key)
-    q = decode_residuals(h, chunks, len(predicted), c * height * width)
+    q = decode_residuals(h, chunks, len(predicted), c * height * width, array_module(device))
 
     predictor = NextFramePredictor(prednet, height, width, len(lanes))
     predictions = predict_sequence(predictor, frames, lanes, is_key, max_value=255, progress=progress)
@@ -238,9 +237,9 @@ def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU",
     check_output_folder(out_dir, comp_dir, overwrite, what="COMP_DIR")
     names_head, names, key, ent = read_archive(comp_dir)
     prednet, model_doc = load_model(model_dir)
-    progress = _progress_bar(ent[0].get("n_frames", 0), "predicting")
+    progress = progress_bar(ent[0].get("n_frames", 0), "predicting")
     try:
-        frames, h = decode_archive(prednet, model_doc["digest"], names_head, names, key, ent, progress)
+        frames, h = decode_archive(prednet, model_doc["digest"], names_head, names, key, ent, progress, device)
     finally:
         progress.close()
     notes = write_frames_atomically(out_dir, frames, names, names_head["mode"])

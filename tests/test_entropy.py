@@ -244,3 +244,18 @@ def test_cupy_decode_rejects_corrupt_input(cp):
         RankCoder().decode(bad_ranks, cp.asarray(table_values), cp.asarray(table_lengths))
     with pytest.raises(TezipError):
         RankCoder().decode(cp.asarray(ranks), cp.asarray(table_values), cp.asarray(np.array([3, 1], np.int32)))
+
+
+def test_zigzag_round_trip_and_small_magnitudes_stay_small():
+    from compress.entropy import ZigZagCoder
+
+    z = ZigZagCoder()
+    v = np.array([[0, -1, 1, -2, 2, 300, -300]], np.int32)
+    u = z.encode(v)
+    assert u.dtype == np.uint16 and list(u[0]) == [0, 1, 2, 3, 4, 600, 599]
+    np.testing.assert_array_equal(z.decode(u), v)
+    wide = np.array([[np.iinfo(np.int32).min, np.iinfo(np.int32).max, -70000]], np.int32)
+    assert z.encode(wide).dtype == np.uint32
+    np.testing.assert_array_equal(z.decode(z.encode(wide)), wide)
+    with pytest.raises(TezipError):
+        z.decode(np.zeros((1, 2), np.int16))

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""TEZip end to end on a folder of frames: ratio, max abs error (measured after decoding), PSNR,
+compress/decompress seconds, MB/s and frames/s, for SWP and DWP at several bounds.
+
+    python benchmarks/bench_tezip.py MODEL_DIR IMAGE_DIR [--window 10] [--threshold 0.002]
+        [--bounds 0 1 2 4 8] [--lanes K] [--json out.json]
+
+Example on the dev frames (train on frames 0-199 first, see README):
+    python benchmarks/bench_tezip.py model/ frames_200_269/ --bounds 0 2
+
+Never part of the test suite.
+"""
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("images")
+    ap.add_argument("--window", type=int, default=10)
+    ap.add_argument("--threshold", type=float, default=0.002)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--bounds", type=float, nargs="+", default=[0, 1, 2, 4, 8])
+    ap.add_argument("--lanes", type=int)
+    ap.add_argument("--predictions", nargs="+", default=["swp", "dwp"], choices=["swp", "dwp"])
+    ap.add_argument("--json")
+    ap.add_argument("-f", "--force", action="store_true", help="CPU only")
+    args = ap.parse_args()
+
+    from prednet.device import select_device
+
+    device = select_device(args.force)
+    from compress.images import read_sequence
+    from compress.pipeline import CompressOptions, compress_folder
+    from decompress.pipeline import decompress_folder
+
+    original = read_sequence(args.images).frames.astype(np.int64)
+    raw_mb = original.size / 1e6
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for pred in args.predictions:
+            for b in args.bounds:
+                tag = f"{pred}_abs{b:g}"
+                comp, out = Path(tmp) / f"c_{tag}", Path(tmp) / f"o_{tag}"
+                o = CompressOptions(warmup=args.warmup, window=args.window if pred == "swp" else None,
+                                    threshold=args.threshold if pred == "dwp" else None, mode="abs", bounds=(b,),
+                                    lanes=args.lanes, device=device)
+                t = time.time()
+                s = compress_folder(args.model, args.images, comp, o)
+                t_c = time.time() - t
+                t = time.time()
+                decompress_folder(args.model, comp, out, device=device)
+                t_d = time.time() - t
+                decoded = read_sequence(out).frames.astype(np.int64)
+                err = np.abs(decoded - original)
+                mse = float(np.mean(err.astype(np.float64) ** 2))
+                rows.append(dict(prediction=pred, bound=b, bytes=s.compressed_bytes, ratio=s.ratio, keyframes=s.keyframes,
+                                 max_abs_error=int(err.max()), psnr=math.inf if mse == 0 else 10 * math.log10(255**2 / mse),
+                                 compress_s=t_c, decompress_s=t_d, compress_MBps=raw_mb / t_c, decompress_MBps=raw_mb / t_d,
+                                 compress_fps=len(original) / t_c, decompress_fps=len(original) / t_d,
+                                 stage_seconds=s.stage_seconds))
+                assert err.max() <= b, f"bound violated: {err.max()} > {b}"
+    print(f"\n{len(original)} frames {original.shape[2]}x{original.shape[1]}x{original.shape[3]}, {raw_mb:.1f} MB raw, {device}")
+    print("| prediction | abs bound | bytes | ratio | keyframes | max err | PSNR | compress s | decompress s | comp MB/s | decomp MB/s | comp fps | decomp fps |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['prediction']} | {r['bound']:g} | {r['bytes']} | {r['ratio']:.2f} | {r['keyframes']} | {r['max_abs_error']} | "
+              f"{r['psnr']:.2f} | {r['compress_s']:.1f} | {r['decompress_s']:.1f} | {r['compress_MBps']:.2f} | "
+              f"{r['decompress_MBps']:.2f} | {r['compress_fps']:.2f} | {r['decompress_fps']:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
