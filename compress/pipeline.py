@@ -5,6 +5,7 @@ recorded in the archive header, so entropy.dat says how to decode itself.
 """
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from compress.errors import TezipError
 from compress.predict import dwp_lane_starts, first_keyframes, predict_sequence, swp_keyframes, swp_lane_starts
 
 DEFAULT_ZSTD_LEVEL = 9
+# Chunks are compressed independently, so the output is the same whatever the thread count.
+ZSTD_THREADS = os.cpu_count() or 1
 MAX_LANES = 16
 # Budget for the model's recurrent state and activations when choosing how many lanes to batch.
 LANE_MEMORY_BUDGET = 2 << 30
@@ -150,125 +153,132 @@ def plan_keyframes(prednet, n, h, w, o):
     return is_key, lane_starts
 
 
-def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
-    """Compress frames (N, H, W, C) uint8. Returns ({file name: bytes} minus filename.txt, archive id, Summary)."""
+def quantize_stage(frames, predictions, o, bounds, xp, max_value=255):
+    """Residuals of the predicted frames, quantized within the bound. Returns planar (x, p, q,
+    decoded) on the array module xp; decoded = clip(p + q) is exactly what the decoder will make."""
+    from compress.quantize import Quantizer, pixel_tolerances
+
+    x = xp.asarray(to_planar(frames))
+    p = xp.asarray(to_planar(predictions))
+    tol = pixel_tolerances(x, o.mode, bounds, max_value)
+    q = Quantizer().quantize(x - p, tol)
+    decoded = xp.clip(p + q, 0, max_value)
+    if bool(xp.any(xp.abs(decoded - x) > tol)):  # the quantizer's guarantee, checked rather than trusted
+        raise RuntimeError("internal error: quantized residuals exceed the error bound")
+    return x, p, q, decoded
+
+
+def encode_residuals(q, entropy, level):
+    """Quantized residuals (P, values) → (stage configs, table codec config, table chunk, one zstd
+    chunk per frame, payload dtype). Mirror: decompress.pipeline.decode_residuals."""
     from compress.entropy import RankCoder, ZigZagCoder, pack_tables
     from compress.lossless import ZstdCodec
-    from compress.quantize import Quantizer, is_lossless, pixel_tolerances, quantize_residuals
+    from compress.quantize import Quantizer
     from compress.spatial import DeltaCoder
-    from prednet.predictor import NextFramePredictor
 
-    t_start = time.time()
-    times, sizes = {}, {}
-    n, h, w, c = frames.shape
-    max_value = 255
-    is_key, lane_starts = plan_keyframes(prednet, n, h, w, o)
-
-    t = time.time()
-    predictor = NextFramePredictor(prednet, h, w, len(lane_starts))
-    predictions = predict_sequence(predictor, frames, lane_starts, is_key, threshold=o.threshold, max_value=max_value, progress=progress)
-    times["predict"] = time.time() - t
-    keyframes = np.flatnonzero(is_key)
-    predicted = np.flatnonzero(~is_key)
-
-    # Residuals in the integer pixel domain, quantized within the bound.
-    t = time.time()
-    xp = array_module(o.device)
-    x = xp.asarray(to_planar(frames[predicted]))
-    p = xp.asarray(to_planar(predictions[predicted]))
-    tol = pixel_tolerances(x, o.mode, bounds, max_value)
-    quantizer = Quantizer()
-    q = quantize_residuals(x - p, tol, representative=quantizer.representative)
-    decoded = xp.clip(p + q, 0, max_value)
-    err = xp.abs(decoded - x)
-    if bool(xp.any(err > tol)):  # the quantizer's guarantee, checked rather than trusted
-        raise RuntimeError("internal error: quantized residuals exceed the error bound")
-    times["quantize"] = time.time() - t
-
-    t = time.time()
     spatial = DeltaCoder()
-    d = spatial.encode(q.reshape(len(predicted), c * h * w))
-    times["spatial"] = time.time() - t
-
-    level = DEFAULT_ZSTD_LEVEL if o.zstd_level is None else o.zstd_level
-    stages = [quantizer.get_config(), spatial.get_config()]
-    t = time.time()
-    if o.entropy:
+    d = spatial.encode(q)
+    stages = [Quantizer().get_config(), spatial.get_config()]
+    if entropy:
         ranker = RankCoder()
-        ranks, table_values, table_lengths = (to_host(a) for a in ranker.encode(d))
-        stages.append(ranker.get_config())
-        payload, payload_dtype = ranks, ranks.dtype
+        payload, table_values, table_lengths = (to_host(a) for a in ranker.encode(d))
         tables = np.frombuffer(pack_tables(table_values, table_lengths), np.uint8)
+        stages.append(ranker.get_config())
     else:
         zigzag = ZigZagCoder()
-        payload = to_host(zigzag.encode(d))
-        payload_dtype = payload.dtype
+        payload, tables = to_host(zigzag.encode(d)), np.zeros(0, np.uint8)
         stages.append(zigzag.get_config())
-        tables = np.zeros(0, np.uint8)
-    times["entropy"] = time.time() - t
-
-    t = time.time()
     zstd = ZstdCodec(level=level, shuffle=True)
-    table_codec = ZstdCodec(level=level, shuffle=False)
     stages.append(zstd.get_config())
-    residual_chunks = zstd.encode_many([payload[i] for i in range(len(predicted))])
-    table_chunk = table_codec.encode(tables)
-    key_codec = ZstdCodec(level=level, shuffle=False)
-    key_chunks = key_codec.encode_many([np.ascontiguousarray(frames[k]) for k in keyframes])
-    times["zstd"] = time.time() - t
+    chunks = zstd.encode_many(list(payload), threads=ZSTD_THREADS)
+    table_codec = ZstdCodec(level=level, shuffle=False)
+    return stages, table_codec.get_config(), table_codec.encode(tables), chunks, payload.dtype
 
-    # Checksums of exactly what the decoder must produce, every frame.
-    decoded_frames = np.empty_like(frames)
-    decoded_frames[keyframes] = frames[keyframes]
-    x, p, decoded, err = (to_host(a) for a in (x, p, decoded, err))
-    decoded_frames[predicted] = to_interleaved(decoded)
-    checksums = [archive.frame_checksum(decoded_frames[i]) for i in range(n)]
 
-    common = {"n_frames": n, "height": h, "width": w, "channels": c, "dtype": "uint8", "max_value": max_value}
+def encode_keyframes(keyframes, level):
+    """Keyframes (K, H, W, C) → (codec config, one zstd chunk each). Mirror: decode_keyframes."""
+    from compress.lossless import ZstdCodec
+
+    codec = ZstdCodec(level=level, shuffle=False)
+    return codec.get_config(), codec.encode_many(list(keyframes), threads=ZSTD_THREADS)
+
+
+def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key):
+    """The two .dat files (headers carry every decode setting and each frame's checksum)."""
+    from compress.quantize import is_lossless
+
+    n, h, w, c = frames.shape
+    stages, table_config, table_chunk, residual_chunks, payload_dtype = residual
+    key_config, key_chunks = key
+    keys = [int(k) for k in keyframes]
+    common = {"n_frames": n, "height": h, "width": w, "channels": c, "dtype": "uint8", "max_value": 255}
     settings = dict(
         common,
         model_digest=model_digest,
-        prediction={
-            "method": "windows",
-            "warmup": o.warmup,
-            "window": o.window,
-            "threshold": o.threshold,
-            "lanes": [int(s) for s in lane_starts],
-            "keyframes": [int(k) for k in keyframes],
-        },
+        prediction={"method": "windows", "warmup": o.warmup, "window": o.window, "threshold": o.threshold,
+                    "lanes": [int(s) for s in lane_starts], "keyframes": keys},
         bound={"mode": o.mode, "bounds": list(bounds), "lossless": bool(is_lossless(o.mode, bounds))},
         stages=stages,
-        partitions={"kind": "frame", "count": int(len(predicted)), "values": int(c * h * w), "dtype": np.dtype(payload_dtype).name},
-        tables_codec=table_codec.get_config(),
-        frame_checksums=checksums,
+        partitions={"kind": "frame", "count": n - len(keys), "values": c * h * w, "dtype": np.dtype(payload_dtype).name},
+        tables_codec=table_config,
+        frame_checksums=[archive.frame_checksum(f) for f in decoded_frames],
     )
     aid = archive.archive_id(settings)
-    entropy_header = dict(settings, archive_id=aid)
-    key_header = dict(common, archive_id=aid, keyframes=[int(k) for k in keyframes], stages=[key_codec.get_config()])
     files = {
-        archive.KEYFRAME_FILE: archive.pack_dat(archive.KEYFRAME_MAGIC, key_header, key_chunks),
-        archive.ENTROPY_FILE: archive.pack_dat(archive.ENTROPY_MAGIC, entropy_header, [table_chunk] + residual_chunks),
+        archive.KEYFRAME_FILE: archive.pack_dat(archive.KEYFRAME_MAGIC, dict(common, archive_id=aid, keyframes=keys, stages=[key_config]), key_chunks),
+        archive.ENTROPY_FILE: archive.pack_dat(archive.ENTROPY_MAGIC, dict(settings, archive_id=aid), [table_chunk] + residual_chunks),
     }
-    sizes = {"keyframes": len(files[archive.KEYFRAME_FILE]), "residuals": len(files[archive.ENTROPY_FILE]), "tables": len(table_chunk)}
+    return files, aid
+
+
+def summarize(frames, x, p, decoded, keyframes, predicted, times, files, table_bytes):
+    err = np.abs(decoded - x)
     sq = float(np.sum(err.astype(np.float64) ** 2))
     summary = Summary(
-        frames=n,
-        keyframes=len(keyframes),
-        raw_bytes=int(frames.nbytes),
-        compressed_bytes=0,
-        max_abs_error=int(err.max()) if err.size else 0,
-        psnr=psnr(max_value, sq, frames.size),
-        seconds=0.0,
+        frames=len(frames), keyframes=len(keyframes), raw_bytes=int(frames.nbytes), compressed_bytes=0,
+        max_abs_error=int(err.max()) if err.size else 0, psnr=psnr(255, sq, frames.size), seconds=0.0,
         stage_seconds=times,
-        stage_bytes=sizes,
+        stage_bytes={"keyframes": len(files[archive.KEYFRAME_FILE]), "residuals": len(files[archive.ENTROPY_FILE]), "tables": table_bytes},
     )
     # Per-frame detail for -v: prediction MSE (pixels in [0, 1]) and error after decoding.
     summary.per_frame = [(int(i), True, 0.0, 0.0) for i in keyframes]
     if len(predicted):
-        pred_mse = (((x - p) / max_value) ** 2).reshape(len(predicted), -1).mean(axis=1)
+        pred_mse = (((x - p) / 255.0) ** 2).reshape(len(predicted), -1).mean(axis=1)
         dec_mse = (err.astype(np.float64) ** 2).reshape(len(predicted), -1).mean(axis=1)
         summary.per_frame += [(int(f), False, float(a), float(b)) for f, a, b in zip(predicted, pred_mse, dec_mse)]
     summary.per_frame.sort()
+    return summary
+
+
+def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
+    """Compress frames (N, H, W, C) uint8 → ({.dat name: bytes}, archive id, Summary). The glue."""
+    from prednet.predictor import NextFramePredictor
+
+    t_start, times = time.time(), {}
+    n, h, w, c = frames.shape
+    level = DEFAULT_ZSTD_LEVEL if o.zstd_level is None else o.zstd_level
+
+    t = time.time()
+    is_key, lane_starts = plan_keyframes(prednet, n, h, w, o)
+    predictor = NextFramePredictor(prednet, h, w, len(lane_starts))
+    predictions = predict_sequence(predictor, frames, lane_starts, is_key, threshold=o.threshold, progress=progress)
+    keyframes, predicted = np.flatnonzero(is_key), np.flatnonzero(~is_key)
+    times["predict"] = time.time() - t
+
+    t = time.time()
+    x, p, q, decoded = quantize_stage(frames[predicted], predictions[predicted], o, bounds, array_module(o.device))
+    times["quantize"] = time.time() - t
+
+    t = time.time()
+    residual = encode_residuals(q.reshape(len(predicted), c * h * w), o.entropy, level)
+    key = encode_keyframes(frames[keyframes], level)
+    times["encode"] = time.time() - t
+
+    x, p, decoded = to_host(x), to_host(p), to_host(decoded)
+    decoded_frames = frames.copy()
+    decoded_frames[predicted] = to_interleaved(decoded)
+    files, aid = build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key)
+    summary = summarize(frames, x, p, decoded, keyframes, predicted, times, files, len(residual[2]))
     summary.seconds = time.time() - t_start
     return files, aid, summary
 

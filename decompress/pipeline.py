@@ -12,7 +12,7 @@ import numpy as np
 
 from compress import archive
 from compress.errors import TezipError
-from compress.pipeline import Summary, progress_bar, array_module, check_output_folder, to_host, to_interleaved, to_planar
+from compress.pipeline import ZSTD_THREADS, Summary, array_module, progress_bar, check_output_folder, to_host, to_interleaved, to_planar
 from compress.predict import check_lane_plan, predict_sequence
 
 MAX_PIXELS = 1 << 36  # a declared size beyond this is a corrupt or hostile header, not a sequence
@@ -113,7 +113,7 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
     shape = frames.shape[1:]
     per_frame = int(np.prod(shape))
     try:
-        decoded = codec.decode_many([bytes(c) for c in key_chunks], np.uint8, [per_frame] * len(keys))
+        decoded = codec.decode_many([bytes(c) for c in key_chunks], np.uint8, [per_frame] * len(keys), threads=ZSTD_THREADS)
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None
     for k, arr in zip(keys, decoded):
@@ -142,7 +142,7 @@ def decode_residuals(h, chunks, n_predicted, values, xp=np):
     if dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
         raise TezipError(f"{name} is corrupt (bad partition dtype {dtype})")
     try:
-        parts = zstd.decode_many([bytes(c) for c in chunks[1:]], dtype, [values] * n_predicted)
+        parts = zstd.decode_many([bytes(c) for c in chunks[1:]], dtype, [values] * n_predicted, threads=ZSTD_THREADS)
         payload = xp.asarray(np.stack(parts) if parts else np.zeros((0, values), dtype))
         if entropy:
             from compress.entropy import unpack_tables
