@@ -10,6 +10,7 @@ user errors to one line and a non-zero exit code.
 """
 
 import argparse
+import signal
 import sys
 
 
@@ -50,6 +51,9 @@ def build_parser():
     comp.add_argument("-t", "--threshold", type=float, metavar="MSE",
                       help="dynamic window prediction (DWP): a new keyframe when the window's running mean "
                            "squared error (pixels scaled to [0,1]) exceeds MSE")
+    comp.add_argument("--loop", choices=("closed", "open"), default="closed",
+                      help="closed (default): each frame is predicted from the decoded frames before it in its "
+                           "window; open: TEZip's original extrapolation from the keyframe alone")
     comp.add_argument("-m", "--mode", default="abs", metavar="MODE",
                       help="error-bound mode: abs (|x-x'| <= b), rel (b x value range of the frame's channel), "
                            "absrel (two values: the tighter of abs and rel), pwrel (|x-x'| <= b|x|). Default abs")
@@ -122,7 +126,7 @@ def run_compress(args, device):
 
     model_dir, image_dir, out_dir = args.compress
     options = CompressOptions(
-        warmup=args.preprocess, window=args.window, threshold=args.threshold, mode=args.mode,
+        warmup=args.preprocess, window=args.window, threshold=args.threshold, loop=args.loop, mode=args.mode,
         bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
         zstd_level=args.zstd_level, overwrite=args.overwrite, verbose=args.verbose, device=device,
     )
@@ -148,6 +152,13 @@ def main(argv=None):
 
     from compress.errors import TezipError
 
+    received = []
+
+    def terminated(signum, frame):  # `kill`: clean up temporary files as Ctrl-C does
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         if job == "learn":
             run_learn(args)
@@ -159,8 +170,18 @@ def main(argv=None):
         print(f"tezip.py: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("tezip.py: interrupted; nothing complete was written", file=sys.stderr)
-        return 130
+        print("tezip.py: interrupted; no partial output was left", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
+    except MemoryError:
+        print("tezip.py: error: not enough memory", file=sys.stderr)
+        return 1
+    except OSError as e:  # an I/O failure no check foresaw (disk error, file vanished)
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"tezip.py: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

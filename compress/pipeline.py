@@ -31,6 +31,7 @@ class CompressOptions:
     window: int | None = None
     threshold: float | None = None
     mode: str = "abs"
+    loop: str = "closed"  # "closed": predict from decoded frames; "open": TEZip's extrapolation
     bounds: tuple = (0.0,)
     entropy: bool = True
     lanes: int | None = None
@@ -118,8 +119,21 @@ def check_output_folder(out_dir, input_dir, overwrite, what="IMAGE_DIR"):
         raise TezipError(f"{what} {input_dir} lies inside OUT_DIR {out_dir}")
     if out.exists() and not out.is_dir():
         raise TezipError(f"OUT_DIR {out_dir} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise TezipError(f"OUT_DIR {out_dir} is not empty (use --overwrite to replace its contents)")
+    if out.is_dir():
+        try:  # temporary files an interrupted run left behind do not count (they are cleaned up)
+            used = any(not archive.is_partial(e) for e in out.iterdir())
+        except OSError as e:
+            raise TezipError(f"OUT_DIR {out_dir} cannot be read ({e.strerror or e})") from None
+        if used and not overwrite:
+            raise TezipError(f"OUT_DIR {out_dir} is not empty (use --overwrite to replace its contents)")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise TezipError(f"OUT_DIR {out_dir} is not writable")
+    else:  # checked now, not after minutes of work: the folder must be creatable
+        parent = next(p for p in out.parents if p.exists())
+        if not parent.is_dir():
+            raise TezipError(f"OUT_DIR {out_dir} cannot be created: {parent} is not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise TezipError(f"OUT_DIR {out_dir} cannot be created: {parent} is not writable")
 
 
 def validate_options(o):
@@ -134,6 +148,14 @@ def validate_options(o):
         raise TezipError(f"-t must be a positive finite number (got {o.threshold})")
     if o.warmup < 0:
         raise TezipError(f"-p must be 0 or more (got {o.warmup})")
+    if o.lanes is not None and o.lanes < 1:
+        raise TezipError(f"--lanes must be at least 1 (got {o.lanes})")
+    if o.zstd_level is not None:
+        from compress.lossless import ZstdCodec
+
+        ZstdCodec(level=o.zstd_level)  # TezipError naming the valid range, before any work
+    if o.loop not in ("closed", "open"):
+        raise TezipError(f"--loop must be closed or open (got {o.loop!r})")
     return bounds
 
 
@@ -153,19 +175,36 @@ def plan_keyframes(prednet, n, h, w, o):
     return is_key, lane_starts
 
 
-def quantize_stage(frames, predictions, o, bounds, xp, max_value=255):
-    """Residuals of the predicted frames, quantized within the bound. Returns planar (x, p, q,
-    decoded) on the array module xp; decoded = clip(p + q) is exactly what the decoder will make."""
-    from compress.quantize import Quantizer, pixel_tolerances
+class FrameQuantizer:
+    """The encoder's `code_frame`: quantizes each predicted frame's residual within the bound, right
+    when its prediction is made (in closed loop the next prediction needs the decoded frame), and
+    keeps the residuals for the later stages. decoded = clip(p + q) is exactly what the decoder
+    will make."""
 
-    x = xp.asarray(to_planar(frames))
-    p = xp.asarray(to_planar(predictions))
-    tol = pixel_tolerances(x, o.mode, bounds, max_value)
-    q = Quantizer().quantize(x - p, tol)
-    decoded = xp.clip(p + q, 0, max_value)
-    if bool(xp.any(xp.abs(decoded - x) > tol)):  # the quantizer's guarantee, checked rather than trusted
-        raise RuntimeError("internal error: quantized residuals exceed the error bound")
-    return x, p, q, decoded
+    def __init__(self, frames, o, bounds, xp, max_value=255):
+        from compress.quantize import Quantizer
+
+        n, h, w, c = frames.shape
+        self.frames, self.o, self.bounds, self.xp, self.max_value = frames, o, bounds, xp, max_value
+        self.quantizer = Quantizer()
+        self.q = np.zeros((n, c, h, w), np.int32)
+        self.predictions = np.zeros((n, c, h, w), np.int32)  # kept for the -v per-frame MSE
+        self.decoded = frames.copy()
+
+    def __call__(self, f, prediction):
+        from compress.quantize import pixel_tolerances
+
+        xp = self.xp
+        x = xp.asarray(to_planar(self.frames[f : f + 1]))
+        p = xp.asarray(to_planar(prediction[None]))
+        tol = pixel_tolerances(x, self.o.mode, self.bounds, self.max_value)
+        q = self.quantizer.quantize(x - p, tol)
+        decoded = xp.clip(p + q, 0, self.max_value)
+        if bool(xp.any(xp.abs(decoded - x) > tol)):  # the quantizer's guarantee, checked rather than trusted
+            raise RuntimeError("internal error: quantized residuals exceed the error bound")
+        self.q[f], self.predictions[f] = to_host(q)[0], to_host(p)[0]
+        self.decoded[f] = to_interleaved(to_host(decoded))[0]
+        return self.decoded[f]
 
 
 def encode_residuals(q, entropy, level):
@@ -215,7 +254,7 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
     settings = dict(
         common,
         model_digest=model_digest,
-        prediction={"method": "windows", "warmup": o.warmup, "window": o.window, "threshold": o.threshold,
+        prediction={"method": "windows", "loop": o.loop, "warmup": o.warmup, "window": o.window, "threshold": o.threshold,
                     "lanes": [int(s) for s in lane_starts], "keyframes": keys},
         bound={"mode": o.mode, "bounds": list(bounds), "lossless": bool(is_lossless(o.mode, bounds))},
         stages=stages,
@@ -231,8 +270,10 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
     return files, aid
 
 
-def summarize(frames, x, p, decoded, keyframes, predicted, times, files, table_bytes):
-    err = np.abs(decoded - x)
+def summarize(frames, coder, keyframes, predicted, times, files, table_bytes):
+    x = to_planar(frames[predicted])
+    p = coder.predictions[predicted]
+    err = np.abs(to_planar(coder.decoded[predicted]) - x)
     sq = float(np.sum(err.astype(np.float64) ** 2))
     summary = Summary(
         frames=len(frames), keyframes=len(keyframes), raw_bytes=int(frames.nbytes), compressed_bytes=0,
@@ -261,24 +302,19 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
     t = time.time()
     is_key, lane_starts = plan_keyframes(prednet, n, h, w, o)
     predictor = NextFramePredictor(prednet, h, w, len(lane_starts))
-    predictions = predict_sequence(predictor, frames, lane_starts, is_key, threshold=o.threshold, progress=progress)
+    coder = FrameQuantizer(frames, o, bounds, array_module(o.device))
+    predict_sequence(predictor, frames, lane_starts, is_key, coder, closed_loop=o.loop == "closed",
+                     threshold=o.threshold, progress=progress)
     keyframes, predicted = np.flatnonzero(is_key), np.flatnonzero(~is_key)
-    times["predict"] = time.time() - t
+    times["predict+quantize"] = time.time() - t
 
     t = time.time()
-    x, p, q, decoded = quantize_stage(frames[predicted], predictions[predicted], o, bounds, array_module(o.device))
-    times["quantize"] = time.time() - t
-
-    t = time.time()
-    residual = encode_residuals(q.reshape(len(predicted), c * h * w), o.entropy, level)
+    residual = encode_residuals(coder.q[predicted].reshape(len(predicted), c * h * w), o.entropy, level)
     key = encode_keyframes(frames[keyframes], level)
     times["encode"] = time.time() - t
 
-    x, p, decoded = to_host(x), to_host(p), to_host(decoded)
-    decoded_frames = frames.copy()
-    decoded_frames[predicted] = to_interleaved(decoded)
-    files, aid = build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key)
-    summary = summarize(frames, x, p, decoded, keyframes, predicted, times, files, len(residual[2]))
+    files, aid = build_archive(frames, coder.decoded, keyframes, lane_starts, o, bounds, model_digest, residual, key)
+    summary = summarize(frames, coder, keyframes, predicted, times, files, len(residual[2]))
     summary.seconds = time.time() - t_start
     return files, aid, summary
 
@@ -291,6 +327,7 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
     bounds = validate_options(o)
     check_output_folder(out_dir, image_dir, o.overwrite)
     seq = read_sequence(image_dir)
+    archive.check_names(seq.names)
     n = len(seq.frames)
     if n < 2:
         raise TezipError(f"{image_dir} holds a single frame: TEZip compresses sequences of at least 2 frames")
@@ -308,7 +345,6 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
     finally:
         progress.close()
     files[archive.NAMES_FILE] = archive.names_text(aid, seq.mode, seq.names).encode("utf-8")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     archive.write_files_atomically(out_dir, files)
     summary.compressed_bytes = sum(len(v) for v in files.values())
     summary.seconds = time.time() - t0

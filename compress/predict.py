@@ -1,8 +1,10 @@
 """Prediction stage: keyframes, windows, and the batched PredNet schedule (TEZip's window-based prediction).
 
-A keyframe is stored exactly. The frames after it, up to the next keyframe, form its window; they
-are predicted by PredNet extrapolating from the keyframe alone (the model is fed its own
-predictions), so a window's predictions depend only on its keyframe.
+A keyframe is stored exactly. The frames after it, up to the next keyframe, form its window, and
+the model's state starts afresh at each keyframe, so windows are independent. Within a window each
+frame is predicted either in closed loop (the model has seen every decoded frame of the window so
+far: the default, far more accurate) or in open loop, TEZip's original scheme (the model
+extrapolates from the keyframe alone, fed its own predictions).
 
 To use the model efficiently the sequence is split into `lanes`: contiguous runs of whole windows,
 advanced together, one frame per model call (the lanes are the batch). The encoder and the decoder
@@ -71,65 +73,60 @@ def check_lane_plan(lane_starts, keyframes, n_frames):
     return None
 
 
-def predict_sequence(predictor, frames, lane_starts, is_keyframe, threshold=None, max_value=255, progress=None):
-    """Run the window predictions for the whole sequence.
+def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, closed_loop=True, threshold=None,
+                     max_value=255, progress=None):
+    """Run the predictions of the whole sequence: one model step per frame, all lanes at once.
 
-    frames: (N, H, W, C) integer pixels. Only keyframes are read unless `threshold` is given
-    (DWP at the encoder, which compares predictions with the real frames).
-    is_keyframe: (N,) bool; updated in place under DWP with the keyframes it places.
-    Returns integer predictions (N, H, W, C) int32 (zeros at keyframes).
+    frames: (N, H, W, C) integer pixels. The encoder passes the real frames; the decoder passes an
+    array that holds the keyframes (only those are read, unless `threshold` is given).
+    code_frame(f, prediction) → decoded frame f (H, W, C): the encoder quantizes the residual
+    against `prediction` (integer pixels), the decoder adds the stored one.
+    closed_loop: each predicted frame is followed by showing the model the decoded frame (so the
+    next prediction uses everything decoded so far); otherwise the model is shown its own
+    prediction (TEZip's extrapolation from the keyframe).
+    is_keyframe: (N,) bool; under DWP (`threshold`, encoder only) updated in place with the
+    keyframes placed: a frame becomes a keyframe when its error — the window's running MSE in open
+    loop, the frame's own MSE in closed loop (pixels in [0, 1]) — exceeds the threshold.
     """
     n = len(frames)
     lanes = lane_bounds(lane_starts, n)
     if len(lanes) > predictor.batch:
         raise ValueError("more lanes than the predictor's batch")
-    batch, (h, w, c) = predictor.batch, frames.shape[1:]
-    predictions = np.zeros((n,) + frames.shape[1:], np.int32)
+    batch, shape = predictor.batch, frames.shape[1:]
     scale = np.float32(1.0 / max_value)
-    # DWP running error of each lane's current window: sum of squared errors and pixel count.
-    sse = np.zeros(batch)
-    count = np.zeros(batch)
-    steps = max(end - start for start, end in lanes)
-    for s in range(steps):
-        inputs = np.zeros((batch, h, w, c), np.float32)
-        extrapolate = np.zeros(batch, np.float32)
+    sse, count = np.zeros(batch), np.zeros(batch)  # DWP running error of each lane's window
+    for s in range(max(end - start for start, end in lanes)):
+        active = [(i, start + s) for i, (start, end) in enumerate(lanes) if start + s < end]
         reset = np.ones(batch, np.float32)  # idle lanes just stay reset
-        active = []
-        for i, (start, end) in enumerate(lanes):
-            f = start + s
-            if f >= end:
-                continue
-            active.append((i, f))
-            if is_keyframe[f]:
-                inputs[i] = frames[f] * scale
-            else:
-                reset[i], extrapolate[i] = 0.0, 1.0
+        for i, f in active:
+            reset[i] = 1.0 if is_keyframe[f] else 0.0
         saved_states = predictor.states
-        out = predictor.step(inputs, extrapolate, reset)
+        out = predictor.predict(reset)
         if threshold is not None:
             new_keys = []
             for i, f in active:
                 if is_keyframe[f]:
-                    sse[i] = count[i] = 0.0
                     continue
                 err = (frames[f].astype(np.float64) - to_pixels(out[i], max_value)) / max_value
-                sse[i] += float(np.sum(err * err))
-                count[i] += err.size
+                frame_sse = float(np.sum(err * err))
+                sse[i], count[i] = (sse[i] + frame_sse, count[i] + err.size) if not closed_loop else (frame_sse, err.size)
                 if sse[i] / count[i] > threshold:
-                    new_keys.append(i)
                     is_keyframe[f] = True
-                    sse[i] = count[i] = 0.0
+                    new_keys.append(i)
             if new_keys:
-                # Those lanes restart from their new keyframe: redo this step for the whole batch
-                # exactly as the decoder will run it (same inputs for every lane).
-                for i in new_keys:
-                    f = lanes[i][0] + s
-                    inputs[i], reset[i], extrapolate[i] = frames[f] * scale, 1.0, 0.0
+                # Those lanes restart from their new keyframe: redo the prediction for the whole
+                # batch exactly as the decoder will run it (same inputs for every lane).
+                reset[new_keys] = 1.0
                 predictor.states = saved_states
-                out = predictor.step(inputs, extrapolate, reset)
+                out = predictor.predict(reset)
+        shown = np.zeros((batch,) + shape, np.float32)
         for i, f in active:
-            if not is_keyframe[f]:
-                predictions[f] = to_pixels(out[i], max_value)
+            if is_keyframe[f]:
+                shown[i] = frames[f] * scale
+                sse[i] = count[i] = 0.0
+            else:
+                decoded = code_frame(f, to_pixels(out[i], max_value))
+                shown[i] = decoded * scale if closed_loop else out[i]
+        predictor.update(shown)
         if progress is not None:
             progress(len(active))
-    return predictions

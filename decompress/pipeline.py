@@ -18,16 +18,18 @@ from compress.predict import check_lane_plan, predict_sequence
 MAX_PIXELS = 1 << 36  # a declared size beyond this is a corrupt or hostile header, not a sequence
 
 
-def _codec_from_config(config, name):
+def _codec_from_config(config, name, allowed=None):
     from compress.entropy import RankCoder, ZigZagCoder
     from compress.lossless import ZstdCodec
     from compress.quantize import Quantizer
     from compress.spatial import DeltaCoder
 
     known = {c.codec_id: c for c in (Quantizer, DeltaCoder, RankCoder, ZigZagCoder, ZstdCodec)}
-    if not isinstance(config, dict) or config.get("id") not in known:
-        what = config.get("id") if isinstance(config, dict) else config
-        raise TezipError(f"{name} uses a codec stage {what!r} this TEZip does not know")
+    what = config.get("id") if isinstance(config, dict) else config
+    if not isinstance(what, str) or what not in known:
+        raise TezipError(f"{name} uses a codec stage {str(what)[:40]!r} this TEZip does not know")
+    if allowed is not None and what not in allowed:
+        raise TezipError(f"{name} is corrupt (codec stage {what!r} where {', '.join(allowed)} belongs)")
     try:
         return known[config["id"]].from_config(config)
     except (TypeError, ValueError, KeyError) as e:
@@ -77,13 +79,15 @@ def validate_header(h, names, mode):
     if not isinstance(pred, dict):
         raise TezipError(f"{name} is corrupt (no prediction settings)")
     keys, lanes = pred.get("keyframes"), pred.get("lanes")
-    if not (isinstance(keys, list) and isinstance(lanes, list) and all(isinstance(k, int) for k in keys + lanes)):
+    if not (isinstance(keys, list) and isinstance(lanes, list) and all(type(k) is int for k in keys + lanes)):
         raise TezipError(f"{name} is corrupt (bad keyframe or lane list)")
     if keys != sorted(set(keys)) or not keys or keys[0] != 0 or keys[-1] >= n:
         raise TezipError(f"{name} is corrupt (keyframe positions out of order or range)")
     problem = check_lane_plan(lanes, keys, n)
     if problem:
         raise TezipError(f"{name} is corrupt ({problem})")
+    if pred.get("loop", "open") not in ("closed", "open"):
+        raise TezipError(f"{name} is corrupt (unknown prediction loop {pred.get('loop')!r})")
     if len(lanes) > 4096:
         raise TezipError(f"{name} is corrupt (too many lanes)")
     sums = h.get("frame_checksums")
@@ -104,7 +108,7 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
     stages = key_header.get("stages")
     if not isinstance(stages, list) or len(stages) != 1:
         raise TezipError(f"{name} is corrupt (codec stages missing)")
-    codec = _codec_from_config(stages[0], name)
+    codec = _codec_from_config(stages[0], name, allowed=("zstd",))
     if len(key_chunks) != len(keys):
         raise TezipError(f"{name} holds {len(key_chunks)} keyframes, {len(keys)} expected")
     for k, chunk in zip(keys, key_chunks):
@@ -135,21 +139,21 @@ def decode_residuals(h, chunks, n_predicted, values, xp=np):
         if chunk is None:
             what = "entropy tables" if i == 0 else f"residuals of predicted frame {i - 1}"
             raise TezipError(f"{name}: {what} are corrupt (checksum mismatch)")
-    try:
-        dtype = np.dtype(h["partitions"].get("dtype"))
-    except TypeError:
-        raise TezipError(f"{name} is corrupt (bad partition dtype)") from None
-    if dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
-        raise TezipError(f"{name} is corrupt (bad partition dtype {dtype})")
+    dtype = h["partitions"].get("dtype")
+    if dtype not in ("uint16", "uint32"):
+        raise TezipError(f"{name} is corrupt (bad partition dtype {str(dtype)[:40]!r})")
+    dtype = np.dtype(dtype)
     try:
         parts = zstd.decode_many([bytes(c) for c in chunks[1:]], dtype, [values] * n_predicted, threads=ZSTD_THREADS)
         payload = xp.asarray(np.stack(parts) if parts else np.zeros((0, values), dtype))
         if entropy:
             from compress.entropy import unpack_tables
 
-            table_codec = _codec_from_config(h.get("tables_codec"), name)
+            table_codec = _codec_from_config(h.get("tables_codec"), name, allowed=("zstd",))
             table_bytes = bytes(chunks[0])
-            raw_tables = table_codec.decode(table_bytes, np.uint8, _declared_size(table_bytes))
+            # At most one varint (<= 5 bytes) per table length and per value of every frame.
+            limit = 5 * n_predicted * (values + 1)
+            raw_tables = table_codec.decode(table_bytes, np.uint8, _declared_size(table_bytes, limit))
             table_values, table_lengths = unpack_tables(raw_tables.tobytes(), n_predicted)
             d = stages[2].decode(payload, xp.asarray(table_values), xp.asarray(table_lengths))
         else:
@@ -159,17 +163,31 @@ def decode_residuals(h, chunks, n_predicted, values, xp=np):
         raise TezipError(f"{name}: {e}") from None
 
 
-def _declared_size(zstd_frame):
-    """The content size a zstd frame declares (bounded by the caller's codec)."""
+def _declared_size(zstd_frame, limit):
+    """The content size a zstd frame declares, at most `limit` (what the header's sizes allow)."""
     import zstandard
 
     try:
         size = zstandard.frame_content_size(zstd_frame)
     except zstandard.ZstdError:
         raise TezipError("entropy tables are corrupt") from None
-    if size < 0 or size > 1 << 30:
+    if size < 0 or size > limit:
         raise TezipError("entropy tables are corrupt (no or implausible size)")
     return size
+
+
+class FrameReconstructor:
+    """The decoder's `code_frame`: prediction + stored residual, clipped, written into `frames`."""
+
+    def __init__(self, frames, q, predicted):
+        self.frames, self.q = frames, q
+        self.row = {int(f): i for i, f in enumerate(predicted)}
+
+    def __call__(self, f, prediction):
+        c, h, w = self.frames.shape[3], self.frames.shape[1], self.frames.shape[2]
+        planar = np.clip(to_planar(prediction[None])[0] + self.q[self.row[f]].reshape(c, h, w), 0, 255)
+        self.frames[f] = to_interleaved(planar[None])[0]
+        return self.frames[f]
 
 
 def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=None, device="CPU"):
@@ -178,6 +196,7 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
 
     h, chunks = ent
     n, height, width, c, keys, lanes = validate_header(h, names, names_head.get("mode"))
+    loop = h["prediction"].get("loop", "open")
     if h.get("model_digest") != model_digest:
         raise TezipError(
             "this archive was made with a different model (model digest "
@@ -191,10 +210,8 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     q = decode_residuals(h, chunks, len(predicted), c * height * width, array_module(device))
 
     predictor = NextFramePredictor(prednet, height, width, len(lanes))
-    predictions = predict_sequence(predictor, frames, lanes, is_key, max_value=255, progress=progress)
-    p = to_planar(predictions[predicted])
-    decoded = np.clip(p + q.reshape(p.shape), 0, 255)
-    frames[predicted] = to_interleaved(decoded)
+    rebuild = FrameReconstructor(frames, q, predicted)
+    predict_sequence(predictor, frames, lanes, is_key, rebuild, closed_loop=loop == "closed", progress=progress)
     sums = h["frame_checksums"]
     for i in range(n):
         if archive.frame_checksum(frames[i]) != sums[i]:
@@ -212,21 +229,26 @@ def write_frames_atomically(out_dir, frames, names, mode):
     from decompress.images import output_names, write_frame
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     out_names, notes = output_names(names)
+    archive.make_output_folder(out)
+    archive.remove_partials(out)
     written = []
     try:
         for frame, name in zip(frames, out_names):
             tmp = out / (name + archive.TMP_SUFFIX)
+            written.append((tmp, out / name))  # before writing: a half-written file is removed too
             write_frame(tmp, frame, mode, format_of=name)
-            written.append((tmp, out / name))
-        for tmp, final in written:
-            tmp.replace(final)
+        with archive.deferred_interrupts():
+            for tmp, final in written:
+                tmp.replace(final)
     except OSError as e:
         raise TezipError(f"cannot write into {out_dir} ({e.strerror or e})") from None
     finally:
         for tmp, _ in written:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
     return notes
 
 
@@ -240,6 +262,12 @@ def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU",
     progress = progress_bar(ent[0].get("n_frames", 0), "predicting")
     try:
         frames, h = decode_archive(prednet, model_doc["digest"], names_head, names, key, ent, progress, device)
+    except MemoryError:
+        e = ent[0]
+        raise TezipError(
+            f"not enough memory to decode {e.get('n_frames')} frames of {e.get('width')}x{e.get('height')}x"
+            f"{e.get('channels')}; nothing was written"
+        ) from None
     finally:
         progress.close()
     notes = write_frames_atomically(out_dir, frames, names, names_head["mode"])
@@ -255,7 +283,7 @@ def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU",
         psnr=math.nan,
         seconds=time.time() - t0,
     )
-    bound = h["bound"]
+    bound = h.get("bound") if isinstance(h.get("bound"), dict) else {}
     exact = "bit-exact" if bound.get("lossless") else f"within {bound.get('mode')} bound {bound.get('bounds')}"
     print(
         f"decompressed {summary.frames} frames ({summary.keyframes} keyframes) into {out_dir}, every frame verified "

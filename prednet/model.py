@@ -166,24 +166,17 @@ class PredNet(keras.layers.Layer):
         return [ops.zeros((batch,) + s, dtype=dtype) for s in self.state_shapes(height, width)]
 
     # -- one time step ---------------------------------------------------------------------------
-    def step(self, frame, states, extrapolate=None, record=None):
-        """Advance one time step.
+    # A step has two halves. top_down updates every representation from the previous errors and
+    # states: it needs no input frame, and its Ahat_0 is the prediction of this step's frame.
+    # bottom_up then compares predictions with the actual input and computes the new errors.
+    # Compression runs the halves separately (prednet/predictor.py), so that the frame fed to
+    # bottom_up can be the decoded frame, which exists only once the prediction is known.
 
-        frame: (batch, H, W, C) with H, W already padded to `spatial_multiple`.
-        extrapolate: None, or a (batch,) 0/1 tensor: 1 feeds the model its own prediction instead
-        of `frame` for that sequence (so `frame` may be anything there).
-        Returns (prediction Ahat_0 made before seeing this frame, new states, recorded units) where
-        `record` names per-layer units to return (e.g. {"R0", "E1"}).
-        """
+    def top_down(self, states):
+        """states (R_l, c_l, E_l for each layer) → (R_new, c_new) lists, one entry per layer."""
         n = self.nb_layers
-        R_prev = states[0::3]
-        c_prev = states[1::3]
-        E_prev = states[2::3]
-
-        # Top-down: update each layer's representation from its previous error and state and
-        # the (already updated) representation above it.
-        R_new = [None] * n
-        c_new = [None] * n
+        R_prev, c_prev, E_prev = states[0::3], states[1::3], states[2::3]
+        R_new, c_new = [None] * n, [None] * n
         for l in reversed(range(n)):
             parts = [R_prev[l], E_prev[l]]
             if l < n - 1:
@@ -193,20 +186,35 @@ class PredNet(keras.layers.Layer):
             i, f, o = self._lstm_inner_act(i), self._lstm_inner_act(f), self._lstm_inner_act(o)
             c_new[l] = f * c_prev[l] + i * self._lstm_act(c_hat)
             R_new[l] = o * self._lstm_act(c_new[l])
+        return R_new, c_new
 
-        # Bottom-up: predictions, errors against the targets, next layer's targets.
-        E_new = [None] * n
-        recorded = {}
-        a = frame
-        prediction = None
+    def frame_prediction(self, R0):
+        """Ahat_0: the predicted frame, from layer 0's representation."""
+        return ops.minimum(self._A_act(self.ahat_convs[0](R0)), self.pixel_max)
+
+    def bottom_up(self, frame, R_new, extrapolate=None, record=None, frame_size=None):
+        """Errors of every layer against the input `frame` (batch, H, W, C), padded.
+
+        extrapolate: None, or a (batch,) 0/1 tensor: 1 feeds the model its own prediction instead
+        of `frame` — cropped to `frame_size` (the unpadded (h, w)) and padded again like any input,
+        so extrapolating sees exactly what feeding the prediction back as a frame would.
+        Returns (prediction Ahat_0, errors E_l per layer, recorded per-layer units).
+        """
+        n = self.nb_layers
+        E_new, recorded = [None] * n, {}
+        a, prediction = frame, None
         for l in range(n):
-            ahat = self._A_act(self.ahat_convs[l](R_new[l]))
             if l == 0:
-                ahat = ops.minimum(ahat, self.pixel_max)
-                prediction = ahat
+                ahat = prediction = self.frame_prediction(R_new[0])
                 if extrapolate is not None:
+                    fed_back = ahat
+                    if frame_size is not None:
+                        h, w = frame_size
+                        fed_back = pad_frames(ahat[:, :h, :w, :], ahat.shape[1], ahat.shape[2])
                     mask = ops.reshape(ops.cast(extrapolate, ahat.dtype), (-1, 1, 1, 1))
-                    a = mask * ahat + (1.0 - mask) * a
+                    a = mask * fed_back + (1.0 - mask) * a
+            else:
+                ahat = self._A_act(self.ahat_convs[l](R_new[l]))
             e = ops.concatenate([self._error_act(ahat - a), self._error_act(a - ahat)], axis=-1)
             E_new[l] = e
             if record:
@@ -215,11 +223,20 @@ class PredNet(keras.layers.Layer):
                         recorded[f"{unit}{l}"] = value
             if l < n - 1:
                 a = ops.max_pool(self._A_act(self.a_convs[l](e)), pool_size=2, strides=2)
+        return prediction, E_new, recorded
 
-        new_states = []
-        for l in range(n):
-            new_states += [R_new[l], c_new[l], E_new[l]]
-        return prediction, new_states, recorded
+    @staticmethod
+    def join_states(R, c, E):
+        states = []
+        for l in range(len(R)):
+            states += [R[l], c[l], E[l]]
+        return states
+
+    def step(self, frame, states, extrapolate=None, record=None, frame_size=None):
+        """One whole time step: returns (prediction of this step's frame, new states, recorded)."""
+        R_new, c_new = self.top_down(states)
+        prediction, E_new, recorded = self.bottom_up(frame, R_new, extrapolate, record, frame_size)
+        return prediction, self.join_states(R_new, c_new, E_new), recorded
 
     # -- whole sequences -------------------------------------------------------------------------
     def call(self, inputs):
@@ -236,7 +253,7 @@ class PredNet(keras.layers.Layer):
             extrapolate = None
             if self.extrap_start_time is not None and t >= self.extrap_start_time:
                 extrapolate = ops.ones((batch,), dtype=x.dtype)
-            prediction, states, recorded = self.step(x[:, t], states, extrapolate, record)
+            prediction, states, recorded = self.step(x[:, t], states, extrapolate, record, (height, width))
             if self.output_mode == "prediction":
                 outputs.append(prediction[:, :height, :width, :])
             elif self.output_mode == "error":

@@ -1,9 +1,10 @@
 """Next-frame prediction for many independent sequences ("lanes") at once.
 
-Compression and decompression advance all lanes one frame per call. For each lane and step the
-caller says whether the lane starts afresh (`reset`: its recurrent state is zeroed, as at a
-keyframe) and whether it sees a real frame or is fed its own prediction (`extrapolate`). Because
-the encoder and the decoder make exactly the same sequence of calls with the same batch, they get
+Each time step is two calls: `predict(reset)` returns every lane's prediction of its next frame
+(lanes flagged in `reset` start afresh, as at a keyframe); `update(frames)` then shows each lane
+the frame it should learn from — a keyframe, the decoded frame (closed loop), or its own prediction
+(extrapolation). The split lets the decoder compute a frame from its prediction before feeding it
+back. Encoder and decoder make exactly the same calls with the same batch, so they get
 bit-identical predictions on the same machine and software.
 """
 
@@ -13,7 +14,7 @@ from prednet.model import pad_frames, padded_size
 
 
 class NextFramePredictor:
-    """Drives a PredNet layer one time step at a time for `batch` lanes of `height` x `width` frames."""
+    """Drives a PredNet layer step by step for `batch` lanes of `height` x `width` frames."""
 
     def __init__(self, prednet, height, width, batch):
         import keras
@@ -22,39 +23,47 @@ class NextFramePredictor:
         self.prednet = prednet
         self.height, self.width, self.batch = int(height), int(width), int(batch)
         self.channels = prednet.channels
-        self.padded_height, self.padded_width = padded_size(self.height, self.width, prednet.nb_layers)
-        self.state_shapes = prednet.state_shapes(self.padded_height, self.padded_width)
+        ph, pw = padded_size(self.height, self.width, prednet.nb_layers)
+        self.state_shapes = prednet.state_shapes(ph, pw)
+        n = prednet.nb_layers
+        B = self.batch
 
-        frame_in = keras.Input(batch_shape=(self.batch, self.height, self.width, self.channels), name="frame")
-        extrap_in = keras.Input(batch_shape=(self.batch,), name="extrapolate")
-        reset_in = keras.Input(batch_shape=(self.batch,), name="reset")
-        state_ins = [keras.Input(batch_shape=(self.batch,) + s, name=f"state_{i}") for i, s in enumerate(self.state_shapes)]
+        def inputs(shapes, prefix):
+            return [keras.Input(batch_shape=(B,) + tuple(s), name=f"{prefix}_{i}") for i, s in enumerate(shapes)]
 
+        # predict: zero the state of reset lanes, run the top-down half, read off Ahat_0.
+        reset_in = keras.Input(batch_shape=(B,), name="reset")
+        state_ins = inputs(self.state_shapes, "state")
         keep = ops.reshape(1.0 - reset_in, (-1, 1, 1, 1))
-        states = [s * keep for s in state_ins]
-        frame = pad_frames(frame_in, self.padded_height, self.padded_width)
-        prediction, new_states, _ = prednet.step(frame, states, extrapolate=extrap_in)
-        prediction = prediction[:, : self.height, : self.width, :]
-        self._model = keras.Model([frame_in, extrap_in, reset_in] + state_ins, [prediction] + new_states)
-        self.states = [np.zeros((self.batch,) + s, np.float32) for s in self.state_shapes]
+        R_new, c_new = prednet.top_down([s * keep for s in state_ins])
+        prediction = prednet.frame_prediction(R_new[0])[:, : self.height, : self.width, :]
+        self._predict = keras.Model([reset_in] + state_ins, [prediction] + R_new + c_new)
 
-    def step(self, frames, extrapolate, reset):
-        """One step for every lane.
+        # update: the bottom-up half against the frame each lane is shown.
+        frame_in = keras.Input(batch_shape=(B, self.height, self.width, self.channels), name="frame")
+        R_ins = inputs([self.state_shapes[3 * l] for l in range(n)], "R")
+        _, E_new, _ = prednet.bottom_up(pad_frames(frame_in, ph, pw), R_ins)
+        self._update = keras.Model([frame_in] + R_ins, E_new)
 
-        frames: (batch, H, W, C) float32 in [0, 1] (ignored where extrapolate is 1);
-        extrapolate, reset: (batch,) 0/1. Returns the predictions (batch, H, W, C) float32 of the
-        frame at this step, made before seeing it.
-        """
-        outs = self._model.predict_on_batch(
-            [
-                np.asarray(frames, np.float32),
-                np.asarray(extrapolate, np.float32),
-                np.asarray(reset, np.float32),
-            ]
-            + self.states
-        )
-        self.states = [np.asarray(s) for s in outs[1:]]
+        self.states = [np.zeros((B,) + s, np.float32) for s in self.state_shapes]
+        self._pending = None
+
+    def predict(self, reset):
+        """Predictions (batch, H, W, C) float32 in [0, 1] of every lane's next frame; `reset` (batch,)
+        0/1 zeroes a lane's state first. May be repeated (with `states` restored) before `update`."""
+        outs = self._predict.predict_on_batch([np.asarray(reset, np.float32)] + self.states)
+        n = self.prednet.nb_layers
+        self._pending = ([np.asarray(r) for r in outs[1 : 1 + n]], [np.asarray(c) for c in outs[1 + n :]])
         return np.asarray(outs[0])
+
+    def update(self, frames):
+        """Show every lane its actual frame for this step (batch, H, W, C) float32 in [0, 1]."""
+        R_new, c_new = self._pending
+        E_new = self._update.predict_on_batch([np.asarray(frames, np.float32)] + R_new)
+        if not isinstance(E_new, (list, tuple)):
+            E_new = [E_new]
+        self.states = self.prednet.join_states(R_new, c_new, [np.asarray(e) for e in E_new])
+        self._pending = None
 
 
 def to_pixels(predictions, max_value=255):

@@ -81,17 +81,18 @@ def test_extrapolation_ignores_later_inputs():
 
 
 def test_step_predictor_matches_whole_sequence_call():
-    """The one-step-at-a-time predictor used by compression computes what `call` computes."""
+    """predict/update one step at a time computes what `call` computes, for extrapolation (the
+    model shown its own prediction) and for real inputs."""
     rng = np.random.default_rng(3)
     x = rng.random((2, 4, 20, 28, 3), dtype=np.float32)
-    net = tiny(3, "prediction", extrap_start_time=1)
-    full = np.asarray(net(x))
-    pred = NextFramePredictor(net, 20, 28, batch=2)
-    for t in range(4):
-        extrap = np.full(2, 1.0 if t >= 1 else 0.0, np.float32)
-        reset = np.full(2, 1.0 if t == 0 else 0.0, np.float32)
-        out = pred.step(x[:, t], extrap, reset)
-        np.testing.assert_allclose(out, full[:, t], atol=1e-5)
+    for extrap_start in (1, None):
+        net = tiny(3, "prediction", extrap_start_time=extrap_start)
+        full = np.asarray(net(x))
+        pred = NextFramePredictor(net, 20, 28, batch=2)
+        for t in range(4):
+            out = pred.predict(np.full(2, 1.0 if t == 0 else 0.0, np.float32))
+            np.testing.assert_allclose(out, full[:, t], atol=1e-5)
+            pred.update(out if (extrap_start is not None and t >= extrap_start) else x[:, t])
 
 
 def test_lanes_are_independent_and_reset_restarts():
@@ -102,16 +103,15 @@ def test_lanes_are_independent_and_reset_restarts():
     p1 = NextFramePredictor(net, 16, 16, batch=2)
     p2 = NextFramePredictor(net, 16, 16, batch=2)
     ones, zeros = np.ones(2, np.float32), np.zeros(2, np.float32)
-    a = p1.step(np.stack([frames[0], frames[1]]), zeros, ones)
-    b = p2.step(np.stack([frames[0], frames[2]]), zeros, ones)
+    first = p1.predict(ones)
+    p2.predict(ones)
+    p1.update(np.stack([frames[0], frames[1]]))
+    p2.update(np.stack([frames[0], frames[2]]))
+    a, b = p1.predict(zeros), p2.predict(zeros)
     np.testing.assert_allclose(a[0], b[0], atol=1e-6)
-    a = p1.step(np.stack([frames[0], frames[1]]), ones, zeros)
-    b = p2.step(np.stack([frames[0], frames[2]]), ones, zeros)
-    np.testing.assert_allclose(a[0], b[0], atol=1e-6)
-    # after a reset, lane 0 starts over: same output as the very first step
-    first = p1.step(np.stack([frames[0], frames[1]]), zeros, ones)
-    fresh = NextFramePredictor(net, 16, 16, batch=2).step(np.stack([frames[0], frames[1]]), zeros, ones)
-    np.testing.assert_array_equal(first, fresh)
+    assert not np.allclose(a[1], b[1])
+    # a reset lane starts over: the same output as the very first step
+    np.testing.assert_array_equal(p1.predict(ones), first)
 
 
 def test_save_load_gives_identical_predictions(tmp_path):

@@ -231,3 +231,15 @@ def test_cli_compress_decompress_and_errors(tiny_model, rgb20, tmp_path):
     r = run("-u", model, tmp_path / "comp", tmp_path / "out")
     assert r.returncode == 1 and "not empty" in r.stderr
     json.dumps(r.stdout)  # output is plain text
+
+
+@pytest.mark.parametrize("window,threshold", [(5, None), (None, 0.003)])
+def test_open_loop_tezip_windows_round_trip(tiny_model, rgb20, tmp_path, window, threshold):
+    """TEZip's original extrapolation (model fed its own predictions) still round-trips."""
+    images, frames = rgb20
+    _, back, comp = roundtrip(tiny_model(3), images, tmp_path, tag="0", loop="open", window=window, threshold=threshold, lanes=2)
+    np.testing.assert_array_equal(back, frames)
+    assert header(comp)["prediction"]["loop"] == "open"
+    _, back, _ = roundtrip(tiny_model(3), images, tmp_path, tag="2", loop="open", window=window, threshold=threshold,
+                           lanes=2, mode="abs", bounds=(2,))
+    assert np.abs(back.astype(int) - frames).max() <= 2
