@@ -1,0 +1,285 @@
+"""Spatial predictor: LOCO-I / JPEG-LS median edge detector (the "med" codec).
+
+Each plane of an int32 (P, H, W) array is predicted pixel by pixel from three neighbours already
+seen in raster order, a = left, b = above, c = above-left, with the median edge detector
+
+    MED(a, b, c) = min(a, b)    if c >= max(a, b)    (an edge: c is on the far side of both)
+                   max(a, b)    if c <= min(a, b)
+                   a + b - c    otherwise             (smooth: the plane through a, b, c)
+
+and `encode` returns the prediction errors e = x - prediction (int32, same shape). The borders
+(where a, b or c would lie outside the plane) are fixed as follows:
+
+    pixel (0, 0)             prediction 0 (its error is the pixel itself)
+    first row,    (0, j>0)   prediction x[0, j-1]  (left neighbour: first differences)
+    first column, (i>0, 0)   prediction x[i-1, 0]  (the pixel above)
+    elsewhere,    (i>0, j>0) MED(x[i, j-1], x[i-1, j], x[i-1, j-1])
+
+(so a 1 x W plane is first differences along the row and an H x 1 plane along the column).
+Planes are independent. `decode` is the exact inverse: it rebuilds each plane in raster order
+(sequential within a plane, planes in parallel).
+
+Range. The prediction always lies between min(a, b) and max(a, b) (in the third case c lies
+strictly between them, so a + b - c does too), so every error fits int32 whenever all inputs lie
+in [-2**30, 2**30) — images and quantized residuals are far inside that. Wider inputs are
+accepted as long as every error still fits int32; otherwise `encode` raises TezipError. `decode`
+raises TezipError("corrupt ...") when a decoded value leaves int32 (only a corrupt archive can
+cause that). Arithmetic is done in 64 bits, so nothing wraps silently.
+
+CPU: numba kernels (encode parallel over rows of all planes, decode parallel over planes).
+GPU: CuPy kernels beside them, chosen when a cupy array comes in (encode: one thread per pixel;
+decode: one block per plane sweeping anti-diagonals, whose pixels depend only on the two
+diagonals before). Integer arithmetic only: identical output on either.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from compress.codec import Codec
+from compress.errors import TezipError
+
+try:
+    import cupy
+except ImportError:  # CPU-only installs run everything through numba
+    cupy = None
+
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+
+# Inputs in [-SAFE_LIMIT, SAFE_LIMIT) always encode: their errors always fit int32.
+SAFE_LIMIT = 2**30
+
+
+def _is_cupy_array(x):
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+# --------------------------------------------------------------------------- numba
+
+
+@njit(cache=True, inline="always")
+def _med(a, b, c):
+    """Median edge detector on int64 neighbours (left, above, above-left)."""
+    if a >= b:
+        high, low = a, b
+    else:
+        high, low = b, a
+    if c >= high:
+        return low
+    if c <= low:
+        return high
+    return a + b - c
+
+
+@njit(cache=True, parallel=True)
+def _med_encode(values, out):
+    """Prediction errors of every pixel; returns a per-row flag set when an error left int32.
+
+    Errors depend only on the input, so every row of every plane is independent work."""
+    n_planes, height, width = values.shape
+    n_rows = n_planes * height
+    overflow = np.zeros(n_rows, dtype=np.uint8)
+    for r in prange(n_rows):
+        p = r // height
+        i = r - p * height
+        row = values[p, i]
+        dst = out[p, i]
+        bad = False
+        if i == 0:
+            previous = np.int64(0)
+            for j in range(width):
+                current = np.int64(row[j])
+                error = current - previous
+                bad |= error < _INT32_MIN or error > _INT32_MAX
+                dst[j] = error
+                previous = current
+        elif width > 0:
+            up = values[p, i - 1]
+            error = np.int64(row[0]) - np.int64(up[0])
+            bad |= error < _INT32_MIN or error > _INT32_MAX
+            dst[0] = error
+            for j in range(1, width):
+                error = np.int64(row[j]) - _med(np.int64(row[j - 1]), np.int64(up[j]), np.int64(up[j - 1]))
+                bad |= error < _INT32_MIN or error > _INT32_MAX
+                dst[j] = error
+        overflow[r] = bad
+    return overflow
+
+
+@njit(cache=True, parallel=True)
+def _med_decode(errors, out):
+    """Rebuild each plane in raster order; returns a per-plane flag set when a value left int32."""
+    n_planes, height, width = errors.shape
+    overflow = np.zeros(n_planes, dtype=np.uint8)
+    for p in prange(n_planes):
+        bad = False
+        for i in range(height):
+            src = errors[p, i]
+            row = out[p, i]
+            if i == 0:
+                total = np.int64(0)
+                for j in range(width):
+                    total += src[j]
+                    bad |= total < _INT32_MIN or total > _INT32_MAX
+                    row[j] = total
+                    # Continue from what was stored: after an overflow the plane is garbage
+                    # anyway, but the arithmetic stays bounded and the flag is already set.
+                    total = np.int64(row[j])
+            elif width > 0:
+                up = out[p, i - 1]
+                value = np.int64(src[0]) + np.int64(up[0])
+                bad |= value < _INT32_MIN or value > _INT32_MAX
+                row[0] = value
+                for j in range(1, width):
+                    value = np.int64(src[j]) + _med(np.int64(row[j - 1]), np.int64(up[j]), np.int64(up[j - 1]))
+                    bad |= value < _INT32_MIN or value > _INT32_MAX
+                    row[j] = value
+        overflow[p] = bad
+    return overflow
+
+
+# --------------------------------------------------------------------------- CUDA
+
+_MED_DEVICE = r"""
+__device__ __forceinline__ long long med(long long a, long long b, long long c) {
+    long long high = a >= b ? a : b;
+    long long low = a >= b ? b : a;
+    if (c >= high) return low;
+    if (c <= low) return high;
+    return a + b - c;
+}
+"""
+
+_MED_ENCODE_CUDA = _MED_DEVICE + r"""
+extern "C" __global__
+void med_encode(const int* values, int* out, unsigned char* overflow,
+                long long size, long long height, long long width) {
+    long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= size) return;
+    long long j = k % width;
+    long long i = (k / width) % height;
+    long long prediction;
+    if (i == 0) {
+        prediction = (j == 0) ? 0 : (long long)values[k - 1];
+    } else if (j == 0) {
+        prediction = values[k - width];
+    } else {
+        prediction = med(values[k - 1], values[k - width], values[k - width - 1]);
+    }
+    long long error = (long long)values[k] - prediction;
+    // Any thread may raise the flag; none clears it, so no atomics needed.
+    if (error < -2147483648LL || error > 2147483647LL) overflow[0] = 1;
+    out[k] = (int)error;
+}
+"""
+
+# One block per plane. Pixel (i, j) needs (i, j-1), (i-1, j) and (i-1, j-1): all on the two
+# anti-diagonals before i + j, so the block sweeps diagonals d = 0 .. H+W-2, its threads sharing
+# each diagonal's pixels, with a barrier (which also makes the block's global writes visible to
+# the block) between diagonals.
+_MED_DECODE_CUDA = _MED_DEVICE + r"""
+extern "C" __global__
+void med_decode(const int* errors, int* out, unsigned char* overflow,
+                long long height, long long width) {
+    long long plane = (long long)blockIdx.x * height * width;
+    const int* src = errors + plane;
+    int* dst = out + plane;
+    bool bad = false;
+    for (long long d = 0; d < height + width - 1; ++d) {
+        long long i_first = d - (width - 1) > 0 ? d - (width - 1) : 0;
+        long long i_last = d < height - 1 ? d : height - 1;
+        for (long long i = i_first + threadIdx.x; i <= i_last; i += blockDim.x) {
+            long long j = d - i;
+            long long k = i * width + j;
+            long long prediction;
+            if (i == 0) {
+                prediction = (j == 0) ? 0 : (long long)dst[k - 1];
+            } else if (j == 0) {
+                prediction = dst[k - width];
+            } else {
+                prediction = med(dst[k - 1], dst[k - width], dst[k - width - 1]);
+            }
+            long long value = (long long)src[k] + prediction;
+            if (value < -2147483648LL || value > 2147483647LL) bad = true;
+            dst[k] = (int)value;
+        }
+        __syncthreads();
+    }
+    if (bad) overflow[0] = 1;
+}
+"""
+
+_cuda_kernels = {}
+
+
+def _cuda_kernel(name, source):
+    # Compiled lazily so that importing this module never needs a GPU.
+    if name not in _cuda_kernels:
+        _cuda_kernels[name] = cupy.RawKernel(source, name)
+    return _cuda_kernels[name]
+
+
+def _med_encode_cupy(values, out):
+    overflow = cupy.zeros(1, dtype=cupy.uint8)
+    n_planes, height, width = values.shape
+    threads = 256
+    blocks = (values.size + threads - 1) // threads
+    _cuda_kernel("med_encode", _MED_ENCODE_CUDA)(
+        (blocks,), (threads,),
+        (values, out, overflow, np.int64(values.size), np.int64(height), np.int64(width)),
+    )
+    return overflow
+
+
+def _med_decode_cupy(errors, out):
+    overflow = cupy.zeros(1, dtype=cupy.uint8)
+    n_planes, height, width = errors.shape
+    # Threads share a diagonal (at most min(H, W) pixels): no more than that, a multiple of 32.
+    threads = int(min(256, max(32, (min(height, width) + 31) // 32 * 32)))
+    _cuda_kernel("med_decode", _MED_DECODE_CUDA)(
+        (n_planes,), (threads,),
+        (errors, out, overflow, np.int64(height), np.int64(width)),
+    )
+    return overflow
+
+
+# --------------------------------------------------------------------------- codec
+
+
+class MedCoder(Codec):
+    """MED (LOCO-I) prediction errors of int32 (P, H, W) planes; numpy or cupy in, same kind out.
+
+    encode(values) -> errors, decode(errors) -> values; see the module docstring for the borders
+    and the valid range."""
+
+    codec_id = "med"
+
+    def encode(self, values):
+        on_gpu = _is_cupy_array(values)
+        xp = cupy if on_gpu else np
+        if values.ndim != 3:
+            raise ValueError(f"MED coding expects a (planes, height, width) array, got shape {values.shape}")
+        values = xp.ascontiguousarray(values, dtype=np.int32)
+        out = xp.empty(values.shape, dtype=np.int32)
+        if values.size == 0:
+            return out
+        overflow = _med_encode_cupy(values, out) if on_gpu else _med_encode(values, out)
+        if bool(overflow.any()):
+            raise TezipError("values too far apart for int32 MED prediction errors")
+        return out
+
+    def decode(self, errors):
+        on_gpu = _is_cupy_array(errors)
+        xp = cupy if on_gpu else np
+        if errors.ndim != 3:
+            raise TezipError(f"corrupt MED data: expected a 3-D array, got shape {errors.shape}")
+        if errors.dtype != np.int32:
+            raise TezipError(f"corrupt MED data: expected int32, got {errors.dtype}")
+        errors = xp.ascontiguousarray(errors)
+        out = xp.empty(errors.shape, dtype=np.int32)
+        if errors.size == 0:
+            return out
+        overflow = _med_decode_cupy(errors, out) if on_gpu else _med_decode(errors, out)
+        if bool(overflow.any()):
+            raise TezipError("corrupt MED data: decoded values overflow int32")
+        return out
