@@ -235,11 +235,18 @@ def encode_residuals(q, entropy, level):
 
 
 def encode_keyframes(keyframes, level):
-    """Keyframes (K, H, W, C) → (codec config, one zstd chunk each). Mirror: decode_keyframes."""
+    """Keyframes (K, H, W, C) → (codec configs, one chunk each): MED (LOCO-I) prediction per channel
+    plane, zigzag, byte-shuffled zstd — about a third smaller than zstd on raw pixels.
+    Mirror: decompress.pipeline.decode_keyframes."""
+    from compress.entropy import ZigZagCoder
     from compress.lossless import ZstdCodec
+    from compress.med import MedCoder
 
-    codec = ZstdCodec(level=level, shuffle=False)
-    return codec.get_config(), codec.encode_many(list(keyframes), threads=ZSTD_THREADS)
+    med, zigzag, zstd = MedCoder(), ZigZagCoder(), ZstdCodec(level=level, shuffle=True)
+    k, h, w, c = keyframes.shape
+    codes = zigzag.encode(med.encode(to_planar(keyframes).reshape(k * c, h, w)).reshape(k, c * h * w))
+    configs = [med.get_config(), zigzag.get_config(), zstd.get_config()]
+    return configs, zstd.encode_many(list(codes), threads=ZSTD_THREADS), codes.dtype
 
 
 def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key):
@@ -248,7 +255,7 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
 
     n, h, w, c = frames.shape
     stages, table_config, table_chunk, residual_chunks, payload_dtype = residual
-    key_config, key_chunks = key
+    key_configs, key_chunks, key_dtype = key
     keys = [int(k) for k in keyframes]
     common = {"n_frames": n, "height": h, "width": w, "channels": c, "dtype": "uint8", "max_value": 255}
     settings = dict(
@@ -264,7 +271,7 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
     )
     aid = archive.archive_id(settings)
     files = {
-        archive.KEYFRAME_FILE: archive.pack_dat(archive.KEYFRAME_MAGIC, dict(common, archive_id=aid, keyframes=keys, stages=[key_config]), key_chunks),
+        archive.KEYFRAME_FILE: archive.pack_dat(archive.KEYFRAME_MAGIC, dict(common, archive_id=aid, keyframes=keys, stages=key_configs, dtype_codes=np.dtype(key_dtype).name), key_chunks),
         archive.ENTROPY_FILE: archive.pack_dat(archive.ENTROPY_MAGIC, dict(settings, archive_id=aid), [table_chunk] + residual_chunks),
     }
     return files, aid

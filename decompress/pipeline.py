@@ -21,10 +21,11 @@ MAX_PIXELS = 1 << 36  # a declared size beyond this is a corrupt or hostile head
 def _codec_from_config(config, name, allowed=None):
     from compress.entropy import RankCoder, ZigZagCoder
     from compress.lossless import ZstdCodec
+    from compress.med import MedCoder
     from compress.quantize import Quantizer
     from compress.spatial import DeltaCoder
 
-    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, RankCoder, ZigZagCoder, ZstdCodec)}
+    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, MedCoder, RankCoder, ZigZagCoder, ZstdCodec)}
     what = config.get("id") if isinstance(config, dict) else config
     if not isinstance(what, str) or what not in known:
         raise TezipError(f"{name} uses a codec stage {str(what)[:40]!r} this TEZip does not know")
@@ -74,7 +75,7 @@ def validate_header(h, names, mode):
     if len(names) != n:
         raise TezipError(f"{archive.NAMES_FILE} lists {len(names)} names for {n} frames")
     if mode not in ("RGB", "L") or (mode == "RGB") != (c == 3):
-        raise TezipError(f"{archive.NAMES_FILE} has colour mode {mode!r} for {c}-channel frames")
+        raise TezipError(f"{archive.NAMES_FILE} has colour mode {str(mode)[:20]!r} for {c}-channel frames")
     pred = h.get("prediction")
     if not isinstance(pred, dict):
         raise TezipError(f"{name} is corrupt (no prediction settings)")
@@ -102,26 +103,32 @@ def validate_header(h, names, mode):
 
 
 def decode_keyframes(key_header, key_chunks, frames, keys):
+    """key_frame.dat → keyframes written into `frames`. Mirror: compress.pipeline.encode_keyframes."""
     name = archive.KEYFRAME_FILE
     if key_header.get("keyframes") != keys:
         raise TezipError(f"{name} holds other keyframes than {archive.ENTROPY_FILE} expects")
-    stages = key_header.get("stages")
-    if not isinstance(stages, list) or len(stages) != 1:
-        raise TezipError(f"{name} is corrupt (codec stages missing)")
-    codec = _codec_from_config(stages[0], name, allowed=("zstd",))
+    stages = [_codec_from_config(s, name) for s in key_header.get("stages") or []]
+    if [s.codec_id for s in stages] != ["med", "zigzag", "zstd"]:
+        raise TezipError(f"{name} has a stage list this TEZip cannot decode")
+    med, zigzag, zstd = stages
     if len(key_chunks) != len(keys):
         raise TezipError(f"{name} holds {len(key_chunks)} keyframes, {len(keys)} expected")
     for k, chunk in zip(keys, key_chunks):
         if chunk is None:
             raise TezipError(f"{name}: keyframe {k} is corrupt (checksum mismatch)")
-    shape = frames.shape[1:]
-    per_frame = int(np.prod(shape))
+    dtype = key_header.get("dtype_codes")
+    if dtype not in ("uint16", "uint32"):
+        raise TezipError(f"{name} is corrupt (bad code dtype {dtype!r})")
+    _, h, w, c = frames.shape
     try:
-        decoded = codec.decode_many([bytes(c) for c in key_chunks], np.uint8, [per_frame] * len(keys), threads=ZSTD_THREADS)
+        codes = zstd.decode_many([bytes(x) for x in key_chunks], np.dtype(dtype), [c * h * w] * len(keys), threads=ZSTD_THREADS)
+        for k, code in zip(keys, codes):
+            planes = med.decode(zigzag.decode(code.reshape(c, h, w)))
+            if planes.min() < 0 or planes.max() > 255:
+                raise TezipError(f"keyframe {k} decodes to values outside 0-255")
+            frames[k] = to_interleaved(planes[None])[0]
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None
-    for k, arr in zip(keys, decoded):
-        frames[k] = arr.reshape(shape)
 
 
 def decode_residuals(h, chunks, n_predicted, values, xp=np):
@@ -133,6 +140,8 @@ def decode_residuals(h, chunks, n_predicted, values, xp=np):
     if ids != ["runmerge", "delta1d", "freqrank" if entropy else "zigzag", "zstd"]:
         raise TezipError(f"{name} has a stage order this TEZip cannot decode: {ids}")
     spatial, zstd = stages[1], stages[-1]
+    if not chunks:
+        raise TezipError(f"{name} is corrupt (its entropy tables are missing)")
     if len(chunks) != n_predicted + 1:
         raise TezipError(f"{name} holds {len(chunks) - 1} residual frames, {n_predicted} expected")
     for i, chunk in enumerate(chunks):
