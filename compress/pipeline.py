@@ -32,6 +32,7 @@ class CompressOptions:
     threshold: float | None = None
     mode: str = "abs"
     loop: str = "closed"  # "closed": predict from decoded frames; "open": TEZip's extrapolation
+    block: int = 16  # per-block choice PredNet / previous frame; 0 = PredNet everywhere
     bounds: tuple = (0.0,)
     entropy: bool = True
     lanes: int | None = None
@@ -154,6 +155,8 @@ def validate_options(o):
         from compress.lossless import ZstdCodec
 
         ZstdCodec(level=o.zstd_level)  # TezipError naming the valid range, before any work
+    if not isinstance(o.block, int) or o.block < 0 or o.block > 4096:
+        raise TezipError(f"--block must be 0 (off) or a block size up to 4096 (got {o.block})")
     if o.loop not in ("closed", "open"):
         raise TezipError(f"--loop must be closed or open (got {o.loop!r})")
     return bounds
@@ -182,10 +185,13 @@ class FrameQuantizer:
     will make."""
 
     def __init__(self, frames, o, bounds, xp, max_value=255):
+        from compress.blockselect import BlockSelector
         from compress.quantize import Quantizer
 
         n, h, w, c = frames.shape
         self.frames, self.o, self.bounds, self.xp, self.max_value = frames, o, bounds, xp, max_value
+        self.selector = BlockSelector(o.block) if o.block else None
+        self.choices = np.zeros((n,) + self.selector.grid(h, w), bool) if self.selector else None
         self.quantizer = Quantizer()
         self.q = np.zeros((n, c, h, w), np.int32)
         self.predictions = np.zeros((n, c, h, w), np.int32)  # kept for the -v per-frame MSE
@@ -195,8 +201,12 @@ class FrameQuantizer:
         from compress.quantize import pixel_tolerances
 
         xp = self.xp
-        x = xp.asarray(to_planar(self.frames[f : f + 1]))
-        p = xp.asarray(to_planar(prediction[None]))
+        x, p = to_planar(self.frames[f : f + 1]), to_planar(prediction[None])
+        if self.selector is not None:
+            previous = to_planar(self.decoded[f - 1 : f])[0]
+            self.choices[f] = self.selector.choose(x[0], p[0], previous)
+            p = self.selector.combine(p[0], previous, self.choices[f])[None]
+        x, p = xp.asarray(x), xp.asarray(p)
         tol = pixel_tolerances(x, self.o.mode, self.bounds, self.max_value)
         q = self.quantizer.quantize(x - p, tol)
         decoded = xp.clip(p + q, 0, self.max_value)
@@ -249,7 +259,16 @@ def encode_keyframes(keyframes, level):
     return configs, zstd.encode_many(list(codes), threads=ZSTD_THREADS), codes.dtype
 
 
-def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key):
+def encode_block_choices(coder, predicted, level):
+    """The block choices of the predicted frames → (config or None, one zstd chunk)."""
+    from compress.lossless import ZstdCodec
+
+    packed = coder.selector.pack(coder.choices[predicted]) if coder.selector else b""
+    config = coder.selector.get_config() if coder.selector else None
+    return config, ZstdCodec(level=level, shuffle=False).encode(np.frombuffer(packed, np.uint8))
+
+
+def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices):
     """The two .dat files (headers carry every decode setting and each frame's checksum)."""
     from compress.quantize import is_lossless
 
@@ -267,12 +286,13 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
         stages=stages,
         partitions={"kind": "frame", "count": n - len(keys), "values": c * h * w, "dtype": np.dtype(payload_dtype).name},
         tables_codec=table_config,
+        block_select=choices[0],
         frame_checksums=[archive.frame_checksum(f) for f in decoded_frames],
     )
     aid = archive.archive_id(settings)
     files = {
         archive.KEYFRAME_FILE: archive.pack_dat(archive.KEYFRAME_MAGIC, dict(common, archive_id=aid, keyframes=keys, stages=key_configs, dtype_codes=np.dtype(key_dtype).name), key_chunks),
-        archive.ENTROPY_FILE: archive.pack_dat(archive.ENTROPY_MAGIC, dict(settings, archive_id=aid), [table_chunk] + residual_chunks),
+        archive.ENTROPY_FILE: archive.pack_dat(archive.ENTROPY_MAGIC, dict(settings, archive_id=aid), [table_chunk, choices[1]] + residual_chunks),
     }
     return files, aid
 
@@ -318,9 +338,10 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
     t = time.time()
     residual = encode_residuals(coder.q[predicted].reshape(len(predicted), c * h * w), o.entropy, level)
     key = encode_keyframes(frames[keyframes], level)
+    choices = encode_block_choices(coder, predicted, level)
     times["encode"] = time.time() - t
 
-    files, aid = build_archive(frames, coder.decoded, keyframes, lane_starts, o, bounds, model_digest, residual, key)
+    files, aid = build_archive(frames, coder.decoded, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices)
     summary = summarize(frames, coder, keyframes, predicted, times, files, len(residual[2]))
     summary.seconds = time.time() - t_start
     return files, aid, summary

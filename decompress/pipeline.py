@@ -15,7 +15,8 @@ from compress.errors import TezipError
 from compress.pipeline import ZSTD_THREADS, Summary, array_module, progress_bar, check_output_folder, to_host, to_interleaved, to_planar
 from compress.predict import check_lane_plan, predict_sequence
 
-MAX_PIXELS = 1 << 36  # a declared size beyond this is a corrupt or hostile header, not a sequence
+MAX_PIXELS = 1 << 36
+LEADING_CHUNKS = 2  # entropy.dat: tables, block choices, then one chunk per predicted frame  # a declared size beyond this is a corrupt or hostile header, not a sequence
 
 
 def _codec_from_config(config, name, allowed=None):
@@ -142,18 +143,18 @@ def decode_residuals(h, chunks, n_predicted, values, xp=np):
     spatial, zstd = stages[1], stages[-1]
     if not chunks:
         raise TezipError(f"{name} is corrupt (its entropy tables are missing)")
-    if len(chunks) != n_predicted + 1:
-        raise TezipError(f"{name} holds {len(chunks) - 1} residual frames, {n_predicted} expected")
+    if len(chunks) != n_predicted + LEADING_CHUNKS:
+        raise TezipError(f"{name} holds {len(chunks) - LEADING_CHUNKS} residual frames, {n_predicted} expected")
     for i, chunk in enumerate(chunks):
         if chunk is None:
-            what = "entropy tables" if i == 0 else f"residuals of predicted frame {i - 1}"
+            what = ("entropy tables", "block choices")[i] if i < LEADING_CHUNKS else f"residuals of predicted frame {i - LEADING_CHUNKS}"
             raise TezipError(f"{name}: {what} are corrupt (checksum mismatch)")
     dtype = h["partitions"].get("dtype")
     if dtype not in ("uint16", "uint32"):
         raise TezipError(f"{name} is corrupt (bad partition dtype {str(dtype)[:40]!r})")
     dtype = np.dtype(dtype)
     try:
-        parts = zstd.decode_many([bytes(c) for c in chunks[1:]], dtype, [values] * n_predicted, threads=ZSTD_THREADS)
+        parts = zstd.decode_many([bytes(c) for c in chunks[LEADING_CHUNKS:]], dtype, [values] * n_predicted, threads=ZSTD_THREADS)
         payload = xp.asarray(np.stack(parts) if parts else np.zeros((0, values), dtype))
         if entropy:
             from compress.entropy import unpack_tables
@@ -172,6 +173,25 @@ def decode_residuals(h, chunks, n_predicted, values, xp=np):
         raise TezipError(f"{name}: {e}") from None
 
 
+def decode_block_choices(h, chunk, n_predicted, height, width):
+    """entropy.dat's block-choice chunk → (selector, choices (P, ny, nx) bool) or (None, None)."""
+    name = archive.ENTROPY_FILE
+    config = h.get("block_select")
+    if config is None:
+        return None, None
+    from compress.blockselect import BlockSelector
+    from compress.lossless import ZstdCodec
+
+    try:
+        selector = BlockSelector.from_config(config)
+        ny, nx = selector.grid(height, width)
+        size = (n_predicted * ny * nx + 7) // 8
+        raw = ZstdCodec(shuffle=False).decode(bytes(chunk), np.uint8, size)
+        return selector, selector.unpack(raw.tobytes(), n_predicted, height, width)
+    except TezipError as e:
+        raise TezipError(f"{name}: {e}") from None
+
+
 def _declared_size(zstd_frame, limit):
     """The content size a zstd frame declares, at most `limit` (what the header's sizes allow)."""
     import zstandard
@@ -186,15 +206,20 @@ def _declared_size(zstd_frame, limit):
 
 
 class FrameReconstructor:
-    """The decoder's `code_frame`: prediction + stored residual, clipped, written into `frames`."""
+    """The decoder's `code_frame`: prediction (with the stored block choices) + stored residual,
+    clipped, written into `frames`."""
 
-    def __init__(self, frames, q, predicted):
-        self.frames, self.q = frames, q
+    def __init__(self, frames, q, predicted, selector=None, choices=None):
+        self.frames, self.q, self.selector, self.choices = frames, q, selector, choices
         self.row = {int(f): i for i, f in enumerate(predicted)}
 
     def __call__(self, f, prediction):
         c, h, w = self.frames.shape[3], self.frames.shape[1], self.frames.shape[2]
-        planar = np.clip(to_planar(prediction[None])[0] + self.q[self.row[f]].reshape(c, h, w), 0, 255)
+        p = to_planar(prediction[None])[0]
+        if self.selector is not None:
+            previous = to_planar(self.frames[f - 1 : f])[0]
+            p = self.selector.combine(p, previous, self.choices[self.row[f]])
+        planar = np.clip(p + self.q[self.row[f]].reshape(c, h, w), 0, 255)
         self.frames[f] = to_interleaved(planar[None])[0]
         return self.frames[f]
 
@@ -219,7 +244,8 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     q = decode_residuals(h, chunks, len(predicted), c * height * width, array_module(device))
 
     predictor = NextFramePredictor(prednet, height, width, len(lanes))
-    rebuild = FrameReconstructor(frames, q, predicted)
+    selector, choices = decode_block_choices(h, chunks[1], len(predicted), height, width)
+    rebuild = FrameReconstructor(frames, q, predicted, selector, choices)
     predict_sequence(predictor, frames, lanes, is_key, rebuild, closed_loop=loop == "closed", progress=progress)
     sums = h["frame_checksums"]
     for i in range(n):
@@ -239,17 +265,24 @@ def write_frames_atomically(out_dir, frames, names, mode):
 
     out = Path(out_dir)
     out_names, notes = output_names(names)
-    archive.make_output_folder(out)
+    created = archive.make_output_folder(out)
     archive.remove_partials(out)
-    written = []
+    written, done = [], False
     try:
         for frame, name in zip(frames, out_names):
             tmp = out / (name + archive.TMP_SUFFIX)
             written.append((tmp, out / name))  # before writing: a half-written file is removed too
-            write_frame(tmp, frame, mode, format_of=name)
+            try:
+                write_frame(tmp, frame, mode, format_of=name)
+            except TezipError as e:  # name the frame, not its temporary file
+                cause = e.__context__
+                if isinstance(cause, OSError):
+                    raise TezipError(f"cannot write {name} into {out_dir} ({cause.strerror or cause})") from None
+                raise
         with archive.deferred_interrupts():
             for tmp, final in written:
                 tmp.replace(final)
+            done = True
     except OSError as e:
         raise TezipError(f"cannot write into {out_dir} ({e.strerror or e})") from None
     finally:
@@ -258,6 +291,8 @@ def write_frames_atomically(out_dir, frames, names, mode):
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
+        if not done:
+            archive.remove_created(created)
     return notes
 
 
