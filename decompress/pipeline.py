@@ -12,7 +12,7 @@ import numpy as np
 
 from compress import archive
 from compress.errors import TezipError
-from compress.pipeline import ZSTD_THREADS, Summary, array_module, progress_bar, check_output_folder, to_host, to_interleaved, to_planar
+from compress.pipeline import ZSTD_THREADS, Summary, array_module, progress_bar, spatial_decode, check_output_folder, to_host, to_interleaved, to_planar
 from compress.predict import check_lane_plan, predict_sequence
 
 MAX_PIXELS = 1 << 36
@@ -108,7 +108,10 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
     name = archive.KEYFRAME_FILE
     if key_header.get("keyframes") != keys:
         raise TezipError(f"{name} holds other keyframes than {archive.ENTROPY_FILE} expects")
-    stages = [_codec_from_config(s, name) for s in key_header.get("stages") or []]
+    stages = key_header.get("stages")
+    if not isinstance(stages, list):
+        raise TezipError(f"{name} is corrupt (codec stages missing)")
+    stages = [_codec_from_config(s, name) for s in stages]
     if [s.codec_id for s in stages] != ["med", "zigzag", "zstd"]:
         raise TezipError(f"{name} has a stage list this TEZip cannot decode")
     med, zigzag, zstd = stages
@@ -132,13 +135,14 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
         raise TezipError(f"{name}: {e}") from None
 
 
-def decode_residuals(h, chunks, n_predicted, values, xp=np):
+def decode_residuals(h, chunks, n_predicted, plane_shape, xp=np):
     """entropy.dat chunks → quantized residuals (n_predicted, values) int32."""
     name = archive.ENTROPY_FILE
+    values = int(np.prod(plane_shape))
     stages = [_codec_from_config(s, name) for s in h["stages"]]
     ids = [s.codec_id for s in stages]
     entropy = "freqrank" in ids
-    if ids != ["runmerge", "delta1d", "freqrank" if entropy else "zigzag", "zstd"]:
+    if ids[0] != "runmerge" or ids[1] not in ("delta1d", "med") or ids[2:] != ["freqrank" if entropy else "zigzag", "zstd"]:
         raise TezipError(f"{name} has a stage order this TEZip cannot decode: {ids}")
     spatial, zstd = stages[1], stages[-1]
     if not chunks:
@@ -168,7 +172,7 @@ def decode_residuals(h, chunks, n_predicted, values, xp=np):
             d = stages[2].decode(payload, xp.asarray(table_values), xp.asarray(table_lengths))
         else:
             d = stages[2].decode(payload)
-        return to_host(spatial.decode(d))
+        return to_host(spatial_decode(spatial, d, plane_shape))
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None
 
@@ -241,7 +245,7 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     is_key = np.zeros(n, bool)
     is_key[keys] = True
     predicted = np.flatnonzero(~is_key)
-    q = decode_residuals(h, chunks, len(predicted), c * height * width, array_module(device))
+    q = decode_residuals(h, chunks, len(predicted), (c, height, width), array_module(device))
 
     predictor = NextFramePredictor(prednet, height, width, len(lanes))
     selector, choices = decode_block_choices(h, chunks[1], len(predicted), height, width)
