@@ -16,10 +16,7 @@ from numba import njit, prange
 from compress.codec import Codec
 from compress.errors import TezipError
 
-try:
-    import cupy
-except ImportError:  # CPU-only installs run everything through numba
-    cupy = None
+from compress.gpu import cupy, cuda_kernel, is_cupy_array, launch_elementwise
 
 # A dense histogram is used when a partition's value span is at most this many
 # slots beyond 4x its length, so the counting array never dwarfs the data;
@@ -29,10 +26,6 @@ _DENSE_SPAN_FACTOR = 4
 
 # Ranks fit uint16 while no table is longer than this.
 _UINT16_TABLE_LIMIT = 1 << 16
-
-
-def _is_cupy_array(x):
-    return cupy is not None and isinstance(x, cupy.ndarray)
 
 
 # --------------------------------------------------------------------------- numba
@@ -250,26 +243,12 @@ void rank_gather_NAME(const RANK_T* ranks, const long long* table_offsets,
 
 _CUDA_RANK_TYPES = {np.dtype(np.uint16): ("u16", "unsigned short"), np.dtype(np.uint32): ("u32", "unsigned int")}
 
-_cuda_kernels = {}
-
-
 def _cuda_kernel(template, base_name, rank_dtype=None):
-    # Compiled lazily so that importing this module never needs a GPU.
-    name = base_name
-    source = template
-    if rank_dtype is not None:
-        suffix, c_type = _CUDA_RANK_TYPES[np.dtype(rank_dtype)]
-        name = f"{base_name}_{suffix}"
-        source = template.replace("NAME", suffix).replace("RANK_T", c_type)
-    if name not in _cuda_kernels:
-        _cuda_kernels[name] = cupy.RawKernel(source, name)
-    return _cuda_kernels[name]
-
-
-def _launch_elementwise(kernel, size, args):
-    threads = 256
-    blocks = (size + threads - 1) // threads
-    kernel((blocks,), (threads,), args)
+    """The kernel of `template` specialised for the rank dtype (uint16 or uint32 ranks)."""
+    if rank_dtype is None:
+        return cuda_kernel(base_name, template)
+    suffix, c_type = _CUDA_RANK_TYPES[np.dtype(rank_dtype)]
+    return cuda_kernel(f"{base_name}_{suffix}", template.replace("NAME", suffix).replace("RANK_T", c_type))
 
 
 def _exclusive_cumsum(xp, counts):
@@ -303,7 +282,7 @@ def _encode_cupy(values):
     n_slots = int(slot_offsets_host[-1])
     slot_offsets = cupy.asarray(slot_offsets_host[:-1])
     counts = cupy.zeros(n_slots, dtype=cupy.uint32)
-    _launch_elementwise(
+    launch_elementwise(
         _cuda_kernel(_HISTOGRAM_CUDA, "rank_histogram"),
         values.size,
         (values, slot_offsets, mins, counts, np.int64(values.size), np.int64(length)),
@@ -328,7 +307,7 @@ def _encode_cupy(values):
     lookup[occupied[order]] = ranks_in_order.astype(rank_dtype)
 
     ranks = cupy.empty((n_parts, length), dtype=rank_dtype)
-    _launch_elementwise(
+    launch_elementwise(
         _cuda_kernel(_REMAP_CUDA, "rank_remap", rank_dtype),
         values.size,
         (values, slot_offsets, mins, lookup, ranks, np.int64(values.size), np.int64(length)),
@@ -346,7 +325,7 @@ def _decode_cupy(ranks, table_values, table_lengths):
     if bool((ranks.max(axis=1).astype(np.int64) >= cupy.asarray(lengths_host)).any()):
         raise TezipError("corrupt rank data: a rank is beyond its partition's table")
     table_offsets = cupy.asarray(_exclusive_cumsum(np, lengths_host)[:-1])
-    _launch_elementwise(
+    launch_elementwise(
         _cuda_kernel(_GATHER_CUDA, "rank_gather", ranks.dtype),
         ranks.size,
         (ranks, table_offsets, table_values, out, np.int64(ranks.size), np.int64(length)),
@@ -402,14 +381,14 @@ class RankCoder(Codec):
         """Return (ranks (P, L) uint16/uint32, table_values int32, table_lengths int32 (P,))."""
         if values.ndim != 2:
             raise ValueError(f"rank coding expects a (partitions, length) array, got shape {values.shape}")
-        if _is_cupy_array(values):
+        if is_cupy_array(values):
             return _encode_cupy(cupy.ascontiguousarray(values, dtype=np.int32))
         return _encode_numba(np.ascontiguousarray(values, dtype=np.int32))
 
     def decode(self, ranks, table_values, table_lengths):
         """Map ranks back to values: int32 (P, L).  Corrupt input raises TezipError."""
         _check_decode_inputs(ranks, table_values, table_lengths)
-        if _is_cupy_array(ranks):
+        if is_cupy_array(ranks):
             return _decode_cupy(
                 cupy.ascontiguousarray(ranks),
                 cupy.ascontiguousarray(cupy.asarray(table_values), dtype=np.int32),
@@ -431,9 +410,9 @@ class RankCoder(Codec):
 
 def pack_tables(table_values, table_lengths):
     """Serialise rank tables: P varint lengths, then zigzag varint values (small values take one byte)."""
-    if _is_cupy_array(table_values):
+    if is_cupy_array(table_values):
         table_values = cupy.asnumpy(table_values)
-    if _is_cupy_array(table_lengths):
+    if is_cupy_array(table_lengths):
         table_lengths = cupy.asnumpy(table_lengths)
     values = np.ascontiguousarray(table_values, dtype=np.int32)
     lengths = np.ascontiguousarray(table_lengths, dtype=np.int64)
@@ -489,7 +468,7 @@ class ZigZagCoder(Codec):
     codec_id = "zigzag"
 
     def encode(self, values):
-        xp = cupy if _is_cupy_array(values) else np
+        xp = cupy if is_cupy_array(values) else np
         v = xp.asarray(values, dtype=np.int32)
         u = ((v << 1) ^ (v >> 31)).view(np.uint32)
         narrow = u.size == 0 or int(u.max()) <= 0xFFFF

@@ -38,20 +38,13 @@ from numba import njit, prange
 from compress.codec import Codec
 from compress.errors import TezipError
 
-try:
-    import cupy
-except ImportError:  # CPU-only installs run everything through numba
-    cupy = None
+from compress.gpu import cupy, cuda_kernel, is_cupy_array
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
 
 # Inputs in [-SAFE_LIMIT, SAFE_LIMIT) always encode: their errors always fit int32.
 SAFE_LIMIT = 2**30
-
-
-def _is_cupy_array(x):
-    return cupy is not None and isinstance(x, cupy.ndarray)
 
 
 # --------------------------------------------------------------------------- numba
@@ -209,22 +202,12 @@ void med_decode(const int* errors, int* out, unsigned char* overflow,
 }
 """
 
-_cuda_kernels = {}
-
-
-def _cuda_kernel(name, source):
-    # Compiled lazily so that importing this module never needs a GPU.
-    if name not in _cuda_kernels:
-        _cuda_kernels[name] = cupy.RawKernel(source, name)
-    return _cuda_kernels[name]
-
-
 def _med_encode_cupy(values, out):
     overflow = cupy.zeros(1, dtype=cupy.uint8)
     n_planes, height, width = values.shape
     threads = 256
     blocks = (values.size + threads - 1) // threads
-    _cuda_kernel("med_encode", _MED_ENCODE_CUDA)(
+    cuda_kernel("med_encode", _MED_ENCODE_CUDA)(
         (blocks,), (threads,),
         (values, out, overflow, np.int64(values.size), np.int64(height), np.int64(width)),
     )
@@ -236,7 +219,7 @@ def _med_decode_cupy(errors, out):
     n_planes, height, width = errors.shape
     # Threads share a diagonal (at most min(H, W) pixels): no more than that, a multiple of 32.
     threads = int(min(256, max(32, (min(height, width) + 31) // 32 * 32)))
-    _cuda_kernel("med_decode", _MED_DECODE_CUDA)(
+    cuda_kernel("med_decode", _MED_DECODE_CUDA)(
         (n_planes,), (threads,),
         (errors, out, overflow, np.int64(height), np.int64(width)),
     )
@@ -255,7 +238,7 @@ class MedCoder(Codec):
     codec_id = "med"
 
     def encode(self, values):
-        on_gpu = _is_cupy_array(values)
+        on_gpu = is_cupy_array(values)
         xp = cupy if on_gpu else np
         if values.ndim != 3:
             raise ValueError(f"MED coding expects a (planes, height, width) array, got shape {values.shape}")
@@ -269,7 +252,7 @@ class MedCoder(Codec):
         return out
 
     def decode(self, errors):
-        on_gpu = _is_cupy_array(errors)
+        on_gpu = is_cupy_array(errors)
         xp = cupy if on_gpu else np
         if errors.ndim != 3:
             raise TezipError(f"corrupt MED data: expected a 3-D array, got shape {errors.shape}")

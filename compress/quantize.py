@@ -19,10 +19,7 @@ from numba import njit, prange
 from compress.codec import Codec
 from compress.errors import TezipError
 
-try:
-    import cupy
-except ImportError:  # CPU-only installs run everything through numba
-    cupy = None
+from compress.gpu import cupy, cuda_kernel, is_cupy_array
 
 MODES = ("abs", "rel", "absrel", "pwrel")
 REPRESENTATIVES = ("nearest_previous", "midpoint")
@@ -37,10 +34,6 @@ _BOUND_ARITY = {
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
-
-
-def _is_cupy_array(x):
-    return cupy is not None and isinstance(x, cupy.ndarray)
 
 
 def validate_bounds(mode, bounds):
@@ -85,7 +78,7 @@ def pixel_tolerances(frames, mode, bounds, max_value):
     Works on numpy or cupy arrays (returns the same kind).
     """
     bounds = validate_bounds(mode, bounds)
-    xp = cupy if _is_cupy_array(frames) else np
+    xp = cupy if is_cupy_array(frames) else np
     frames = xp.asarray(frames)
     if frames.dtype.kind not in "iu":
         raise TypeError(f"frames must be an integer array, got {frames.dtype}")
@@ -232,22 +225,12 @@ void runmerge_rows(const int* residuals, const int* tolerances, int* out,
 }
 """
 
-_cuda_kernels = {}
-
-
-def _cuda_kernel(name, source):
-    # Compiled lazily so that importing this module never needs a GPU.
-    if name not in _cuda_kernels:
-        _cuda_kernels[name] = cupy.RawKernel(source, name)
-    return _cuda_kernels[name]
-
-
 def _runmerge_rows_cupy(residuals, tolerances, out, midpoint):
     n_rows, width = residuals.shape
     negative = cupy.zeros(n_rows, dtype=cupy.uint8)
     threads = 128
     blocks = (n_rows + threads - 1) // threads
-    _cuda_kernel("runmerge_rows", _RUNMERGE_CUDA)(
+    cuda_kernel("runmerge_rows", _RUNMERGE_CUDA)(
         (blocks,),
         (threads,),
         (residuals, tolerances, out, negative, np.int64(n_rows), np.int64(width), np.int32(1 if midpoint else 0)),
@@ -264,7 +247,7 @@ def quantize_residuals(residuals, tolerances, representative="nearest_previous")
     """
     if representative not in REPRESENTATIVES:
         raise ValueError(f"unknown representative policy {representative!r} (valid: {', '.join(REPRESENTATIVES)})")
-    on_gpu = _is_cupy_array(residuals)
+    on_gpu = is_cupy_array(residuals)
     xp = cupy if on_gpu else np
     residuals = xp.ascontiguousarray(xp.asarray(residuals), dtype=np.int32)
     tolerances = xp.ascontiguousarray(xp.asarray(tolerances), dtype=np.int32)

@@ -11,17 +11,10 @@ from numba import njit, prange
 from compress.codec import Codec
 from compress.errors import TezipError
 
-try:
-    import cupy
-except ImportError:  # CPU-only installs run everything through numba
-    cupy = None
+from compress.gpu import cupy, cuda_kernel, is_cupy_array, launch_elementwise
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
-
-
-def _is_cupy_array(x):
-    return cupy is not None and isinstance(x, cupy.ndarray)
 
 
 @njit(cache=True, parallel=True)
@@ -86,26 +79,10 @@ void narrow_int32(const long long* sums, int* out, unsigned char* overflow, long
 }
 """
 
-_cuda_kernels = {}
-
-
-def _cuda_kernel(name, source):
-    # Compiled lazily so that importing this module never needs a GPU.
-    if name not in _cuda_kernels:
-        _cuda_kernels[name] = cupy.RawKernel(source, name)
-    return _cuda_kernels[name]
-
-
-def _launch_elementwise(kernel, size, args):
-    threads = 256
-    blocks = (size + threads - 1) // threads
-    kernel((blocks,), (threads,), args)
-
-
 def _delta_encode_cupy(values, out):
     overflow = cupy.zeros(1, dtype=cupy.uint8)
-    _launch_elementwise(
-        _cuda_kernel("delta_encode", _DELTA_ENCODE_CUDA),
+    launch_elementwise(
+        cuda_kernel("delta_encode", _DELTA_ENCODE_CUDA),
         values.size,
         (values, out, overflow, np.int64(values.size), np.int64(values.shape[1])),
     )
@@ -115,8 +92,8 @@ def _delta_encode_cupy(values, out):
 def _delta_decode_cupy(differences, out):
     sums = cupy.cumsum(differences, axis=1, dtype=cupy.int64)
     overflow = cupy.zeros(1, dtype=cupy.uint8)
-    _launch_elementwise(
-        _cuda_kernel("narrow_int32", _NARROW_CUDA),
+    launch_elementwise(
+        cuda_kernel("narrow_int32", _NARROW_CUDA),
         sums.size,
         (sums, out, overflow, np.int64(sums.size)),
     )
@@ -129,7 +106,7 @@ class DeltaCoder(Codec):
     codec_id = "delta1d"
 
     def encode(self, values):
-        on_gpu = _is_cupy_array(values)
+        on_gpu = is_cupy_array(values)
         xp = cupy if on_gpu else np
         if values.ndim != 2:
             raise ValueError(f"delta coding expects a (partitions, length) array, got shape {values.shape}")
@@ -143,7 +120,7 @@ class DeltaCoder(Codec):
         return out
 
     def decode(self, differences):
-        on_gpu = _is_cupy_array(differences)
+        on_gpu = is_cupy_array(differences)
         xp = cupy if on_gpu else np
         if differences.ndim != 2:
             raise TezipError(f"corrupt delta data: expected a 2-D array, got shape {differences.shape}")

@@ -172,3 +172,15 @@ def tiny_model(tmp_path_factory) -> Callable[[int], Path]:
         return cache[channels]
 
     return get
+
+
+@pytest.fixture
+def cp():
+    """CuPy on a CUDA device, for the GPU kernel tests; skipped cleanly without one."""
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except cupy.cuda.runtime.CUDARuntimeError:
+        pytest.skip("no CUDA device")
+    return cupy

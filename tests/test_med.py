@@ -183,19 +183,9 @@ def test_smooth_gradient_errors_are_mostly_zero():
 # --------------------------------------------------------------------------- GPU
 
 
-def _cupy_with_device():
-    cupy = pytest.importorskip("cupy")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except cupy.cuda.runtime.CUDARuntimeError:
-        pytest.skip("no CUDA device")
-    return cupy
-
-
 @pytest.mark.parametrize("shape", [(3, 64, 96), (1, 1, 40), (2, 40, 1), (2, 300, 7), (5, 7, 300)])
-def test_cupy_matches_numba(shape):
-    cupy = _cupy_with_device()
+def test_cupy_matches_numba(shape, cp):
+    cupy = cp
     rng = np.random.default_rng(len(shape) + sum(shape))
     values = rng.integers(-SAFE_LIMIT, SAFE_LIMIT, size=shape).astype(np.int32)
     values[:, : shape[1] // 2] //= 2**20  # a smoother half too
@@ -209,8 +199,8 @@ def test_cupy_matches_numba(shape):
     np.testing.assert_array_equal(cupy.asnumpy(gpu_decoded), values)
 
 
-def test_cupy_overflow_is_reported():
-    cupy = _cupy_with_device()
+def test_cupy_overflow_is_reported(cp):
+    cupy = cp
     with pytest.raises(TezipError):
         MedCoder().encode(cupy.asarray(np.array([[[INT32.min, INT32.max]]], dtype=np.int32)))
     with pytest.raises(TezipError, match="corrupt"):

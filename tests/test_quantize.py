@@ -253,15 +253,7 @@ def test_quantizer_config_round_trip():
 # ---------------------------------------------------------------- CuPy kernels
 
 
-@pytest.fixture
-def cp():
-    cupy = pytest.importorskip("cupy")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except cupy.cuda.runtime.CUDARuntimeError:
-        pytest.skip("no CUDA device")
-    return cupy
+# The `cp` fixture (CuPy with a CUDA device, else skip) lives in conftest.py.
 
 
 def test_cupy_quantizer_matches_numba(cp):

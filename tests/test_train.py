@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import make_sequence
 from prednet.train import TrainOptions, sequence_starts, train
