@@ -12,10 +12,13 @@ one header line. All three carry the same `archive_id`, so files of different ar
 mixed. Files are written under temporary names and renamed when complete.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -63,7 +66,7 @@ def unpack_dat(data, magic, name):
     if len(data) < _PREFIX.size or data[:8] != magic:
         other = {KEYFRAME_MAGIC: KEYFRAME_FILE, ENTROPY_MAGIC: ENTROPY_FILE}.get(bytes(data[:8]))
         if other:
-            raise TezipError(f"{name} holds the contents of a {other} file")
+            raise TezipError(f"{name} is not what its name says: it holds a {other} file")
         raise TezipError(f"{name} is not a TEZip archive file")
     _, version, hlen = _PREFIX.unpack_from(data, 0)
     if version > FORMAT_VERSION:
@@ -79,7 +82,7 @@ def unpack_dat(data, magic, name):
         raise TezipError(f"{name} is corrupt (header checksum mismatch)")
     try:
         header = json.loads(hbytes)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, absurd nesting or integer length
         raise TezipError(f"{name} is corrupt (header is not valid JSON)") from None
     if not isinstance(header, dict) or not isinstance(header.get("chunks"), list):
         raise TezipError(f"{name} is corrupt (header lacks its chunk table)")
@@ -103,33 +106,70 @@ def unpack_dat(data, magic, name):
     return header, chunks
 
 
-def names_text(archive_id_, mode, names):
+def name_problem(n):
+    """Why a frame's file name cannot be stored or written back (None if it can): a plain file
+    name in this folder, on one line, with an image extension TEZip reads."""
+    from compress.images import IMAGE_EXTENSIONS
+
+    if not isinstance(n, str) or n in ("", ".", "..") or n.startswith("."):
+        return "is not a plain file name"
+    if "\n" in n or "\r" in n or "\x00" in n or "/" in n or n != os.path.basename(n):
+        return "is not a plain file name"
+    try:
+        n.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if os.path.splitext(n)[1].lower() not in IMAGE_EXTENSIONS:
+        return "does not have an image file extension"
+    return None
+
+
+def check_names(names):
+    """Refuse (before any work) a frame file name the archive cannot store."""
     for n in names:
-        if "\n" in n or "\r" in n or n != os.path.basename(n) or n in ("", ".", ".."):
-            raise TezipError(f"file name {n!r} cannot be stored")
+        problem = name_problem(n)
+        if problem:
+            raise TezipError(f"file name {n!r} cannot be stored: it {problem}")
+
+
+def names_text(archive_id_, mode, names):
+    check_names(names)
     body = "".join(n + "\n" for n in names)
     head = {"version": FORMAT_VERSION, "archive_id": archive_id_, "mode": mode, "count": len(names), "crc32": crc32(body.encode())}
     return f"{NAMES_MAGIC} {json.dumps(head, sort_keys=True)}\n" + body
 
 
 def parse_names(text, name=NAMES_FILE):
-    """Returns (header dict, list of names)."""
+    """Returns (header dict, list of names). Every name is checked (a plain, unique image file
+    name), so an edited list can never make the decoder write outside OUT_DIR or one frame over
+    another."""
     first, sep, body = text.partition("\n")
     if not first.startswith(NAMES_MAGIC + " "):
         raise TezipError(f"{name} is not a TEZip file-name list (missing its header line)")
     try:
         head = json.loads(first[len(NAMES_MAGIC) + 1 :])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise TezipError(f"{name} has a corrupt header line") from None
     if not isinstance(head, dict):
         raise TezipError(f"{name} has a corrupt header line")
-    if head.get("version", 0) > FORMAT_VERSION:
-        raise TezipError(f"{name} was written by a newer TEZip (format version {head.get('version')})")
+    version = head.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise TezipError(f"{name} has a corrupt header line (bad format version {version!r})")
+    if version > FORMAT_VERSION:
+        raise TezipError(f"{name} was written by a newer TEZip (format version {version}); this one reads up to {FORMAT_VERSION}")
     if crc32(body.encode()) != head.get("crc32"):
         raise TezipError(f"{name} was edited or is corrupt (its names do not match their checksum)")
     names = body.split("\n")[:-1] if body.endswith("\n") else body.split("\n")
     if len(names) != head.get("count"):
-        raise TezipError(f"{name} lists {len(names)} names, its header says {head.get('count')}")
+        raise TezipError(f"{name} lists {len(names)} names, its header says {head.get('count')!r}")
+    seen = set()
+    for i, n in enumerate(names):
+        problem = name_problem(n)
+        if problem:
+            raise TezipError(f"{name} is corrupt: name {i + 1} {n[:80]!r} {problem}")
+        if n in seen:
+            raise TezipError(f"{name} is corrupt: name {n[:80]!r} appears twice")
+        seen.add(n)
     return head, names
 
 
@@ -143,28 +183,90 @@ def read_archive_file(folder, name):
         raise TezipError(f"{path} cannot be read ({e.strerror})") from None
 
 
+def is_partial(path):
+    """A temporary file of ours, left by an interrupted run."""
+    return Path(path).name.endswith(TMP_SUFFIX)
+
+
+def remove_partials(folder):
+    """Delete the temporary files an interrupted run left in folder (names ending in TMP_SUFFIX)."""
+    try:
+        for entry in Path(folder).iterdir():
+            if is_partial(entry) and entry.is_file():
+                entry.unlink(missing_ok=True)
+    except OSError as e:
+        raise TezipError(f"cannot clean up {folder} ({e.strerror or e})") from None
+
+
+def make_output_folder(folder):
+    """Create folder (and missing parents); returns the folders created, for remove_created."""
+    folder = Path(folder)
+    created = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        remove_created(created)
+        raise TezipError(f"cannot create OUT_DIR {folder} ({e.strerror or e})") from None
+    return created
+
+
+def remove_created(created):
+    """After a failed write: remove the folders make_output_folder created, if they are empty."""
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold Ctrl-C (SIGINT) and SIGTERM while the block runs, then deliver them: the renames that
+    publish finished files happen all together or not at all. (SIGKILL cannot be held.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received, saved = [], {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is None:  # installed outside Python: leave it alone
+            continue
+        saved[sig] = handler
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        for sig in received:
+            signal.raise_signal(sig)
+
+
 def write_files_atomically(folder, files):
     """Write {name: bytes} into folder: each to a temporary name first, renamed only when all are
     written and synced, so an interrupted run leaves no file that looks complete."""
     folder = Path(folder)
-    tmp_paths = []
+    created = make_output_folder(folder)
+    remove_partials(folder)
+    tmp_paths = [(folder / (name + TMP_SUFFIX), folder / name) for name in files]
+    done = False
     try:
-        for name, data in files.items():
-            tmp = folder / (name + TMP_SUFFIX)
+        for (tmp, _), data in zip(tmp_paths, files.values()):
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            tmp_paths.append((tmp, folder / name))
-        for tmp, final in tmp_paths:
-            os.replace(tmp, final)
+        with deferred_interrupts():
+            for tmp, final in tmp_paths:
+                os.replace(tmp, final)
+            done = True
     except OSError as e:
-        for tmp, _ in tmp_paths:
-            tmp.unlink(missing_ok=True)
-        for name in files:
-            (folder / (name + TMP_SUFFIX)).unlink(missing_ok=True)
         raise TezipError(f"cannot write into {folder} ({e.strerror or e})") from None
-    except BaseException:
-        for name in files:
-            (folder / (name + TMP_SUFFIX)).unlink(missing_ok=True)
-        raise
+    finally:
+        for tmp, _ in tmp_paths:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        if not done:
+            remove_created(created)

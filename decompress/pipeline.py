@@ -27,7 +27,9 @@ def _codec_from_config(config, name, allowed=None):
     from compress.spatial import DeltaCoder
 
     known = {c.codec_id: c for c in (Quantizer, DeltaCoder, MedCoder, RankCoder, ZigZagCoder, ZstdCodec)}
-    what = config.get("id") if isinstance(config, dict) else config
+    if not isinstance(config, dict):
+        raise TezipError(f"{name} is corrupt (a codec stage is {str(config)[:40]!r}, not a configuration)")
+    what = config.get("id")
     if not isinstance(what, str) or what not in known:
         raise TezipError(f"{name} uses a codec stage {str(what)[:40]!r} this TEZip does not know")
     if allowed is not None and what not in allowed:
@@ -157,13 +159,13 @@ def decode_residuals(h, chunks, n_predicted, plane_shape, xp=np):
     if dtype not in ("uint16", "uint32"):
         raise TezipError(f"{name} is corrupt (bad partition dtype {str(dtype)[:40]!r})")
     dtype = np.dtype(dtype)
+    table_codec = _codec_from_config(h.get("tables_codec"), name, allowed=("zstd",)) if entropy else None
     try:
         parts = zstd.decode_many([bytes(c) for c in chunks[LEADING_CHUNKS:]], dtype, [values] * n_predicted, threads=ZSTD_THREADS)
         payload = xp.asarray(np.stack(parts) if parts else np.zeros((0, values), dtype))
         if entropy:
             from compress.entropy import unpack_tables
 
-            table_codec = _codec_from_config(h.get("tables_codec"), name, allowed=("zstd",))
             table_bytes = bytes(chunks[0])
             # At most one varint (<= 5 bytes) per table length and per value of every frame.
             limit = 5 * n_predicted * (values + 1)

@@ -1,0 +1,156 @@
+"""Decoder fuzzing, the CI subset: a few hundred mutated archives (fixed seed) made from small real
+archives, decoded with the real tiny models. Every case must decode to exactly the original frames
+or fail with a one-line TezipError — no other exception, no case over its time limit, no traced
+allocation beyond the bound derived from the archive's declared size.
+
+The full run (>= 10 000 cases, reported in the README) is a command, not a test:
+
+    .venv/bin/python benchmarks/fuzz_decoder.py --cases 10000 --seed 0
+
+A failing CI case replays with `python benchmarks/fuzz_decoder.py --replay INDEX --seed 1`.
+"""
+
+import faulthandler
+import functools
+import json
+import tracemalloc
+
+import pytest
+import zstandard
+
+from benchmarks import fuzz_decoder as fz
+from compress import archive
+
+CI_SEED = 1  # the full run's default is 0, so CI adds cases the full run does not repeat
+CI_CASES = 300
+CASE_LIMIT = 30.0  # seconds; a legit case takes at most ~1 s here
+HARD_LIMIT = 900  # the whole subset; beyond it a hang in native code aborts the test run
+
+
+@pytest.fixture(scope="module")
+def fuzz(tiny_model, tmp_path_factory):
+    models = {3: tiny_model(3), 1: tiny_model(1)}
+    bases = fz.prepare(tmp_path_factory.mktemp("fuzz"), models)
+    return fz.Decoder(models), bases
+
+
+def test_bases_decode_exactly(fuzz):
+    decoder, bases = fuzz
+    for base in bases:
+        outcome, _, _, detail = fz.run_case(decoder, base, dict(base.files), CASE_LIMIT)
+        assert outcome == "exact", (base.name, detail)
+
+
+def test_fuzz_decoder_ci_subset(fuzz):
+    decoder, bases = fuzz
+    faulthandler.dump_traceback_later(HARD_LIMIT, exit=True)
+    try:
+        results = list(fz.run_cases(decoder, bases, CI_SEED, range(CI_CASES), time_limit=CASE_LIMIT))
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    table = fz.summarize(results)
+    print("\n" + table)
+    bad = [r for r in results if r["outcome"] not in fz.OK_OUTCOMES]
+    assert not bad, table
+    assert len(results) == CI_CASES
+    for kind in fz.KINDS:  # every mutation kind ran and was caught at least once
+        assert any(r["kind"] == kind and r["outcome"] == "error" for r in results), kind
+    assert any(r["outcome"] == "exact" for r in results)  # harmless mutations still decode
+    assert max(r["seconds"] for r in results) < CASE_LIMIT
+
+
+def test_replay_is_deterministic(fuzz):
+    _, bases = fuzz
+    for index in (0, 7, 42, 299):
+        runs = []
+        for _ in range(2):
+            base_i, kind, rng = fz.case_plan(CI_SEED, index, len(bases))
+            runs.append(fz.mutate(bases, base_i, kind, rng))
+        assert runs[0] == runs[1]
+
+
+# --- hostile headers aimed at allocation: a valid crc does not make a size believable ------------
+
+
+def _with_chunk(base, fname, index, chunk):
+    magic, version, header, chunks = fz.split_dat(base.files[fname])
+    chunks[index] = chunk
+    return dict(base.files, **{fname: fz.join_dat(magic, version, header, chunks)})
+
+
+def _zstd_frame_declaring(size):
+    """A small zstd frame whose header claims `size` content bytes (single segment, one RLE block)."""
+    descriptor = 0b11100000  # 8-byte content size field, single segment
+    rle_block = (1 | (1 << 1) | (1 << 3)).to_bytes(3, "little") + b"\x00"  # last block, RLE, 1 byte
+    return b"\x28\xb5\x2f\xfd" + bytes([descriptor]) + size.to_bytes(8, "little") + rle_block
+
+
+@functools.lru_cache
+def _zeros_declaring(size):
+    """A real zstd frame of `size` zero bytes (a few kB for a GB: zstd's best case)."""
+    c = zstandard.ZstdCompressor(level=1, write_content_size=True).compressobj(size=size)
+    block = bytes(1 << 20)
+    out = [c.compress(block) for _ in range(size >> 20)]
+    return b"".join(out) + c.flush()
+
+
+def _assert_refused_cheaply(decoder, base, files):
+    outcome, seconds, peak, detail = fz.run_case(decoder, base, files, CASE_LIMIT)
+    assert outcome == "error", (outcome, detail)
+    assert peak < 64 << 20, f"{peak} bytes traced for a {base.declared_bytes}-byte archive ({detail})"
+    return detail
+
+
+def test_chunk_declaring_huge_content_is_refused_before_allocating(fuzz):
+    decoder, bases = fuzz
+    base = bases[0]  # rank-coded: entropy.dat chunk 0 holds the tables
+    last = len(fz.split_dat(base.files[archive.ENTROPY_FILE])[3]) - 1  # a residual chunk
+    for fname, index in ((archive.ENTROPY_FILE, 0), (archive.ENTROPY_FILE, last), (archive.KEYFRAME_FILE, 0)):
+        for frame in (_zstd_frame_declaring(1 << 40), _zeros_declaring(1 << 30)):
+            _assert_refused_cheaply(decoder, base, _with_chunk(base, fname, index, frame))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("n_frames", 2**40), ("height", 2**31), ("width", 10**12), ("channels", 2**20),
+    ("partitions", {"kind": "frame", "count": 2**40, "values": 2**40, "dtype": "uint32"}),
+])
+def test_header_declaring_huge_sizes_is_refused(fuzz, field, value):
+    decoder, bases = fuzz
+    base = bases[0]
+    magic, version, header, chunks = fz.split_dat(base.files[archive.ENTROPY_FILE])
+    header[field] = value
+    files = dict(base.files, **{archive.ENTROPY_FILE: fz.join_dat(magic, version, header, chunks)})
+    _assert_refused_cheaply(decoder, base, files)
+
+
+@pytest.mark.parametrize("hostile", [
+    b"[" * 100000 + b"]" * 100000,  # nesting deeper than Python's recursion limit
+    b'{"n_frames": ' + b"9" * 5000 + b"}",  # an integer longer than Python converts
+    b'{"chunks": [[1, 2]], "x": NaN}',
+    b"\xff\xfe{}",
+])
+def test_hostile_json_header(fuzz, hostile):
+    decoder, bases = fuzz
+    base = bases[0]
+    magic = archive.ENTROPY_MAGIC
+    data = fz._PREFIX.pack(magic, archive.FORMAT_VERSION, len(hostile)) + hostile + fz.struct.pack("<I", fz.crc32(hostile))
+    _assert_refused_cheaply(decoder, base, dict(base.files, **{archive.ENTROPY_FILE: data}))
+
+
+def test_hostile_names_header(fuzz):
+    decoder, bases = fuzz
+    base = bases[0]
+    head, body = fz.split_names(base.files[archive.NAMES_FILE])
+    for change in ({"version": "1"}, {"version": 2**70}, {"count": 2**62}, {"crc32": None}):
+        files = dict(base.files, **{archive.NAMES_FILE: fz.join_names(dict(head, **change), body)})
+        _assert_refused_cheaply(decoder, base, files)
+    text = b"#TEZIP-NAMES " + json.dumps({"version": 1}).encode()[:-1] + b', "x": ' + b"1" * 5000 + b"}\n"
+    _assert_refused_cheaply(decoder, base, dict(base.files, **{archive.NAMES_FILE: text}))
+
+
+def test_tracemalloc_left_off(fuzz):
+    """run_case stops tracing after each case (tracing slows everything else down)."""
+    decoder, bases = fuzz
+    fz.run_case(decoder, bases[0], dict(bases[0].files))
+    assert not tracemalloc.is_tracing()
+

@@ -1,0 +1,163 @@
+"""Interrupting tezip.py midway (real processes, real signals): Ctrl-C (SIGINT) and `kill`
+(SIGTERM) leave nothing behind; SIGKILL, which cannot be caught, may leave temporary
+`*.tezip-partial` files but never a file under a final name that is incomplete; re-running
+afterwards works, without --overwrite.
+
+Each run pays TensorFlow's start-up (~6 s), so the cases are few: compress interrupted during
+prediction (SIGINT, SIGTERM, SIGKILL) and decompress interrupted while it writes frames (SIGINT,
+SIGKILL).
+"""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from compress import archive
+from compress.images import read_image
+from compress.pipeline import CompressOptions, compress_folder
+from conftest import REPO_ROOT, make_sequence
+from decompress.pipeline import decompress_folder
+
+# Long enough that prediction runs for seconds after start-up (one lane: one frame per model call).
+N_FRAMES, HEIGHT, WIDTH = 120, 64, 96
+OPTIONS = dict(warmup=1, window=5, lanes=1)  # lossless: the decoded frames are the originals
+CLI_OPTIONS = ["-p", "1", "-w", "5", "--lanes", "1"]
+
+
+@pytest.fixture(scope="module")
+def long_sequence(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("interrupt")
+    frames = make_sequence(root / "images", n_frames=N_FRAMES, height=HEIGHT, width=WIDTH, channels=3, seed=31, noise=3)
+    compress_folder(tiny_model(3), root / "images", root / "comp", CompressOptions(**OPTIONS))
+    return root, frames
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "tezip.py"), "-f", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES="-1"))
+
+
+def wait_for_start(proc, timeout=120):
+    """Until the process has printed its mode line (the framework is loaded, the work begins)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if line.strip() in ("CPU MODE", "GPU MODE"):
+                return
+            if not line:
+                break
+    proc.kill()
+    raise AssertionError(f"tezip.py did not start: {proc.stderr.read()}")
+
+
+def wait_for_partial_file(proc, folder, timeout=120):
+    """Until a temporary file appears in folder (the decoder is writing its frames)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if any(e.name.endswith(archive.TMP_SUFFIX) for e in os.scandir(folder)):
+                return True
+        except FileNotFoundError:
+            pass
+        time.sleep(0.001)
+    return False
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def files_in(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def assert_final_frames_complete(out, frames):
+    """Every frame file under its final name holds exactly its frame (temporary files aside)."""
+    for name in files_in(out):
+        if archive.is_partial(name):
+            continue
+        index = int(name[len("frame_"):-len(".png")])
+        pixels, _ = read_image(out / name)
+        np.testing.assert_array_equal(pixels, frames[index], err_msg=name)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_compress_interrupted_leaves_nothing(tiny_model, long_sequence, tmp_path, sig):
+    root, _ = long_sequence
+    out = tmp_path / "comp"
+    proc = start("-c", tiny_model(3), root / "images", out, *CLI_OPTIONS)
+    wait_for_start(proc)
+    time.sleep(1.5)
+    assert proc.poll() is None, "compression finished before it could be interrupted"
+    proc.send_signal(sig)
+    code, _, err = finish(proc)
+    assert code == 128 + sig, err
+    assert err.strip().splitlines() == ["tezip.py: interrupted; no partial output was left"], err
+    assert files_in(out) == []
+
+
+def test_compress_killed_then_rerun(tiny_model, long_sequence, tmp_path):
+    root, frames = long_sequence
+    out = tmp_path / "comp"
+    proc = start("-c", tiny_model(3), root / "images", out, *CLI_OPTIONS)
+    wait_for_start(proc)
+    time.sleep(1.5)
+    assert proc.poll() is None, "compression finished before it could be killed"
+    proc.kill()
+    finish(proc)
+    left = files_in(out)
+    assert all(archive.is_partial(n) for n in left), f"a final-named file after SIGKILL: {left}"
+    # Re-running works without --overwrite (temporary files of an interrupted run do not count).
+    compress_folder(tiny_model(3), root / "images", out, CompressOptions(**OPTIONS))
+    assert files_in(out) == sorted(archive.ARCHIVE_FILES)
+    for name in archive.ARCHIVE_FILES:
+        assert (out / name).read_bytes() == (root / "comp" / name).read_bytes()
+
+
+def test_decompress_interrupted_while_writing(tiny_model, long_sequence, tmp_path):
+    root, frames = long_sequence
+    out = tmp_path / "out"
+    proc = start("-u", tiny_model(3), root / "comp", out)
+    wait_for_start(proc)
+    caught = wait_for_partial_file(proc, out)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert caught, f"never saw the frames being written (exit {code}: {err})"
+    left = files_in(out)
+    assert not any(archive.is_partial(n) for n in left), left
+    if code == 130:  # interrupted while writing: nothing, or (renames are not interruptible) everything
+        assert err.strip().splitlines() == ["tezip.py: interrupted; no partial output was left"], err
+        assert left in ([], [f"frame_{i:04d}.png" for i in range(N_FRAMES)]), left
+    else:  # the signal came after the last rename
+        assert code == 0, err
+        assert len(left) == N_FRAMES
+    assert_final_frames_complete(out, frames)
+
+
+def test_decompress_killed_while_writing_then_rerun(tiny_model, long_sequence, tmp_path):
+    root, frames = long_sequence
+    out = tmp_path / "out"
+    proc = start("-u", tiny_model(3), root / "comp", out)
+    wait_for_start(proc)
+    caught = wait_for_partial_file(proc, out)
+    proc.kill()
+    finish(proc)
+    assert caught, "never saw the frames being written"
+    left = files_in(out)
+    assert any(archive.is_partial(n) for n in left)
+    assert_final_frames_complete(out, frames)  # whatever has a final name is complete
+    finals = [n for n in left if not archive.is_partial(n)]
+    # Re-running works: without --overwrite unless the kill fell among the renames.
+    back = decompress_folder(tiny_model(3), root / "comp", out, overwrite=bool(finals))
+    np.testing.assert_array_equal(back, frames)
+    assert files_in(out) == [f"frame_{i:04d}.png" for i in range(N_FRAMES)]
+    assert_final_frames_complete(out, frames)
