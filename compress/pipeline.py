@@ -292,6 +292,12 @@ def encode_block_choices(coder, predicted, level):
     return config, ZstdCodec(level=level, shuffle=False).encode(np.frombuffer(packed, np.uint8))
 
 
+def model_threads():
+    from prednet.device import model_threads as threads
+
+    return threads()
+
+
 def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices):
     """The two .dat files (headers carry every decode setting and each frame's checksum)."""
     from compress.quantize import is_lossless
@@ -304,6 +310,7 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
     settings = dict(
         common,
         model_digest=model_digest,
+        model_threads=model_threads(),
         prediction={"method": "windows", "loop": o.loop, "warmup": o.warmup, "window": o.window, "threshold": o.threshold,
                     "lanes": [int(s) for s in lane_starts], "keyframes": keys},
         bound={"mode": o.mode, "bounds": list(bounds), "lossless": bool(is_lossless(o.mode, bounds))},

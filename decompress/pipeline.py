@@ -12,7 +12,7 @@ import numpy as np
 
 from compress import archive
 from compress.errors import TezipError
-from compress.pipeline import ZSTD_THREADS, Summary, array_module, progress_bar, spatial_decode, check_output_folder, to_host, to_interleaved, to_planar
+from compress.pipeline import ZSTD_THREADS, model_threads, Summary, array_module, progress_bar, spatial_decode, check_output_folder, to_host, to_interleaved, to_planar
 from compress.predict import check_lane_plan, predict_sequence
 
 MAX_PIXELS = 1 << 36
@@ -257,9 +257,13 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     for i in range(n):
         if archive.frame_checksum(frames[i]) != sums[i]:
             kind = "keyframe" if is_key[i] else "predicted frame"
+            threads = h.get("model_threads")
+            hint = ""
+            if isinstance(threads, int) and threads != model_threads():
+                hint = f" (it was compressed with TEZIP_MODEL_THREADS={threads}; set the same value to decode it)"
             raise TezipError(
                 f"frame {i} ({names[i]}, {kind}) does not match its checksum: the archive is corrupt or was made "
-                "on a machine whose model arithmetic differs; nothing was written"
+                f"on a machine whose model arithmetic differs{hint}; nothing was written"
             )
     return frames, h
 

@@ -10,6 +10,25 @@ def hide_gpus():
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
+# TensorFlow's CPU kernels split their sums by thread count, so the model's float results — and
+# so the predictions an archive depends on — differ between thread counts. A fixed count (not one
+# per core) makes an archive decode on any machine of the same software; TEZIP_MODEL_THREADS
+# overrides it (the value is recorded in the archive, and decoding must use the same).
+DEFAULT_MODEL_THREADS = 4
+
+
+def model_threads():
+    value = os.environ.get("TEZIP_MODEL_THREADS", str(DEFAULT_MODEL_THREADS))
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MODEL_THREADS
+
+
+def pin_model_threads():
+    """Fix TensorFlow's op thread pools before it starts (it reads these variables at start-up)."""
+    n = str(model_threads())
+    os.environ["TF_NUM_INTRAOP_THREADS"] = n
+    os.environ["TF_NUM_INTEROP_THREADS"] = n
+
+
 def quiet_framework_logs():
     # TensorFlow prints C++ start-up notices (CUDA not found, oneDNN) that bury our one-line output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -75,6 +94,7 @@ def gpu_available():
 def select_device(force_cpu):
     """Hide GPUs if asked, then return "GPU" or "CPU"."""
     quiet_framework_logs()
+    pin_model_threads()
     if force_cpu:
         hide_gpus()
         import_framework()

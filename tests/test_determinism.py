@@ -83,7 +83,7 @@ def test_decoding_with_other_tensorflow_threads_is_exact_or_refused(tiny_model, 
     """TensorFlow's single-threaded and multi-threaded convolutions may round differently: the
     decode must then be refused by the checksums (exit 1, one line, nothing written); where the
     arithmetic agrees it is exact."""
-    r = tezip("-u", tiny_model(3), reference, tmp_path / "out", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    r = tezip("-u", tiny_model(3), reference, tmp_path / "out", TEZIP_MODEL_THREADS="1")
     if r.returncode == 0:
         expected = decompress_folder(tiny_model(3), reference, tmp_path / "out_here")
         np.testing.assert_array_equal(read_sequence(tmp_path / "out").frames, expected)
