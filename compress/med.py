@@ -38,7 +38,7 @@ from numba import njit, prange
 from compress.codec import Codec
 from compress.errors import TezipError
 
-from compress.gpu import cupy, cuda_kernel, is_cupy_array
+from compress.gpu import cupy, cuda_kernel, run_int32_kernel
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -238,31 +238,19 @@ class MedCoder(Codec):
     codec_id = "med"
 
     def encode(self, values):
-        on_gpu = is_cupy_array(values)
-        xp = cupy if on_gpu else np
         if values.ndim != 3:
             raise ValueError(f"MED coding expects a (planes, height, width) array, got shape {values.shape}")
-        values = xp.ascontiguousarray(values, dtype=np.int32)
-        out = xp.empty(values.shape, dtype=np.int32)
-        if values.size == 0:
-            return out
-        overflow = _med_encode_cupy(values, out) if on_gpu else _med_encode(values, out)
-        if bool(overflow.any()):
+        out, overflow = run_int32_kernel(values, _med_encode, _med_encode_cupy)
+        if overflow:
             raise TezipError("values too far apart for int32 MED prediction errors")
         return out
 
     def decode(self, errors):
-        on_gpu = is_cupy_array(errors)
-        xp = cupy if on_gpu else np
         if errors.ndim != 3:
             raise TezipError(f"corrupt MED data: expected a 3-D array, got shape {errors.shape}")
         if errors.dtype != np.int32:
             raise TezipError(f"corrupt MED data: expected int32, got {errors.dtype}")
-        errors = xp.ascontiguousarray(errors)
-        out = xp.empty(errors.shape, dtype=np.int32)
-        if errors.size == 0:
-            return out
-        overflow = _med_decode_cupy(errors, out) if on_gpu else _med_decode(errors, out)
-        if bool(overflow.any()):
+        out, overflow = run_int32_kernel(errors, _med_decode, _med_decode_cupy)
+        if overflow:
             raise TezipError("corrupt MED data: decoded values overflow int32")
         return out

@@ -11,7 +11,7 @@ from numba import njit, prange
 from compress.codec import Codec
 from compress.errors import TezipError
 
-from compress.gpu import cupy, cuda_kernel, is_cupy_array, launch_elementwise
+from compress.gpu import cupy, cuda_kernel, run_int32_kernel, launch_elementwise
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -106,31 +106,19 @@ class DeltaCoder(Codec):
     codec_id = "delta1d"
 
     def encode(self, values):
-        on_gpu = is_cupy_array(values)
-        xp = cupy if on_gpu else np
         if values.ndim != 2:
             raise ValueError(f"delta coding expects a (partitions, length) array, got shape {values.shape}")
-        values = xp.ascontiguousarray(values, dtype=np.int32)
-        out = xp.empty(values.shape, dtype=np.int32)
-        if values.size == 0:
-            return out
-        overflow = _delta_encode_cupy(values, out) if on_gpu else _delta_encode(values, out)
-        if bool(overflow.any()):
+        out, overflow = run_int32_kernel(values, _delta_encode, _delta_encode_cupy)
+        if overflow:
             raise TezipError("values too far apart for int32 delta coding")
         return out
 
     def decode(self, differences):
-        on_gpu = is_cupy_array(differences)
-        xp = cupy if on_gpu else np
         if differences.ndim != 2:
             raise TezipError(f"corrupt delta data: expected a 2-D array, got shape {differences.shape}")
         if differences.dtype != np.int32:
             raise TezipError(f"corrupt delta data: expected int32, got {differences.dtype}")
-        differences = xp.ascontiguousarray(differences)
-        out = xp.empty(differences.shape, dtype=np.int32)
-        if differences.size == 0:
-            return out
-        overflow = _delta_decode_cupy(differences, out) if on_gpu else _delta_decode(differences, out)
-        if bool(overflow.any()):
+        out, overflow = run_int32_kernel(differences, _delta_decode, _delta_decode_cupy)
+        if overflow:
             raise TezipError("corrupt delta data: decoded values overflow int32")
         return out
