@@ -47,6 +47,12 @@ def frame_checksum(pixels):
     return hashlib.blake2b(memoryview(pixels).cast("B"), digest_size=8).hexdigest()
 
 
+def names_digest(mode, names):
+    """Binds filename.txt's names (order included) and colour mode into entropy.dat: an edited
+    filename.txt cannot rename or reorder the output even with its own checksum recomputed."""
+    return hashlib.sha256(json.dumps([mode, list(names)]).encode()).hexdigest()[:32]
+
+
 def archive_id(header):
     """Identity of an archive: a hash of its decode settings and frame checksums."""
     return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:32]

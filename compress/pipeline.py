@@ -298,7 +298,8 @@ def model_threads():
     return threads()
 
 
-def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices):
+def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices,
+                  names_digest=None):
     """The two .dat files (headers carry every decode setting and each frame's checksum)."""
     from compress.quantize import is_lossless
 
@@ -319,6 +320,7 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
         tables_codec=table_config,
         block_select=choices[0],
         frame_checksums=[archive.frame_checksum(f) for f in decoded_frames],
+        names_digest=names_digest,
     )
     aid = archive.archive_id(settings)
     files = {
@@ -349,7 +351,7 @@ def summarize(frames, coder, keyframes, predicted, times, files, table_bytes):
     return summary
 
 
-def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
+def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, names_digest=None):
     """Compress frames (N, H, W, C) uint8 → ({.dat name: bytes}, archive id, Summary). The glue."""
     from compress.quantize import is_lossless
     from prednet.predictor import NextFramePredictor
@@ -374,7 +376,8 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None):
     choices = encode_block_choices(coder, predicted, level)
     times["encode"] = time.time() - t
 
-    files, aid = build_archive(frames, coder.decoded, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices)
+    files, aid = build_archive(frames, coder.decoded, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices,
+                               names_digest)
     summary = summarize(frames, coder, keyframes, predicted, times, files, len(residual[2]))
     summary.seconds = time.time() - t_start
     return files, aid, summary
@@ -402,7 +405,8 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
         )
     progress = progress_bar(n, "predicting")
     try:
-        files, aid, summary = encode_sequence(prednet, seq.frames, o, bounds, model_doc["digest"], progress)
+        files, aid, summary = encode_sequence(prednet, seq.frames, o, bounds, model_doc["digest"], progress,
+                                              archive.names_digest(seq.mode, seq.names))
     finally:
         progress.close()
     files[archive.NAMES_FILE] = archive.names_text(aid, seq.mode, seq.names).encode("utf-8")

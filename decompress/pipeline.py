@@ -236,6 +236,9 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
 
     h, chunks = ent
     n, height, width, c, keys, lanes = validate_header(h, names, names_head.get("mode"))
+    bound_names = h.get("names_digest")
+    if bound_names is not None and bound_names != archive.names_digest(names_head.get("mode"), names):
+        raise TezipError(f"{archive.NAMES_FILE} was edited: its names or colour mode do not match {archive.ENTROPY_FILE}")
     loop = h["prediction"].get("loop", "open")
     if h.get("model_digest") != model_digest:
         raise TezipError(
