@@ -248,31 +248,43 @@ def deferred_interrupts():
             signal.raise_signal(sig)
 
 
-def write_files_atomically(folder, files):
-    """Write {name: bytes} into folder: each to a temporary name first, renamed only when all are
-    written and synced, so an interrupted run leaves no file that looks complete."""
-    folder = Path(folder)
-    created = make_output_folder(folder)
-    remove_partials(folder)
-    tmp_paths = [(folder / (name + TMP_SUFFIX), folder / name) for name in files]
-    done = False
+def publish_atomically(folder, names, write_one):
+    """Create `names` in folder so that an interrupted or failed run leaves no file that looks
+    complete: `write_one(i, tmp_path)` writes item i under a temporary name (tracked before it is
+    written, so a half-written one is removed too); all are renamed only when every one is written,
+    with Ctrl-C held meanwhile; on failure temporaries and an OUT_DIR this call created are removed."""
+    created = make_output_folder(Path(folder))
+    remove_partials(Path(folder))
+    written, done = [], False
     try:
-        for (tmp, _), data in zip(tmp_paths, files.values()):
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+        for i, name in enumerate(names):
+            tmp = Path(folder) / (name + TMP_SUFFIX)
+            written.append((tmp, Path(folder) / name))
+            write_one(i, tmp)
         with deferred_interrupts():
-            for tmp, final in tmp_paths:
+            for tmp, final in written:
                 os.replace(tmp, final)
             done = True
     except OSError as e:
         raise TezipError(f"cannot write into {folder} ({e.strerror or e})") from None
     finally:
-        for tmp, _ in tmp_paths:
+        for tmp, _ in written:
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
         if not done:
             remove_created(created)
+
+
+def write_files_atomically(folder, files):
+    """Write {name: bytes} into folder, each synced to disk before any is published."""
+    contents = list(files.values())
+
+    def write_one(i, tmp):
+        with open(tmp, "wb") as f:
+            f.write(contents[i])
+            f.flush()
+            os.fsync(f.fileno())
+
+    publish_atomically(folder, list(files), write_one)

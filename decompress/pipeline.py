@@ -272,40 +272,22 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
 
 
 def write_frames_atomically(out_dir, frames, names, mode):
-    """Write every frame under a temporary name, then rename them all (so an interrupted run leaves
-    no file that looks complete). Returns the notes about renamed lossy formats."""
+    """Write every frame under its output name, all published together (archive.publish_atomically).
+    Returns the notes about renamed lossy formats."""
     from decompress.images import output_names, write_frame
 
-    out = Path(out_dir)
     out_names, notes = output_names(names)
-    created = archive.make_output_folder(out)
-    archive.remove_partials(out)
-    written, done = [], False
-    try:
-        for frame, name in zip(frames, out_names):
-            tmp = out / (name + archive.TMP_SUFFIX)
-            written.append((tmp, out / name))  # before writing: a half-written file is removed too
-            try:
-                write_frame(tmp, frame, mode, format_of=name)
-            except TezipError as e:  # name the frame, not its temporary file
-                cause = e.__context__
-                if isinstance(cause, OSError):
-                    raise TezipError(f"cannot write {name} into {out_dir} ({cause.strerror or cause})") from None
-                raise
-        with archive.deferred_interrupts():
-            for tmp, final in written:
-                tmp.replace(final)
-            done = True
-    except OSError as e:
-        raise TezipError(f"cannot write into {out_dir} ({e.strerror or e})") from None
-    finally:
-        for tmp, _ in written:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-        if not done:
-            archive.remove_created(created)
+
+    def write_one(i, tmp):
+        try:
+            write_frame(tmp, frames[i], mode, format_of=out_names[i])
+        except TezipError as e:  # name the frame, not its temporary file
+            cause = e.__context__
+            if isinstance(cause, OSError):
+                raise TezipError(f"cannot write {out_names[i]} into {out_dir} ({cause.strerror or cause})") from None
+            raise
+
+    archive.publish_atomically(out_dir, out_names, write_one)
     return notes
 
 
