@@ -7,7 +7,9 @@ Each subfolder of DATA_DIR is one time sequence: its images, ordered by file nam
 receives the layout of coxlab PredNet's KITTI data:
 
     X_train.hkl, X_val.hkl              uint8 (n_frames, H, W, C), all sequences' frames
-                                        concatenated in order
+                                        concatenated in order; uint16 for 16-bit grayscale
+                                        (I;16) frames (training scales each sequence by its
+                                        own value range, as compression does)
     sources_train.hkl, sources_val.hkl  (n_frames,) the sequence folder name of each frame,
                                         so a generator can find runs of frames of one sequence
 
@@ -34,7 +36,7 @@ import hickle
 import numpy as np
 
 from compress.errors import TezipError
-from compress.images import ImageHeader, list_image_files, read_image, sequence_header
+from compress.images import MODE_DTYPES, ImageHeader, list_image_files, read_image, sequence_header
 
 OUTPUT_FILES = ("X_train.hkl", "X_val.hkl", "sources_train.hkl", "sources_val.hkl")
 
@@ -233,8 +235,8 @@ def create_train_data(
         if plan.header.mode != first.header.mode:
             raise TezipError(
                 f"{plan.paths[0]}: mode {plan.header.mode} differs from mode "
-                f"{first.header.mode} of sequence {first.name}; all sequences must be RGB "
-                f"or all grayscale L"
+                f"{first.header.mode} of sequence {first.name}; all sequences must be RGB, "
+                f"all 8-bit grayscale L or all 16-bit grayscale I;16"
             )
     height = _round_up(max(plan.header.height for plan in plans), SIZE_MULTIPLE)
     width = _round_up(max(plan.header.width for plan in plans), SIZE_MULTIPLE)
@@ -247,7 +249,7 @@ def create_train_data(
         for plan in group:
             plan.frame_start = frame_start
             frame_start += len(plan.paths)
-        frames = np.empty((frame_start, height, width, channels), dtype=np.uint8)
+        frames = np.empty((frame_start, height, width, channels), dtype=MODE_DTYPES[first.header.mode])
         for plan in group:
             _fill(frames, plan)
             if progress is not None:

@@ -43,14 +43,18 @@ def crc32(data):
 
 
 def frame_checksum(pixels):
-    """Checksum of the pixels the decoder must produce (C-order bytes of one frame)."""
-    return hashlib.blake2b(memoryview(pixels).cast("B"), digest_size=8).hexdigest()
+    """Checksum of the pixels the decoder must produce: C-order little-endian bytes of one frame
+    (numpy array), so 16-bit archives check the same on machines of either byte order."""
+    data = pixels.astype(pixels.dtype.newbyteorder("<"), order="C", copy=False)
+    return hashlib.blake2b(memoryview(data).cast("B"), digest_size=8).hexdigest()
 
 
-def names_digest(mode, names):
-    """Binds filename.txt's names (order included) and colour mode into entropy.dat: an edited
-    filename.txt cannot rename or reorder the output even with its own checksum recomputed."""
-    return hashlib.sha256(json.dumps([mode, list(names)]).encode()).hexdigest()[:32]
+def names_digest(mode, names, stack=None):
+    """Binds filename.txt's names (order included), colour mode and TIFF stack name into
+    entropy.dat: an edited filename.txt cannot rename or reorder the output even with its own
+    checksum recomputed. (Without a stack the digest is what it always was.)"""
+    bound = [mode, list(names)] if stack is None else [mode, list(names), stack]
+    return hashlib.sha256(json.dumps(bound).encode()).hexdigest()[:32]
 
 
 def archive_id(header):
@@ -130,18 +134,33 @@ def name_problem(n):
     return None
 
 
-def check_names(names):
-    """Refuse (before any work) a frame file name the archive cannot store."""
-    for n in names:
-        problem = name_problem(n)
+def stack_problem(stack):
+    """Why a TIFF stack's file name cannot be stored or written back (None if it can)."""
+    from compress.images import TIFF_EXTENSIONS
+
+    if not isinstance(stack, str) or os.path.splitext(stack)[1].lower() not in TIFF_EXTENSIONS:
+        return "is not a TIFF file name"
+    return name_problem(stack)
+
+
+def check_names(names, stack=None):
+    """Refuse (before any work) a frame or TIFF stack file name the archive cannot store."""
+    problems = [(n, name_problem(n)) for n in names]
+    if stack is not None:
+        problems.append((stack, stack_problem(stack)))
+    for n, problem in problems:
         if problem:
             raise TezipError(f"file name {n!r} cannot be stored: it {problem}")
 
 
-def names_text(archive_id_, mode, names):
-    check_names(names)
+def names_text(archive_id_, mode, names, stack=None):
+    """filename.txt: a header line, then one frame name a line. `stack`: the frames are the pages
+    of this one TIFF file (written back as one file; the names are then the pages' names)."""
+    check_names(names, stack)
     body = "".join(n + "\n" for n in names)
     head = {"version": FORMAT_VERSION, "archive_id": archive_id_, "mode": mode, "count": len(names), "crc32": crc32(body.encode())}
+    if stack is not None:
+        head["stack"] = stack
     return f"{NAMES_MAGIC} {json.dumps(head, sort_keys=True)}\n" + body
 
 
@@ -165,6 +184,8 @@ def parse_names(text, name=NAMES_FILE):
         raise TezipError(f"{name} was written by a newer TEZip (format version {version}); this one reads up to {FORMAT_VERSION}")
     if crc32(body.encode()) != head.get("crc32"):
         raise TezipError(f"{name} was edited or is corrupt (its names do not match their checksum)")
+    if "stack" in head and stack_problem(head["stack"]):
+        raise TezipError(f"{name} is corrupt: its stack name {str(head['stack'])[:80]!r} {stack_problem(head['stack'])}")
     names = body.split("\n")[:-1] if body.endswith("\n") else body.split("\n")
     if len(names) != head.get("count"):
         raise TezipError(f"{name} lists {len(names)} names, its header says {head.get('count')!r}")

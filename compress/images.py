@@ -1,9 +1,11 @@
-"""Reading image sequences: a folder of same-sized 8-bit RGB or grayscale frames.
+"""Reading image sequences: a folder of same-sized frames, or one multi-page TIFF file.
 
-A sequence is the image files of one folder, ordered by file name (plain string order, so
-frame numbers need zero padding: frame_10.png sorts before frame_2.png). Every problem a user
-can fix (missing folder, stray file, corrupt or unsupported image) raises TezipError naming the
-file and what is wrong with it.
+Frames are 8-bit RGB, 8-bit grayscale ("L") or 16-bit grayscale ("I;16", as detectors write them:
+16-bit PNG, TIFF or PGM). A sequence is the image files of one folder, ordered by file name
+(plain string order, so frame numbers need zero padding: frame_10.png sorts before frame_2.png),
+or the pages of one TIFF file given in place of the folder (a "stack", read with tifffile). Every
+problem a user can fix (missing folder, stray file, corrupt or unsupported image) raises
+TezipError naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -43,22 +45,42 @@ IMAGE_FORMATS: frozenset[str] = frozenset(
     {"PNG", "BMP", "JPEG", "JPEG2000", "PPM", "TIFF", "WEBP"}
 )
 
-# Pillow mode -> channels of the (H, W, C) arrays we hand out.
-SUPPORTED_MODES: dict[str, int] = {"RGB": 3, "L": 1}
+# TEZip's name for unsigned 16-bit grayscale frames (Pillow's name for its little-endian form).
+GRAY16 = "I;16"
+
+# Mode -> channels of the (H, W, C) arrays we hand out.
+SUPPORTED_MODES: dict[str, int] = {"RGB": 3, "L": 1, GRAY16: 1}
+
+# Mode -> dtype of those arrays' samples.
+MODE_DTYPES: dict[str, np.dtype] = {
+    "RGB": np.dtype(np.uint8),
+    "L": np.dtype(np.uint8),
+    GRAY16: np.dtype(np.uint16),
+}
+
+_SUPPORTED_TEXT = "only 8-bit RGB and grayscale L images and 16-bit grayscale (I;16) images are supported"
+
+# Pillow's names for unsigned 16-bit grayscale pixels (modes, and raw modes of the decoder), by
+# byte order. Older Pillow opens 16-bit PNG and PGM as 32-bit mode "I" decoded from one of these.
+_PILLOW_GRAY16 = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+
+TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
 
 
 @dataclass
 class ImageSequence:
-    """The frames of one folder.
+    """The frames of one folder or TIFF stack.
 
-    frames: uint8 array (N, H, W, C); C is 3 for mode "RGB" and 1 for mode "L".
-    names: the file name of each frame, in frame order.
-    mode: the Pillow mode shared by all frames, "RGB" or "L".
+    frames: array (N, H, W, C) of MODE_DTYPES[mode]; C is 3 for mode "RGB", 1 for "L" and "I;16".
+    names: the file name of each frame, in frame order (for a stack, one made-up name per page).
+    mode: the mode shared by all frames, "RGB", "L" or "I;16".
+    stack: the file name of the multi-page TIFF the frames are the pages of, or None.
     """
 
     frames: np.ndarray
     names: list[str]
     mode: str
+    stack: str | None = None
 
     @property
     def height(self) -> int:
@@ -119,46 +141,61 @@ def _rawmodes(image: Image.Image) -> Iterator[tuple[str, tuple]]:
         yield tile.codec_name, args
 
 
+def _rawmode(args: tuple) -> str:
+    return args[0] if args and isinstance(args[0], str) else ""
+
+
+def _tezip_mode(image: Image.Image) -> str | None:
+    """TEZip's mode for a Pillow image ("RGB", "L" or GRAY16), or None if unsupported."""
+    if image.mode in ("RGB", "L"):
+        return image.mode
+    if image.mode in _PILLOW_GRAY16:
+        return GRAY16
+    if image.mode == "I":
+        rawmodes = [_rawmode(args) for _, args in _rawmodes(image)]
+        if rawmodes and all(rawmode in _PILLOW_GRAY16 for rawmode in rawmodes):
+            return GRAY16
+    return None
+
+
 def _check_header(image: Image.Image, path: Path) -> ImageHeader:
-    """Reject anything we cannot hand out as exact 8-bit RGB or L pixels."""
+    """Reject anything we cannot hand out as exact RGB, L or I;16 pixels."""
     if image.format not in IMAGE_FORMATS:
         supported = ", ".join(sorted(IMAGE_FORMATS))
         raise TezipError(
             f"{path}: {image.format} images are not supported (supported formats: {supported})"
         )
-    if image.mode not in SUPPORTED_MODES:
-        raise TezipError(
-            f"{path}: image mode {image.mode} is not supported; only 8-bit RGB and "
-            f"grayscale L images are supported"
-        )
+    mode = _tezip_mode(image)
+    if mode is None:
+        raise TezipError(f"{path}: image mode {image.mode} is not supported; {_SUPPORTED_TEXT}")
     # Pillow silently keeps only the high byte of 16-bit-per-channel RGB PNG/TIFF and rescales
-    # PNM files whose maxval is not 255; either would make a "lossless" round trip lose data.
+    # PNM files whose maxval is not 255 (binary 16-bit PGM, maxval 65535, is decoded raw, not by
+    # the "ppm" decoder); either would make a "lossless" round trip lose data.
     for codec_name, args in _rawmodes(image):
-        rawmode = args[0] if args and isinstance(args[0], str) else ""
-        if image.format in ("PNG", "TIFF") and ";16" in rawmode:
+        if mode != GRAY16 and image.format in ("PNG", "TIFF") and ";16" in _rawmode(args):
             raise TezipError(
-                f"{path}: 16-bit-per-channel {image.mode} images are not supported; only "
-                f"8-bit RGB and grayscale L images are supported"
+                f"{path}: 16-bit-per-channel {image.mode} images are not supported; {_SUPPORTED_TEXT}"
             )
         if codec_name.startswith("ppm") and len(args) > 1 and args[1] != 255:
             raise TezipError(
-                f"{path}: PNM maxval {args[1]} is not supported; only 8-bit images "
-                f"(maxval 255) are supported"
+                f"{path}: PNM maxval {args[1]} is not supported; only maxval 255 (8-bit) "
+                f"and, for binary grayscale PGM, 65535 (16-bit) are supported"
             )
     n_frames = getattr(image, "n_frames", 1)
     if n_frames != 1:
         raise TezipError(
             f"{path}: holds {n_frames} frames; only single-frame images are supported "
-            f"(store each frame as its own file)"
+            f"(store each frame as its own file, or give the TIFF file itself in place of the "
+            f"folder)"
         )
     width, height = image.size
-    return ImageHeader(height=height, width=width, mode=image.mode, format=image.format)
+    return ImageHeader(height=height, width=width, mode=mode, format=image.format)
 
 
 def read_header(path: str | Path) -> ImageHeader:
     """Size, mode and format of one image, reading only its header.
 
-    Raises TezipError if the file is not an image Pillow reads, or not 8-bit RGB / L.
+    Raises TezipError if the file is not an image Pillow reads, or not RGB / L / I;16.
     """
     path = Path(path)
     with _open(path) as image:
@@ -166,24 +203,27 @@ def read_header(path: str | Path) -> ImageHeader:
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, str]:
-    """Decode one image into a uint8 array (H, W, C) and its mode ("RGB": C=3, "L": C=1).
+    """Decode one image into an array (H, W, C) and its mode: "RGB" uint8 C=3, "L" uint8 C=1,
+    "I;16" uint16 C=1 (native byte order, whatever the file's).
 
-    Raises TezipError if the file is not an image, is corrupt or truncated, or is not 8-bit
-    RGB or grayscale L.
+    Raises TezipError if the file is not an image, is corrupt or truncated, or is not one of
+    those modes.
     """
     path = Path(path)
     with _open(path) as image:
         header = _check_header(image, path)
+        header_mode = image.mode
         try:
             image.load()
         except _PILLOW_READ_ERRORS as error:
             raise TezipError(f"{path}: corrupt or truncated image: {_one_line(error)}") from None
-        pixels = np.asarray(image, dtype=np.uint8)
+        # Values, not bytes: big-endian I;16B and 32-bit "I" holding 16-bit values convert exactly.
+        pixels = np.asarray(image).astype(MODE_DTYPES[header.mode])
     # Some decoders settle the mode only while loading; what we hand out must match it.
-    if image.mode != header.mode or pixels.shape[:2] != (header.height, header.width):
+    if image.mode != header_mode or pixels.shape[:2] != (header.height, header.width):
         raise TezipError(
             f"{path}: decoded as {image.mode} {pixels.shape[1]}x{pixels.shape[0]} although "
-            f"its header says {header.mode} {header.width}x{header.height}"
+            f"its header says {header_mode} {header.width}x{header.height}"
         )
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
@@ -201,7 +241,7 @@ def list_image_files(folder: str | Path) -> list[Path]:
     if not folder.exists():
         raise TezipError(f"{folder}: folder not found")
     if not folder.is_dir():
-        raise TezipError(f"{folder}: not a folder")
+        raise TezipError(f"{folder}: not a folder (nor a multi-page TIFF file: {' '.join(TIFF_EXTENSIONS)})")
     try:
         entries = sorted(
             (entry for entry in folder.iterdir() if not entry.name.startswith(".")),
@@ -252,18 +292,29 @@ def sequence_header(paths: list[Path]) -> ImageHeader:
     return first
 
 
+def is_tiff_stack(path: str | Path) -> bool:
+    """Whether path names a TIFF file (given in place of a folder: a stack of frames)."""
+    path = Path(path)
+    return path.suffix.lower() in TIFF_EXTENSIONS and path.is_file()
+
+
 def read_sequence(folder: str | Path) -> ImageSequence:
-    """Read every image of a folder (see list_image_files) into one (N, H, W, C) uint8 array.
+    """Read every image of a folder (see list_image_files) into one (N, H, W, C) array, or
+    every page of a TIFF file given in its place (see read_tiff_stack).
 
     All frames must share size and mode. Raises TezipError naming the first offending file.
     The frame array is allocated once and filled file by file, so memory stays at one copy of
     the sequence even for thousands of frames.
     """
+    if is_tiff_stack(folder):
+        return read_tiff_stack(folder)
     paths = list_image_files(folder)
     # Headers first: a mismatch in frame 5000 is reported before any pixels are decoded.
     first = sequence_header(paths)
 
-    frames = np.empty((len(paths), first.height, first.width, first.channels), dtype=np.uint8)
+    frames = np.empty(
+        (len(paths), first.height, first.width, first.channels), dtype=MODE_DTYPES[first.mode]
+    )
     for index, path in enumerate(paths):
         pixels, mode = read_image(path)
         _check_same_as_first(
@@ -274,3 +325,85 @@ def read_sequence(folder: str | Path) -> ImageSequence:
         )
         frames[index] = pixels
     return ImageSequence(frames=frames, names=[path.name for path in paths], mode=first.mode)
+
+
+# --- TIFF stacks: one multi-page file is one sequence ---------------------------------------
+
+
+def stack_page_names(stack: str, count: int) -> list[str]:
+    """Names of a stack's pages as frames (run.tif -> run_0000.tif, ...): what filename.txt lists
+    and -v reports; the decoder writes the pages back into one file named `stack`."""
+    path = Path(stack)
+    digits = max(4, len(str(count - 1)))
+    return [f"{path.stem}_{index:0{digits}d}{path.suffix}" for index in range(count)]
+
+
+def _stack_page_mode(page, index: int, path: Path) -> str:
+    """TEZip's mode for one tifffile page, or TezipError saying why the page is not supported."""
+    from tifffile import PHOTOMETRIC
+
+    where = f"{path}: page {index + 1}"
+    dtype = np.dtype(page.dtype).newbyteorder("=") if page.dtype is not None else None
+    if page.photometric == PHOTOMETRIC.MINISBLACK and page.axes == "YX":
+        mode = {np.dtype(np.uint8): "L", np.dtype(np.uint16): GRAY16}.get(dtype)
+        if mode is None:
+            raise TezipError(
+                f"{where}: {dtype} grayscale pages are not supported; only uint8 and uint16 "
+                f"grayscale pages are"
+            )
+        return mode
+    if page.photometric == PHOTOMETRIC.RGB and page.axes in ("YXS", "SYX") and page.samplesperpixel == 3:
+        if dtype != np.uint8:
+            raise TezipError(
+                f"{where}: {dtype} RGB pages are not supported; only 8-bit (uint8) RGB pages are"
+            )
+        return "RGB"
+    photometric = getattr(page.photometric, "name", page.photometric)
+    raise TezipError(
+        f"{where}: {photometric} pages with axes {page.axes} are not supported; a stack holds "
+        f"8-bit RGB, 8-bit grayscale or 16-bit grayscale pages"
+    )
+
+
+def read_tiff_stack(path: str | Path) -> ImageSequence:
+    """Every page of one TIFF file as one frame: 8-bit RGB, 8-bit grayscale or 16-bit grayscale
+    pages, all of the same size and kind (checked before any pixels are decoded).
+
+    Frame names come from stack_page_names; ImageSequence.stack is the file name. Raises
+    TezipError naming the file and page when the file is not a TIFF or a page does not fit.
+    """
+    import tifffile
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = list(tif.pages)
+            if not pages:
+                raise TezipError(f"{path}: TIFF file holds no pages")
+            first_mode = _stack_page_mode(pages[0], 0, path)
+            first_shape = pages[0].shape
+            for index, page in enumerate(pages[1:], start=1):
+                mode = _stack_page_mode(page, index, path)
+                if mode != first_mode or page.shape != first_shape:
+                    raise TezipError(
+                        f"{path}: page {index + 1} ({mode} {page.shape}) differs from page 1 "
+                        f"({first_mode} {first_shape}); all pages of a stack must have the same "
+                        f"size and kind"
+                    )
+            height, width = first_shape[:2] if pages[0].axes != "SYX" else first_shape[1:]
+            channels = SUPPORTED_MODES[first_mode]
+            frames = np.empty((len(pages), height, width, channels), dtype=MODE_DTYPES[first_mode])
+            for index, page in enumerate(pages):
+                pixels = page.asarray()
+                if page.axes == "SYX":
+                    pixels = np.moveaxis(pixels, 0, -1)
+                frames[index] = pixels.reshape(height, width, channels)
+    except TezipError:
+        raise
+    except PermissionError:
+        raise TezipError(f"{path}: permission denied") from None
+    except Exception as error:  # tifffile raises many kinds of errors on a damaged file
+        raise TezipError(f"{path}: unreadable TIFF file: {_one_line(error)}") from None
+    return ImageSequence(
+        frames=frames, names=stack_page_names(path.name, len(pages)), mode=first_mode, stack=path.name
+    )

@@ -41,6 +41,8 @@ class CompressOptions:
     overwrite: bool = False
     verbose: bool = False
     device: str = "CPU"
+    report: bool = False  # also write report.png (compress.report) into the archive folder
+    report_frame: int | None = None  # the frame its heat map shows; default the worst-predicted one
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Summary:
     stage_seconds: dict = field(default_factory=dict)
     stage_bytes: dict = field(default_factory=dict)
     per_frame: list = field(default_factory=list)  # (index, is keyframe, prediction MSE, decoded MSE)
+    frame_bytes: list = field(default_factory=list)  # compressed bytes of each frame's own chunk
+    predictions: object = field(default=None, repr=False)  # (N, C, H, W) predictions used, for --report
 
     @property
     def ratio(self):
@@ -91,12 +95,18 @@ def to_host(a):
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a
 
 
+def max_value_of(dtype):
+    """The largest pixel value of frames of this dtype: 255 for uint8, 65535 for uint16."""
+    return int(np.iinfo(dtype).max)
+
+
 def to_planar(frames):
     """(N, H, W, C) → (N, C, H, W) int32: runs and tolerances work on one channel plane at a time."""
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.int32)
 
 
-def to_interleaved(planar, dtype=np.uint8):
+def to_interleaved(planar, dtype):
+    """(N, C, H, W) → (N, H, W, C) of the frames' dtype (uint8 or uint16)."""
     return np.ascontiguousarray(planar.transpose(0, 2, 3, 1)).astype(dtype)
 
 
@@ -187,12 +197,13 @@ class FrameQuantizer:
     keeps the residuals for the later stages. decoded = clip(p + q) is exactly what the decoder
     will make."""
 
-    def __init__(self, frames, o, bounds, xp, max_value=255):
+    def __init__(self, frames, o, bounds, xp):
         from compress.blockselect import BlockSelector
         from compress.quantize import Quantizer
 
         n, h, w, c = frames.shape
-        self.frames, self.o, self.bounds, self.xp, self.max_value = frames, o, bounds, xp, max_value
+        self.frames, self.o, self.bounds, self.xp = frames, o, bounds, xp
+        self.max_value = max_value_of(frames.dtype)  # tolerances, clipping: in the data's own units
         self.selector = BlockSelector(o.block) if o.block else None
         self.choices = np.zeros((n,) + self.selector.grid(h, w), bool) if self.selector else None
         self.quantizer = Quantizer()
@@ -216,7 +227,7 @@ class FrameQuantizer:
         if bool(xp.any(xp.abs(decoded - x) > tol)):  # the quantizer's guarantee, checked rather than trusted
             raise RuntimeError("internal error: quantized residuals exceed the error bound")
         self.q[f], self.predictions[f] = to_host(q)[0], to_host(p)[0]
-        self.decoded[f] = to_interleaved(to_host(decoded))[0]
+        self.decoded[f] = to_interleaved(to_host(decoded), self.frames.dtype)[0]
         return self.decoded[f]
 
 
@@ -242,30 +253,39 @@ def spatial_decode(coder, d, plane_shape):
     return coder.decode(d)
 
 
-def encode_residuals(q, plane_shape, lossless, entropy, level):
+def encode_residuals(q, plane_shape, lossless, entropy, level, wide=False):
     """Quantized residuals (P, values) → (stage configs, table codec config, table chunk, one zstd
-    chunk per frame, payload dtype). Mirror: decompress.pipeline.decode_residuals."""
+    chunk per frame, payload dtype). Mirror: decompress.pipeline.decode_residuals.
+
+    wide: the frames are wider than 8 bits. Their noisy residuals can take thousands of distinct
+    values per frame, and then the per-frame rank tables cost more than ranking saves: both rank
+    coding and plain zigzag are tried and the smaller kept (the stage list records which)."""
     from compress.entropy import RankCoder, ZigZagCoder, pack_tables
     from compress.lossless import ZstdCodec
     from compress.quantize import Quantizer
 
     spatial = spatial_coder(lossless)
     d = spatial_encode(spatial, q, plane_shape)
-    stages = [Quantizer().get_config(), spatial.get_config()]
+    zstd = ZstdCodec(level=level, shuffle=True)
+    table_codec = ZstdCodec(level=level, shuffle=False)
+    candidates = []  # (entropy stage config, payload, table chunk)
     if entropy:
         ranker = RankCoder()
         payload, table_values, table_lengths = (to_host(a) for a in ranker.encode(d))
         tables = np.frombuffer(pack_tables(table_values, table_lengths), np.uint8)
-        stages.append(ranker.get_config())
-    else:
+        candidates.append((ranker.get_config(), payload, table_codec.encode(tables)))
+    if not entropy or wide:
         zigzag = ZigZagCoder()
-        payload, tables = to_host(zigzag.encode(d)), np.zeros(0, np.uint8)
-        stages.append(zigzag.get_config())
-    zstd = ZstdCodec(level=level, shuffle=True)
-    stages.append(zstd.get_config())
-    chunks = zstd.encode_many(list(payload), threads=ZSTD_THREADS)
-    table_codec = ZstdCodec(level=level, shuffle=False)
-    return stages, table_codec.get_config(), table_codec.encode(tables), chunks, payload.dtype
+        candidates.append((zigzag.get_config(), to_host(zigzag.encode(d)), table_codec.encode(np.zeros(0, np.uint8))))
+    best = None
+    for config, payload, table_chunk in candidates:
+        chunks = zstd.encode_many(list(payload), threads=ZSTD_THREADS)
+        size = len(table_chunk) + sum(len(c) for c in chunks)
+        if best is None or size < best[0]:
+            best = size, config, payload.dtype, table_chunk, chunks
+    _, entropy_config, payload_dtype, table_chunk, chunks = best
+    stages = [Quantizer().get_config(), spatial.get_config(), entropy_config, zstd.get_config()]
+    return stages, table_codec.get_config(), table_chunk, chunks, payload_dtype
 
 
 def encode_keyframes(keyframes, level):
@@ -299,15 +319,19 @@ def model_threads():
 
 
 def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices,
-                  names_digest=None):
-    """The two .dat files (headers carry every decode setting and each frame's checksum)."""
+                  names_digest=None, scale=None):
+    """The two .dat files (headers carry every decode setting and each frame's checksum).
+    scale: the ValueScale the model worked with; recorded when it is not the type's full range."""
     from compress.quantize import is_lossless
 
     n, h, w, c = frames.shape
     stages, table_config, table_chunk, residual_chunks, payload_dtype = residual
     key_configs, key_chunks, key_dtype = key
     keys = [int(k) for k in keyframes]
-    common = {"n_frames": n, "height": h, "width": w, "channels": c, "dtype": "uint8", "max_value": 255}
+    max_value = max_value_of(frames.dtype)
+    common = {"n_frames": n, "height": h, "width": w, "channels": c, "dtype": frames.dtype.name, "max_value": max_value}
+    if scale is not None and (scale.low, scale.high) != (0, max_value):
+        common["value_range"] = [scale.low, scale.high]
     settings = dict(
         common,
         model_digest=model_digest,
@@ -330,21 +354,21 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
     return files, aid
 
 
-def summarize(frames, coder, keyframes, predicted, times, files, table_bytes):
+def summarize(frames, coder, keyframes, predicted, times, files, table_bytes, scale):
     x = to_planar(frames[predicted])
     p = coder.predictions[predicted]
     err = np.abs(to_planar(coder.decoded[predicted]) - x)
     sq = float(np.sum(err.astype(np.float64) ** 2))
     summary = Summary(
         frames=len(frames), keyframes=len(keyframes), raw_bytes=int(frames.nbytes), compressed_bytes=0,
-        max_abs_error=int(err.max()) if err.size else 0, psnr=psnr(255, sq, frames.size), seconds=0.0,
+        max_abs_error=int(err.max()) if err.size else 0, psnr=psnr(coder.max_value, sq, frames.size), seconds=0.0,
         stage_seconds=times,
         stage_bytes={"keyframes": len(files[archive.KEYFRAME_FILE]), "residuals": len(files[archive.ENTROPY_FILE]), "tables": table_bytes},
     )
-    # Per-frame detail for -v: prediction MSE (pixels in [0, 1]) and error after decoding.
+    # Per-frame detail for -v: prediction MSE (pixels in [0, 1] as the model sees them) and error after decoding.
     summary.per_frame = [(int(i), True, 0.0, 0.0) for i in keyframes]
     if len(predicted):
-        pred_mse = (((x - p) / 255.0) ** 2).reshape(len(predicted), -1).mean(axis=1)
+        pred_mse = (((x - p) / float(scale.span)) ** 2).reshape(len(predicted), -1).mean(axis=1)
         dec_mse = (err.astype(np.float64) ** 2).reshape(len(predicted), -1).mean(axis=1)
         summary.per_frame += [(int(f), False, float(a), float(b)) for f, a, b in zip(predicted, pred_mse, dec_mse)]
     summary.per_frame.sort()
@@ -352,9 +376,9 @@ def summarize(frames, coder, keyframes, predicted, times, files, table_bytes):
 
 
 def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, names_digest=None):
-    """Compress frames (N, H, W, C) uint8 → ({.dat name: bytes}, archive id, Summary). The glue."""
+    """Compress frames (N, H, W, C) uint8 or uint16 → ({.dat name: bytes}, archive id, Summary). The glue."""
     from compress.quantize import is_lossless
-    from prednet.predictor import NextFramePredictor
+    from prednet.predictor import NextFramePredictor, ValueScale
 
     t_start, times = time.time(), {}
     n, h, w, c = frames.shape
@@ -364,26 +388,32 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, nam
     is_key, lane_starts = plan_keyframes(prednet, n, h, w, o)
     predictor = NextFramePredictor(prednet, h, w, len(lane_starts))
     coder = FrameQuantizer(frames, o, bounds, array_module(o.device))
+    scale = ValueScale.for_frames(frames)
     predict_sequence(predictor, frames, lane_starts, is_key, coder, closed_loop=o.loop == "closed",
-                     threshold=o.threshold, progress=progress)
+                     threshold=o.threshold, scale=scale, progress=progress)
     keyframes, predicted = np.flatnonzero(is_key), np.flatnonzero(~is_key)
     times["predict+quantize"] = time.time() - t
 
     t = time.time()
     residual = encode_residuals(coder.q[predicted].reshape(len(predicted), c * h * w), (c, h, w),
-                                is_lossless(o.mode, bounds), o.entropy, level)
+                                is_lossless(o.mode, bounds), o.entropy, level, wide=frames.dtype != np.uint8)
     key = encode_keyframes(frames[keyframes], level)
     choices = encode_block_choices(coder, predicted, level)
     times["encode"] = time.time() - t
 
     files, aid = build_archive(frames, coder.decoded, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices,
-                               names_digest)
-    summary = summarize(frames, coder, keyframes, predicted, times, files, len(residual[2]))
+                               names_digest, scale)
+    summary = summarize(frames, coder, keyframes, predicted, times, files, len(residual[2]), scale)
+    summary.frame_bytes = [0] * n
+    for f, chunk in list(zip(keyframes, key[1])) + list(zip(predicted, residual[3])):
+        summary.frame_bytes[f] = len(chunk)
+    summary.predictions = coder.predictions
     summary.seconds = time.time() - t_start
     return files, aid, summary
 
 
-def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
+def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions, label=""):
+    """Compress one sequence folder into out_dir; prints one summary line (after `label`). Returns the Summary."""
     from compress.images import read_sequence
     from prednet.modelfile import load_model
 
@@ -391,12 +421,14 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
     bounds = validate_options(o)
     check_output_folder(out_dir, image_dir, o.overwrite)
     seq = read_sequence(image_dir)
-    archive.check_names(seq.names)
+    archive.check_names(seq.names, seq.stack)
     n = len(seq.frames)
     if n < 2:
         raise TezipError(f"{image_dir} holds a single frame: TEZip compresses sequences of at least 2 frames")
     if o.warmup >= n:
         raise TezipError(f"-p {o.warmup} makes every one of the {n} frames a keyframe: nothing left to predict")
+    if o.report_frame is not None and not 0 <= o.report_frame < n:
+        raise TezipError(f"--report-frame {o.report_frame} is outside the sequence (frames 0-{n - 1})")
     prednet, model_doc = load_model(model_dir)
     if prednet.channels != seq.frames.shape[-1]:
         raise TezipError(
@@ -406,16 +438,21 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions):
     progress = progress_bar(n, "predicting")
     try:
         files, aid, summary = encode_sequence(prednet, seq.frames, o, bounds, model_doc["digest"], progress,
-                                              archive.names_digest(seq.mode, seq.names))
+                                              archive.names_digest(seq.mode, seq.names, seq.stack))
     finally:
         progress.close()
-    files[archive.NAMES_FILE] = archive.names_text(aid, seq.mode, seq.names).encode("utf-8")
+    files[archive.NAMES_FILE] = archive.names_text(aid, seq.mode, seq.names, seq.stack).encode("utf-8")
+    summary.compressed_bytes = sum(len(files[name]) for name in archive.ARCHIVE_FILES)
+    if o.report:
+        from compress.report import REPORT_FILE, render_report
+
+        files[REPORT_FILE] = render_report(seq.frames, seq.names, summary, o.threshold, o.report_frame,
+                                           max_value_of(seq.frames.dtype), title=Path(image_dir).name)
     archive.write_files_atomically(out_dir, files)
-    summary.compressed_bytes = sum(len(v) for v in files.values())
     summary.seconds = time.time() - t0
     if o.verbose:
         _print_details(summary, seq.names)
-    print(summary.line("compressed"))
+    print(label + summary.line("compressed"), flush=True)
     return summary
 
 
@@ -439,13 +476,14 @@ class NoProgress:
         pass
 
 
-def progress_bar(total, desc):
-    """A tqdm bar on stderr when it is a terminal; silent in scripts and CI."""
+def progress_bar(total, desc, unit="frame"):
+    """A tqdm bar on stderr when it is a terminal; silent in scripts and CI. Bars opened while
+    another is open (frames within a batch's sequences) stack below it."""
     if not sys.stderr.isatty():
         return NoProgress()
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, leave=False)
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
 
     class _Bar:
         def __call__(self, k):

@@ -19,7 +19,7 @@ bit-identical predictions. Lane starts are stored in the archive.
 
 import numpy as np
 
-from prednet.predictor import to_pixels
+from prednet.predictor import ValueScale
 
 
 def first_keyframes(warmup):
@@ -74,7 +74,7 @@ def check_lane_plan(lane_starts, keyframes, n_frames):
 
 
 def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, closed_loop=True, threshold=None,
-                     max_value=255, progress=None):
+                     scale=None, progress=None):
     """Run the predictions of the whole sequence: one model step per frame, all lanes at once.
 
     frames: (N, H, W, C) integer pixels. The encoder passes the real frames; the decoder passes an
@@ -87,13 +87,15 @@ def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, cl
     is_keyframe: (N,) bool; under DWP (`threshold`, encoder only) updated in place with the
     keyframes placed: a frame becomes a keyframe when its error — the window's running MSE in open
     loop, the frame's own MSE in closed loop (pixels in [0, 1]) — exceeds the threshold.
+    scale: the ValueScale between pixels and the model's [0, 1] (default: 8-bit, 0-255); the
+    encoder and the decoder must pass the same one.
     """
+    scale = scale or ValueScale(0, 255)
     n = len(frames)
     lanes = lane_bounds(lane_starts, n)
     if len(lanes) > predictor.batch:
         raise ValueError("more lanes than the predictor's batch")
     batch, shape = predictor.batch, frames.shape[1:]
-    scale = np.float32(1.0 / max_value)
     sse, count = np.zeros(batch), np.zeros(batch)  # DWP running error of each lane's window
     for s in range(max(end - start for start, end in lanes)):
         active = [(i, start + s) for i, (start, end) in enumerate(lanes) if start + s < end]
@@ -107,7 +109,7 @@ def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, cl
             for i, f in active:
                 if is_keyframe[f]:
                     continue
-                err = (frames[f].astype(np.float64) - to_pixels(out[i], max_value)) / max_value
+                err = (frames[f].astype(np.float64) - scale.to_pixels(out[i])) / scale.span
                 frame_sse = float(np.sum(err * err))
                 sse[i], count[i] = (sse[i] + frame_sse, count[i] + err.size) if not closed_loop else (frame_sse, err.size)
                 if sse[i] / count[i] > threshold:
@@ -122,11 +124,11 @@ def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, cl
         shown = np.zeros((batch,) + shape, np.float32)
         for i, f in active:
             if is_keyframe[f]:
-                shown[i] = frames[f] * scale
+                shown[i] = scale.to_model(frames[f])
                 sse[i] = count[i] = 0.0
             else:
-                decoded = code_frame(f, to_pixels(out[i], max_value))
-                shown[i] = decoded * scale if closed_loop else out[i]
+                decoded = code_frame(f, scale.to_pixels(out[i]))
+                shown[i] = scale.to_model(decoded) if closed_loop else out[i]
         predictor.update(shown)
         if progress is not None:
             progress(len(active))

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from compress.errors import TezipError
+from compress.images import MODE_DTYPES, SUPPORTED_MODES
 
 # Extensions whose Pillow writers are lossy by default (JPEG always; WebP and JPEG 2000 unless
 # told otherwise), so decoded frames are never written in them.
@@ -21,7 +22,8 @@ LOSSY_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 # Extension -> (Pillow format, save options) for the formats write_frame writes. Every one of
-# them stores 8-bit RGB and L pixels exactly.
+# them stores 8-bit RGB and L pixels exactly; PNG, TIFF and PGM store 16-bit I;16 ones too (the
+# only formats such frames are read from; a lossy one becomes PNG, see output_names).
 _LOSSLESS_WRITERS: dict[str, tuple[str, dict]] = {
     ".png": ("PNG", {}),
     ".bmp": ("BMP", {}),
@@ -95,10 +97,28 @@ def output_names(names: list[str]) -> tuple[list[str], list[str]]:
     return out_names, notes
 
 
+def _check_frames(path: Path, frames: np.ndarray, mode: str) -> None:
+    """ValueError unless frames (..., H, W, C) have the channels and dtype of mode."""
+    channels = SUPPORTED_MODES.get(mode)
+    if channels is None:
+        raise ValueError(f"mode must be one of {', '.join(SUPPORTED_MODES)}, got {mode!r}")
+    dtype = MODE_DTYPES[mode]
+    if frames.dtype != dtype or frames.ndim < 3 or frames.shape[-1] != channels:
+        raise ValueError(
+            f"{path}: expected {dtype} (H, W, {channels}) frames for mode {mode}, "
+            f"got {frames.dtype} {frames.shape}"
+        )
+
+
+def _cannot_write(path: Path, error: BaseException) -> TezipError:
+    return TezipError(f"{path}: cannot write image: {' '.join(str(error).split())}")
+
+
 def write_frame(
     path: str | Path, frame: np.ndarray, mode: str, format_of: str | Path | None = None
 ) -> None:
-    """Write one uint8 frame (H, W, C) of mode "RGB" (C=3) or "L" (C=1) losslessly.
+    """Write one frame (H, W, C) losslessly: mode "RGB" uint8 C=3, "L" uint8 C=1, or "I;16"
+    uint16 C=1 (a 16-bit grayscale file).
 
     The format follows the extension of format_of if given (so a frame can be written under a
     temporary name and renamed later), else of path; see LOSSLESS_EXTENSIONS. PNG uses
@@ -114,19 +134,33 @@ def write_frame(
             f"{named}: cannot write extension '{named.suffix}' losslessly "
             f"(use one of {' '.join(sorted(LOSSLESS_EXTENSIONS))})"
         )
-    channels = {"RGB": 3, "L": 1}.get(mode)
-    if channels is None:
-        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != channels:
-        raise ValueError(
-            f"{path}: expected a uint8 (H, W, {channels}) frame for mode {mode}, "
-            f"got {frame.dtype} {frame.shape}"
-        )
-    pixels = frame[:, :, 0] if mode == "L" else frame
-    # Pillow infers the mode from the array: 2-D uint8 is L, (H, W, 3) uint8 is RGB.
+    _check_frames(path, frame, mode)
+    if frame.ndim != 3:
+        raise ValueError(f"{path}: expected one (H, W, C) frame, got shape {frame.shape}")
+    pixels = frame[:, :, 0] if frame.shape[2] == 1 else frame
+    # Pillow infers the mode from the array: 2-D uint8 is L, (H, W, 3) uint8 is RGB, 2-D uint16
+    # is I;16 (written as 16-bit PNG / TIFF / PGM).
     image = Image.fromarray(np.ascontiguousarray(pixels))
     pillow_format, options = _LOSSLESS_WRITERS[extension]
     try:
         image.save(path, format=pillow_format, **options)
     except OSError as error:
-        raise TezipError(f"{path}: cannot write image: {' '.join(str(error).split())}") from None
+        raise _cannot_write(path, error) from None
+
+
+def write_tiff_stack(path: str | Path, frames: np.ndarray, mode: str) -> None:
+    """Write frames (N, H, W, C) as one uncompressed multi-page TIFF, one page per frame, in the
+    mode's bit depth (what compress.images.read_tiff_stack reads back). The format does not
+    depend on path's extension, so a temporary name works."""
+    import tifffile
+
+    path = Path(path)
+    _check_frames(path, frames, mode)
+    if frames.ndim != 4:
+        raise ValueError(f"{path}: expected (N, H, W, C) frames, got shape {frames.shape}")
+    pages = frames[..., 0] if frames.shape[-1] == 1 else frames
+    photometric = "rgb" if mode == "RGB" else "minisblack"
+    try:
+        tifffile.imwrite(path, np.ascontiguousarray(pages), photometric=photometric, compression=None)
+    except OSError as error:
+        raise _cannot_write(path, error) from None

@@ -12,7 +12,7 @@ import numpy as np
 
 from compress import archive
 from compress.errors import TezipError
-from compress.pipeline import ZSTD_THREADS, model_threads, Summary, array_module, progress_bar, spatial_decode, check_output_folder, to_host, to_interleaved, to_planar
+from compress.pipeline import ZSTD_THREADS, model_threads, Summary, array_module, progress_bar, spatial_decode, check_output_folder, max_value_of, to_host, to_interleaved, to_planar
 from compress.predict import check_lane_plan, predict_sequence
 
 MAX_PIXELS = 1 << 36
@@ -66,19 +66,37 @@ def read_archive(comp_dir):
     return names_head, names, key, ent
 
 
+def pixel_format(h, mode):
+    """The frames' dtype (uint8 or uint16) and the ValueScale the model worked with, from the
+    entropy.dat header h and filename.txt's mode, checked against each other."""
+    from compress.images import MODE_DTYPES, SUPPORTED_MODES
+    from prednet.predictor import ValueScale
+
+    name = archive.ENTROPY_FILE
+    c = _int_field(h, "channels", name, 1, 3)
+    dtypes = {d.name: d for d in MODE_DTYPES.values()}
+    dtype = dtypes.get(h.get("dtype")) if isinstance(h.get("dtype"), str) else None
+    if c not in (1, 3) or dtype is None or h.get("max_value") != max_value_of(dtype):
+        raise TezipError(f"{name} declares pixels this TEZip cannot write ({c} channels, {str(h.get('dtype'))[:20]})")
+    if not isinstance(mode, str) or mode not in SUPPORTED_MODES or SUPPORTED_MODES[mode] != c or MODE_DTYPES[mode] != dtype:
+        raise TezipError(f"{archive.NAMES_FILE} has colour mode {str(mode)[:20]!r} for {c}-channel {dtype} frames")
+    value_range = h.get("value_range", [0, max_value_of(dtype)])
+    if not (isinstance(value_range, list) and len(value_range) == 2 and all(type(v) is int for v in value_range)
+            and 0 <= value_range[0] <= value_range[1] <= max_value_of(dtype)):
+        raise TezipError(f"{name} is corrupt (bad value range {str(value_range)[:40]})")
+    return dtype, ValueScale(*value_range)
+
+
 def validate_header(h, names, mode):
     name = archive.ENTROPY_FILE
     n = _int_field(h, "n_frames", name, 1)
     height, width = _int_field(h, "height", name, 1), _int_field(h, "width", name, 1)
     c = _int_field(h, "channels", name, 1, 3)
-    if c not in (1, 3) or h.get("dtype") != "uint8" or h.get("max_value") != 255:
-        raise TezipError(f"{name} declares pixels this TEZip cannot write ({c} channels, {h.get('dtype')})")
+    pixel_format(h, mode)
     if n * height * width * c > MAX_PIXELS:
         raise TezipError(f"{name} is corrupt (declares an implausible size {n}x{height}x{width}x{c})")
     if len(names) != n:
         raise TezipError(f"{archive.NAMES_FILE} lists {len(names)} names for {n} frames")
-    if mode not in ("RGB", "L") or (mode == "RGB") != (c == 3):
-        raise TezipError(f"{archive.NAMES_FILE} has colour mode {str(mode)[:20]!r} for {c}-channel frames")
     pred = h.get("prediction")
     if not isinstance(pred, dict):
         raise TezipError(f"{name} is corrupt (no prediction settings)")
@@ -126,13 +144,14 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
     if dtype not in ("uint16", "uint32"):
         raise TezipError(f"{name} is corrupt (bad code dtype {dtype!r})")
     _, h, w, c = frames.shape
+    max_value = max_value_of(frames.dtype)
     try:
         codes = zstd.decode_many([bytes(x) for x in key_chunks], np.dtype(dtype), [c * h * w] * len(keys), threads=ZSTD_THREADS)
         for k, code in zip(keys, codes):
             planes = med.decode(zigzag.decode(code.reshape(c, h, w)))
-            if planes.min() < 0 or planes.max() > 255:
-                raise TezipError(f"keyframe {k} decodes to values outside 0-255")
-            frames[k] = to_interleaved(planes[None])[0]
+            if planes.min() < 0 or planes.max() > max_value:
+                raise TezipError(f"keyframe {k} decodes to values outside 0-{max_value}")
+            frames[k] = to_interleaved(planes[None], frames.dtype)[0]
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None
 
@@ -217,6 +236,7 @@ class FrameReconstructor:
 
     def __init__(self, frames, q, predicted, selector=None, choices=None):
         self.frames, self.q, self.selector, self.choices = frames, q, selector, choices
+        self.max_value = max_value_of(frames.dtype)  # the encoder's clip (FrameQuantizer)
         self.row = {int(f): i for i, f in enumerate(predicted)}
 
     def __call__(self, f, prediction):
@@ -225,27 +245,32 @@ class FrameReconstructor:
         if self.selector is not None:
             previous = to_planar(self.frames[f - 1 : f])[0]
             p = self.selector.combine(p, previous, self.choices[self.row[f]])
-        planar = np.clip(p + self.q[self.row[f]].reshape(c, h, w), 0, 255)
-        self.frames[f] = to_interleaved(planar[None])[0]
+        planar = np.clip(p + self.q[self.row[f]].reshape(c, h, w), 0, self.max_value)
+        self.frames[f] = to_interleaved(planar[None], self.frames.dtype)[0]
         return self.frames[f]
 
 
 def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=None, device="CPU"):
-    """Decode and verify every frame. Returns (frames (N, H, W, C) uint8, entropy header)."""
+    """Decode and verify every frame. Returns (frames (N, H, W, C) uint8 or uint16, entropy header)."""
     from prednet.predictor import NextFramePredictor
 
     h, chunks = ent
     n, height, width, c, keys, lanes = validate_header(h, names, names_head.get("mode"))
+    dtype, scale = pixel_format(h, names_head.get("mode"))
     bound_names = h.get("names_digest")
-    if bound_names is not None and bound_names != archive.names_digest(names_head.get("mode"), names):
+    if bound_names is not None and bound_names != archive.names_digest(names_head.get("mode"), names, names_head.get("stack")):
         raise TezipError(f"{archive.NAMES_FILE} was edited: its names or colour mode do not match {archive.ENTROPY_FILE}")
     loop = h["prediction"].get("loop", "open")
     if h.get("model_digest") != model_digest:
+        from prednet.modelfile import default_model_digest
+
+        which = "the bundled default model" if h.get("model_digest") == default_model_digest() else "a different model"
+        use = "-u default …" if which.startswith("the bundled") else "the same MODEL_DIR"
         raise TezipError(
-            "this archive was made with a different model (model digest "
-            f"{str(h.get('model_digest'))[:12]}…, given model {model_digest[:12]}…): decompress with the same MODEL_DIR"
+            f"this archive was made with {which} (model digest "
+            f"{str(h.get('model_digest'))[:12]}…, given model {model_digest[:12]}…): decompress with {use}"
         )
-    frames = np.zeros((n, height, width, c), np.uint8)
+    frames = np.zeros((n, height, width, c), dtype)
     decode_keyframes(key[0], key[1], frames, keys)
     is_key = np.zeros(n, bool)
     is_key[keys] = True
@@ -255,7 +280,7 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     predictor = NextFramePredictor(prednet, height, width, len(lanes))
     selector, choices = decode_block_choices(h, chunks[1], len(predicted), height, width)
     rebuild = FrameReconstructor(frames, q, predicted, selector, choices)
-    predict_sequence(predictor, frames, lanes, is_key, rebuild, closed_loop=loop == "closed", progress=progress)
+    predict_sequence(predictor, frames, lanes, is_key, rebuild, closed_loop=loop == "closed", scale=scale, progress=progress)
     sums = h["frame_checksums"]
     for i in range(n):
         if archive.frame_checksum(frames[i]) != sums[i]:
@@ -271,10 +296,15 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     return frames, h
 
 
-def write_frames_atomically(out_dir, frames, names, mode):
-    """Write every frame under its output name, all published together (archive.publish_atomically).
+def write_frames_atomically(out_dir, frames, names, mode, stack=None):
+    """Write every frame under its output name, all published together (archive.publish_atomically);
+    or, for frames that came from one multi-page TIFF (`stack`, its file name), that one file.
     Returns the notes about renamed lossy formats."""
-    from decompress.images import output_names, write_frame
+    from decompress.images import output_names, write_frame, write_tiff_stack
+
+    if stack is not None:
+        archive.publish_atomically(out_dir, [stack], lambda i, tmp: write_tiff_stack(tmp, frames, mode))
+        return []
 
     out_names, notes = output_names(names)
 
@@ -291,7 +321,8 @@ def write_frames_atomically(out_dir, frames, names, mode):
     return notes
 
 
-def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU", overwrite=False):
+def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU", overwrite=False, label=""):
+    """Decode, verify and write one archive folder; prints one summary line (after `label`). Returns the frames."""
     from prednet.modelfile import load_model
 
     t0 = time.time()
@@ -309,7 +340,7 @@ def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU",
         ) from None
     finally:
         progress.close()
-    notes = write_frames_atomically(out_dir, frames, names, names_head["mode"])
+    notes = write_frames_atomically(out_dir, frames, names, names_head["mode"], names_head.get("stack"))
     for note in notes:
         print(note)
     comp_bytes = sum((Path(comp_dir) / f).stat().st_size for f in archive.ARCHIVE_FILES)
@@ -325,8 +356,9 @@ def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU",
     bound = h.get("bound") if isinstance(h.get("bound"), dict) else {}
     exact = "bit-exact" if bound.get("lossless") else f"within {bound.get('mode')} bound {bound.get('bounds')}"
     print(
-        f"decompressed {summary.frames} frames ({summary.keyframes} keyframes) into {out_dir}, every frame verified "
+        f"{label}decompressed {summary.frames} frames ({summary.keyframes} keyframes) into {out_dir}, every frame verified "
         f"against its checksum ({exact}): {summary.compressed_bytes} -> {summary.raw_bytes} bytes, "
-        f"ratio {summary.ratio:.2f}, {summary.seconds:.2f} s"
+        f"ratio {summary.ratio:.2f}, {summary.seconds:.2f} s",
+        flush=True,
     )
     return frames

@@ -71,6 +71,8 @@ def load_train_data(data_dir):
             raise TezipError(f"sources_{what}.hkl has {len(s)} entries for {len(X)} frames in X_{what}.hkl")
     if X_train.shape[1:] != X_val.shape[1:]:
         raise TezipError(f"X_train.hkl frames {X_train.shape[1:]} and X_val.hkl frames {X_val.shape[1:]} differ")
+    if X_train.dtype != X_val.dtype:
+        raise TezipError(f"X_train.hkl holds {X_train.dtype} frames but X_val.hkl {X_val.dtype}; make both with one train_data_create.py run")
     return X_train, s_train, X_val, s_val
 
 
@@ -92,8 +94,26 @@ def crop_size(frame_h, frame_w, crop, multiple):
     return h, w
 
 
-def sample_batch(X, starts, nt, crop_hw, rng, count):
-    """`count` random sequences of nt frames, randomly cropped, as float32 in [0, 1]."""
+def frame_value_scales(X, sources):
+    """For 16-bit training data, the ValueScale of each frame's sequence: the scaling to [0, 1]
+    compression uses on a whole sequence (ValueScale.for_frames: its observed range), so the model
+    trains on values like those it will be shown. None for 8-bit data, which is divided by 255."""
+    from prednet.predictor import ValueScale
+
+    if X.dtype != np.uint16:
+        return None
+    sources = np.asarray(sources)
+    # Frames of one sequence are contiguous (train_data_create.py): one run per sequence.
+    run_starts = [0] + [int(i) + 1 for i in np.flatnonzero(sources[1:] != sources[:-1])] + [len(sources)]
+    scales = []
+    for start, end in zip(run_starts, run_starts[1:]):
+        scales += [ValueScale.for_frames(X[start:end])] * (end - start)
+    return scales
+
+
+def sample_batch(X, starts, nt, crop_hw, rng, count, scales=None):
+    """`count` random sequences of nt frames, randomly cropped, as float32 in [0, 1]: divided by
+    255, or mapped by each sequence's ValueScale (`scales`, per frame: frame_value_scales)."""
     ch, cw = crop_hw
     H, W = X.shape[1:3]
     picks = rng.choice(starts, size=count, replace=len(starts) < count)
@@ -101,8 +121,10 @@ def sample_batch(X, starts, nt, crop_hw, rng, count):
     for i, s in enumerate(picks):
         y = rng.integers(0, H - ch + 1)
         x = rng.integers(0, W - cw + 1)
-        batch[i] = X[s : s + nt, y : y + ch, x : x + cw]
-    batch /= 255.0
+        window = X[s : s + nt, y : y + ch, x : x + cw]
+        batch[i] = window if scales is None else scales[s].to_model(window)
+    if scales is None:
+        batch /= 255.0
     return batch
 
 
@@ -111,9 +133,9 @@ class SequenceBatches(keras.utils.PyDataset):
     memory) and reproducibly: batch i of epoch e always comes from the same seed; `fixed` batches
     (validation) are the same every epoch."""
 
-    def __init__(self, X, starts, nt, crop_hw, batch_size, n_batches, seed, fixed=False):
+    def __init__(self, X, starts, nt, crop_hw, batch_size, n_batches, seed, fixed=False, scales=None):
         super().__init__()
-        self.X, self.starts, self.nt, self.crop_hw = X, starts, nt, crop_hw
+        self.X, self.starts, self.nt, self.crop_hw, self.scales = X, starts, nt, crop_hw, scales
         self.batch_size, self.n_batches, self.seed, self.fixed = batch_size, n_batches, seed, fixed
         self.epoch = 0
 
@@ -123,7 +145,7 @@ class SequenceBatches(keras.utils.PyDataset):
     def __getitem__(self, i):
         key = (self.seed, i) if self.fixed else (self.seed, self.epoch, i)
         rng = np.random.default_rng(key)
-        x = sample_batch(self.X, self.starts, self.nt, self.crop_hw, rng, self.batch_size)
+        x = sample_batch(self.X, self.starts, self.nt, self.crop_hw, rng, self.batch_size, self.scales)
         return x, np.zeros((len(x), 1), np.float32)
 
 
@@ -151,10 +173,12 @@ def train(model_dir, data_dir, options: TrainOptions):
     model.compile(optimizer=keras.optimizers.Adam(o.learning_rate), loss="mean_absolute_error")
 
     switch_epoch = o.epochs - o.epochs // 4  # last quarter at the lower rate
-    train_batches = SequenceBatches(X_train, train_starts, o.nt, hw, o.batch_size, o.steps_per_epoch, o.seed)
+    train_batches = SequenceBatches(X_train, train_starts, o.nt, hw, o.batch_size, o.steps_per_epoch, o.seed,
+                                    scales=frame_value_scales(X_train, s_train))
     # A fixed validation set (same crops every epoch) makes epochs comparable.
     n_val_batches = max(1, min(o.val_sequences, len(val_starts)) // o.batch_size)
-    val_batches = SequenceBatches(X_val, val_starts, o.nt, hw, o.batch_size, n_val_batches, o.seed + 1, fixed=True)
+    val_batches = SequenceBatches(X_val, val_starts, o.nt, hw, o.batch_size, n_val_batches, o.seed + 1, fixed=True,
+                                  scales=frame_value_scales(X_val, s_val))
     result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
     result.blank_val_loss = blank_prediction_loss(val_batches)
     info = {
@@ -164,6 +188,7 @@ def train(model_dir, data_dir, options: TrainOptions):
         "batch_size": o.batch_size,
         "steps_per_epoch": o.steps_per_epoch,
         "seed": o.seed,
+        "data_dtype": X_train.dtype.name,
     }
     t0 = time.time()
     for epoch in range(o.epochs):

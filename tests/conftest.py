@@ -8,6 +8,12 @@ sys.path because it has no __init__.py):
            few pixels per frame and bounce off the borders. channels=3 is RGB, 1 is
            grayscale L. Same arguments, same array. noise > 0 adds uniform noise in
            [-noise, noise] per pixel (clipped), for codecs that must cope with texture.
+    detector_frames(n_frames, height, width, seed=0, peak=60000.0, hot_pixels=3)
+        -> uint16 array (N, H, W, 1), 16-bit grayscale I;16 frames like a scientific detector's:
+           a dim background gradient that brightens and dims over time, a few bright Gaussian
+           spots drifting a pixel or so per frame (overlaps saturate at 65535), Poisson (shot)
+           noise on all of it, and `hot_pixels` pixels stuck at 65535; values span 0-65535.
+           Same arguments, same array.
     write_frames(folder, frames, ext=".png", prefix="frame_") -> list[Path]
         writes frames[i] as folder/f"{prefix}{i:04d}{ext}" (folder created if missing);
         the format follows ext, so use a lossless ext when the values must read back exact.
@@ -84,6 +90,31 @@ def moving_squares(
         bounced = (positions < 0) | (positions > limits)
         velocities[bounced] *= -1
         positions = np.clip(positions, 0, limits)
+    return frames
+
+
+def detector_frames(
+    n_frames: int, height: int, width: int, seed: int = 0, peak: float = 60000.0, hot_pixels: int = 3
+) -> np.ndarray:
+    """16-bit grayscale frames with a scientific detector's statistics; see the module docstring."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    n_spots = 4
+    centers = rng.uniform((0, 0), (height, width), size=(n_spots, 2))
+    velocities = rng.uniform(-1.5, 1.5, size=(n_spots, 2))
+    sigmas = rng.uniform(0.08, 0.2, size=n_spots) * min(height, width)
+    amplitudes = rng.uniform(0.3, 1.0, size=n_spots) * peak
+    hot = rng.integers(0, (height, width), size=(hot_pixels, 2))
+    frames = np.empty((n_frames, height, width, 1), dtype=np.uint16)
+    for index in range(n_frames):
+        # A dim background that breathes over time; its top rows expect ~0 counts, so zeros occur.
+        field = 400.0 * (rows / height) * (1 + 0.2 * np.sin(index / 3))
+        for spot in range(n_spots):
+            cy, cx = centers[spot] + velocities[spot] * index
+            field += amplitudes[spot] * np.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / (2 * sigmas[spot] ** 2))
+        counts = rng.poisson(field)  # shot noise: variance = expected counts
+        counts[hot[:, 0], hot[:, 1]] = 65535  # stuck pixels, saturated in every frame
+        frames[index, :, :, 0] = np.clip(counts, 0, 65535)
     return frames
 
 
