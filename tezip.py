@@ -33,15 +33,19 @@ def build_parser():
             "  python tezip.py -c model/ images/ comp/ -p 1 -w 10 -m abs -b 0      (lossless)\n"
             "  python tezip.py -c model/ images/ comp/ -p 1 -t 0.002 -m abs -b 2   (|error| <= 2)\n"
             "  python tezip.py -u model/ comp/ restored/\n"
+            "  python tezip.py -c default runs/ comp/ -w 10 -m abs -b 0     (bundled model; runs/<seq>/ each)\n"
         ),
     )
     job = p.add_argument_group("what to do (exactly one)")
     job.add_argument("-l", "--learn", nargs=2, metavar=("MODEL_DIR", "DATA_DIR"),
                      help="train PredNet on the .hkl files in DATA_DIR (from train_data_create.py), write MODEL_DIR")
     job.add_argument("-c", "--compress", nargs=3, metavar=("MODEL_DIR", "IMAGE_DIR", "OUT_DIR"),
-                     help="compress the images of IMAGE_DIR (sorted by name) into OUT_DIR")
+                     help="compress the images of IMAGE_DIR (sorted by name) into OUT_DIR. MODEL_DIR 'default' is "
+                          "the bundled model. An IMAGE_DIR holding only sequence folders is a batch: each "
+                          "IMAGE_DIR/<name> goes to OUT_DIR/<name> (finished ones are skipped unless --overwrite)")
     job.add_argument("-u", "--uncompress", nargs=3, metavar=("MODEL_DIR", "COMP_DIR", "OUT_DIR"),
-                     help="decompress COMP_DIR into OUT_DIR, verifying every frame")
+                     help="decompress COMP_DIR into OUT_DIR, verifying every frame (a folder of archive "
+                          "folders is a batch, restored as the same tree)")
 
     comp = p.add_argument_group("compression")
     comp.add_argument("-p", "--preprocess", type=int, default=0, metavar="N",
@@ -67,6 +71,12 @@ def build_parser():
                       help="predict K independent parts of the sequence at once (batch size of the model); "
                            "with -t each part starts with a keyframe. Default: chosen from sequence and frame size")
     comp.add_argument("--zstd-level", type=int, default=None, metavar="L", help="zstd level 1-22 (default 19: smallest in reasonable time; 3 compresses much faster, about 11%% larger)")
+
+    comp.add_argument("--report", action="store_true",
+                      help="also write OUT_DIR/report.png: bytes and prediction MSE per frame with the keyframes "
+                           "(and -t threshold) marked, and one frame, its prediction and the residual as a heat map")
+    comp.add_argument("--report-frame", type=int, metavar="N",
+                      help="the frame --report shows (default: the worst-predicted frame)")
 
     learn = p.add_argument_group("training (-l)")
     learn.add_argument("--epochs", type=int, default=150, help="epochs (default 150)")
@@ -125,6 +135,8 @@ def run_learn(args):
 
 
 def run_compress(args, device):
+    """Returns the number of sequences that failed (batch mode) or 0."""
+    from compress.batch import compress_batch, sequence_folders
     from compress.pipeline import CompressOptions, compress_folder
 
     model_dir, image_dir, out_dir = args.compress
@@ -132,15 +144,30 @@ def run_compress(args, device):
         warmup=args.preprocess, window=args.window, threshold=args.threshold, loop=args.loop, block=args.block, mode=args.mode,
         bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
         zstd_level=args.zstd_level, overwrite=args.overwrite, verbose=args.verbose, device=device,
+        report=args.report or args.report_frame is not None, report_frame=args.report_frame,
     )
+    if sequence_folders(image_dir):
+        return _failures(compress_batch(model_dir, image_dir, out_dir, options))
     compress_folder(model_dir, image_dir, out_dir, options)
+    return 0
+
+
+def _failures(results):
+    return sum(r.status == "FAILED" for r in results)
 
 
 def run_uncompress(args, device):
+    """Returns the number of sequences that failed (batch mode) or 0."""
+    from compress.batch import sequence_folders
+    from decompress.batch import decompress_batch
     from decompress.pipeline import decompress_folder
 
     model_dir, comp_dir, out_dir = args.uncompress
+    if sequence_folders(comp_dir):
+        return _failures(decompress_batch(model_dir, comp_dir, out_dir, verbose=args.verbose, device=device,
+                                          overwrite=args.overwrite))
     decompress_folder(model_dir, comp_dir, out_dir, verbose=args.verbose, device=device, overwrite=args.overwrite)
+    return 0
 
 
 def main(argv=None):
@@ -163,12 +190,15 @@ def main(argv=None):
 
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
+        failed = 0
         if job == "learn":
             run_learn(args)
         elif job == "compress":
-            run_compress(args, device)
+            failed = run_compress(args, device)
         else:
-            run_uncompress(args, device)
+            failed = run_uncompress(args, device)
+        if failed:
+            return 1
     except TezipError as e:
         print(f"tezip.py: error: {e}", file=sys.stderr)
         return e.exit_code

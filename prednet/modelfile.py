@@ -20,6 +20,12 @@ WEIGHTS_FILE = "prednet_weights.hdf5"
 MODEL_FORMAT = "tezip-prednet"
 MODEL_FORMAT_VERSION = 1
 
+# `-c default …` / `-u default …` select the small model bundled with TEZip (see
+# prednet/default_model/README.md for how it was trained). A local folder named "default" is
+# reached as ./default.
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
 # Keys of PredNet.get_config() that describe the architecture (the rest is Keras bookkeeping).
 ARCH_KEYS = (
     "stack_sizes",
@@ -92,8 +98,30 @@ def save_model(model_dir, prednet, training_info=None):
     return digest
 
 
+def resolve_model_dir(model_dir):
+    """The folder a MODEL_DIR argument names: the bundled model for "default", else the path."""
+    if str(model_dir) == DEFAULT_MODEL:
+        if not (DEFAULT_MODEL_DIR / MODEL_JSON).is_file():
+            raise TezipError(f"the bundled default model is missing from this installation ({DEFAULT_MODEL_DIR})")
+        return DEFAULT_MODEL_DIR
+    return Path(model_dir)
+
+
+def model_label(model_dir):
+    """How archives and messages name a model: "default" for the bundled one, else its folder."""
+    return DEFAULT_MODEL if resolve_model_dir(model_dir) == DEFAULT_MODEL_DIR else str(model_dir)
+
+
+def default_model_digest():
+    """The bundled model's digest (from its description; None when it is not installed)."""
+    try:
+        return json.loads((DEFAULT_MODEL_DIR / MODEL_JSON).read_text()).get("digest")
+    except (OSError, ValueError):
+        return None
+
+
 def read_model_json(model_dir):
-    model_dir = Path(model_dir)
+    model_dir = resolve_model_dir(model_dir)
     if not model_dir.is_dir():
         raise TezipError(f"model folder {model_dir} does not exist")
     path = model_dir / MODEL_JSON
@@ -110,13 +138,36 @@ def read_model_json(model_dir):
     return doc
 
 
+# Loaded models by (folder, file stamps, output mode): batch mode compresses many sequences with one.
+_loaded = {}
+
+
+def _stamp(path):
+    try:
+        st = path.stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None
+
+
 def load_model(model_dir, output_mode="prediction", extrap_start_time=None):
-    """Build the PredNet layer of a model folder and load its weights. Returns (prednet, doc)."""
+    """Build the PredNet layer of a model folder and load its weights. Returns (prednet, doc).
+    A model already loaded from unchanged files is reused (the layer holds no per-run state)."""
+    model_dir = resolve_model_dir(model_dir)
+    key = (str(model_dir.resolve()), _stamp(model_dir / MODEL_JSON), _stamp(model_dir / WEIGHTS_FILE), output_mode,
+           extrap_start_time)
+    if key not in _loaded:
+        _loaded.clear()  # one model at a time: a layer can be large
+        _loaded[key] = _load_model(model_dir, output_mode, extrap_start_time)
+    prednet, doc = _loaded[key]
+    return prednet, dict(doc)
+
+
+def _load_model(model_dir, output_mode, extrap_start_time):
     import h5py
 
     from prednet.model import PredNet
 
-    model_dir = Path(model_dir)
     doc = read_model_json(model_dir)
     try:
         prednet = PredNet(**doc["architecture"], output_mode=output_mode, extrap_start_time=extrap_start_time, name="prednet")

@@ -1,0 +1,73 @@
+"""pyproject.toml: the wheel carries the code, the bundled default model and the two console entry points."""
+
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+
+import pytest
+
+from conftest import REPO_ROOT
+
+PACKAGED = ("tezip.py", "train_data_create.py", "pyproject.toml", "README.md", "prednet", "compress", "decompress")
+
+
+def requirement_lines(path):
+    lines = path.read_text().split("# tests")[0].splitlines()
+    requirements = (line.split("#")[0].strip() for line in lines)
+    return sorted(r for r in requirements if r and not r.startswith("-"))
+
+
+def test_pyproject_dependencies_match_requirements():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert sorted(project["dependencies"]) == requirement_lines(REPO_ROOT / "requirements.txt")
+    assert project["scripts"] == {"tezip": "tezip:main", "train-data-create": "train_data_create:main"}
+    assert any(dep.startswith("cupy-cuda12x") for dep in project["optional-dependencies"]["gpu"])
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """Build the wheel from a copy of the sources and install it (without dependencies) into a folder."""
+    tmp = tmp_path_factory.mktemp("pkg")
+    src = tmp / "src"
+    src.mkdir()
+    for name in PACKAGED:
+        path = REPO_ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(path, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src)], check=True)
+    (wheel,) = (tmp / "dist").glob("tezip-*.whl")
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(tmp / "site"), str(wheel)], check=True)
+    return wheel, tmp / "site"
+
+
+def test_wheel_holds_code_default_model_and_entry_points(installed):
+    wheel, _ = installed
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    for needed in ("tezip.py", "train_data_create.py", "prednet/model.py", "compress/pipeline.py",
+                   "decompress/pipeline.py", "prednet/default_model/prednet_model.json",
+                   "prednet/default_model/prednet_weights.hdf5"):
+        assert needed in names
+    assert "tezip = tezip:main" in entry_points and "train-data-create = train_data_create:main" in entry_points
+
+
+def test_installed_copy_compresses_with_its_default_model(installed, tmp_path):
+    """Run from outside the repository, so only the installed copy can be imported."""
+    from conftest import make_sequence
+
+    _, site = installed
+    make_sequence(tmp_path / "img", n_frames=5, height=16, width=24, seed=9)
+    code = ("import sys, tezip, prednet.modelfile as m; print(m.DEFAULT_MODEL_DIR); "
+            "sys.exit(tezip.main(sys.argv[1:]))")
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    for args in (["-c", "default", "img", "comp", "-w", "3", "-f"], ["-u", "default", "comp", "out", "-f"]):
+        r = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.splitlines()[0].startswith(str(site))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in (tmp_path / "img").iterdir())
