@@ -35,6 +35,7 @@ def main():
     ap.add_argument("--lanes", type=int)
     ap.add_argument("--loop", choices=["closed", "open"], default="closed")
     ap.add_argument("--predictions", nargs="+", default=["swp", "dwp"], choices=["swp", "dwp"])
+    ap.add_argument("--quantizer", choices=["auto", "medquant", "runmerge"], default="auto")
     ap.add_argument("--json")
     ap.add_argument("-f", "--force", action="store_true", help="CPU only")
     args = ap.parse_args()
@@ -56,7 +57,7 @@ def main():
                 comp, out = Path(tmp) / f"c_{tag}", Path(tmp) / f"o_{tag}"
                 o = CompressOptions(warmup=args.warmup, window=args.window if pred == "swp" else None,
                                     threshold=args.threshold if pred == "dwp" else None, mode="abs", bounds=(b,), loop=args.loop,
-                                    lanes=args.lanes, device=device)
+                                    lanes=args.lanes, device=device, quantizer=args.quantizer)
                 t = time.time()
                 s = compress_folder(args.model, args.images, comp, o)
                 t_c = time.time() - t
@@ -66,7 +67,7 @@ def main():
                 decoded = read_sequence(out).frames.astype(np.int64)
                 err = np.abs(decoded - original)
                 mse = float(np.mean(err.astype(np.float64) ** 2))
-                rows.append(dict(prediction=f"{pred} {args.loop}", bound=b, bytes=s.compressed_bytes, ratio=s.ratio, keyframes=s.keyframes,
+                rows.append(dict(prediction=f"{pred} {args.loop} {args.quantizer}", bound=b, bytes=s.compressed_bytes, ratio=s.ratio, keyframes=s.keyframes,
                                  max_abs_error=int(err.max()), psnr=math.inf if mse == 0 else 10 * math.log10(255**2 / mse),
                                  compress_s=t_c, decompress_s=t_d, compress_MBps=raw_mb / t_c, decompress_MBps=raw_mb / t_d,
                                  compress_fps=len(original) / t_c, decompress_fps=len(original) / t_d,

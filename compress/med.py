@@ -29,7 +29,7 @@ cause that). Arithmetic is done in 64 bits, so nothing wraps silently.
 CPU: numba kernels (encode parallel over rows of all planes, decode parallel over planes).
 GPU: CuPy kernels beside them, chosen when a cupy array comes in (encode: one thread per pixel;
 decode: one block per plane sweeping anti-diagonals, whose pixels depend only on the two
-diagonals before). Integer arithmetic only: identical output on either.
+diagonals before; the kernel is medquant's at tolerance 0). Integer arithmetic only: identical output on either.
 """
 
 import numpy as np
@@ -166,42 +166,6 @@ void med_encode(const int* values, int* out, unsigned char* overflow,
 }
 """
 
-# One block per plane. Pixel (i, j) needs (i, j-1), (i-1, j) and (i-1, j-1): all on the two
-# anti-diagonals before i + j, so the block sweeps diagonals d = 0 .. H+W-2, its threads sharing
-# each diagonal's pixels, with a barrier (which also makes the block's global writes visible to
-# the block) between diagonals.
-_MED_DECODE_CUDA = _MED_DEVICE + r"""
-extern "C" __global__
-void med_decode(const int* errors, int* out, unsigned char* overflow,
-                long long height, long long width) {
-    long long plane = (long long)blockIdx.x * height * width;
-    const int* src = errors + plane;
-    int* dst = out + plane;
-    bool bad = false;
-    for (long long d = 0; d < height + width - 1; ++d) {
-        long long i_first = d - (width - 1) > 0 ? d - (width - 1) : 0;
-        long long i_last = d < height - 1 ? d : height - 1;
-        for (long long i = i_first + threadIdx.x; i <= i_last; i += blockDim.x) {
-            long long j = d - i;
-            long long k = i * width + j;
-            long long prediction;
-            if (i == 0) {
-                prediction = (j == 0) ? 0 : (long long)dst[k - 1];
-            } else if (j == 0) {
-                prediction = dst[k - width];
-            } else {
-                prediction = med(dst[k - 1], dst[k - width], dst[k - width - 1]);
-            }
-            long long value = (long long)src[k] + prediction;
-            if (value < -2147483648LL || value > 2147483647LL) bad = true;
-            dst[k] = (int)value;
-        }
-        __syncthreads();
-    }
-    if (bad) overflow[0] = 1;
-}
-"""
-
 def _med_encode_cupy(values, out):
     overflow = cupy.zeros(1, dtype=cupy.uint8)
     n_planes, height, width = values.shape
@@ -215,15 +179,11 @@ def _med_encode_cupy(values, out):
 
 
 def _med_decode_cupy(errors, out):
-    overflow = cupy.zeros(1, dtype=cupy.uint8)
-    n_planes, height, width = errors.shape
-    # Threads share a diagonal (at most min(H, W) pixels): no more than that, a multiple of 32.
-    threads = int(min(256, max(32, (min(height, width) + 31) // 32 * 32)))
-    cuda_kernel("med_decode", _MED_DECODE_CUDA)(
-        (n_planes,), (threads,),
-        (errors, out, overflow, np.int64(height), np.int64(width)),
-    )
-    return overflow
+    """MED decoding is medquant decoding with tolerance 0 (step 1): one anti-diagonal sweep kernel
+    serves both (compress/medquant.py)."""
+    from compress.medquant import _run_cupy
+
+    return _run_cupy(errors, 0, cupy.empty((0, 0, 0), dtype=cupy.int32), out, False)
 
 
 # --------------------------------------------------------------------------- codec

@@ -41,6 +41,7 @@ class CompressOptions:
     overwrite: bool = False
     verbose: bool = False
     device: str = "CPU"
+    quantizer: str = "auto"  # "auto": medquant for a lossy abs bound, else runmerge; or either by name
     report: bool = False  # also write report.png (compress.report) into the archive folder
     report_frame: int | None = None  # the frame its heat map shows; default the worst-predicted one
 
@@ -170,6 +171,10 @@ def validate_options(o):
         raise TezipError(f"--zstd-level must be 1-22 (got {o.zstd_level})")
     if not isinstance(o.block, int) or o.block < 0 or o.block > 4096:
         raise TezipError(f"--block must be 0 (off) or a block size up to 4096 (got {o.block})")
+    if o.quantizer not in ("auto", "medquant", "runmerge"):
+        raise TezipError(f"--quantizer must be auto, medquant or runmerge (got {o.quantizer!r})")
+    if o.quantizer == "medquant" and o.mode != "abs":
+        raise TezipError(f"--quantizer medquant serves the abs mode only (got -m {o.mode})")
     if o.loop not in ("closed", "open"):
         raise TezipError(f"--loop must be closed or open (got {o.loop!r})")
     return bounds
@@ -207,7 +212,8 @@ class FrameQuantizer:
         self.selector = BlockSelector(o.block) if o.block else None
         self.choices = np.zeros((n,) + self.selector.grid(h, w), bool) if self.selector else None
         self.quantizer = Quantizer()
-        self.q = np.zeros((n, c, h, w), np.int32)
+        self.medquant = medquant_for(o, bounds, self.max_value)
+        self.q = np.zeros((n, c, h, w), np.int32)  # what the residual stages store: quantized residuals or medquant codes
         self.predictions = np.zeros((n, c, h, w), np.int32)  # kept for the -v per-frame MSE
         self.decoded = frames.copy()
 
@@ -222,13 +228,32 @@ class FrameQuantizer:
             p = self.selector.combine(p[0], previous, self.choices[f])[None]
         x, p = xp.asarray(x), xp.asarray(p)
         tol = pixel_tolerances(x, self.o.mode, self.bounds, self.max_value)
-        q = self.quantizer.quantize(x - p, tol)
-        decoded = xp.clip(p + q, 0, self.max_value)
+        if self.medquant is not None:
+            codes, residual = self.medquant.encode((x - p)[0])
+            q, residual = codes[None], residual[None]
+        else:
+            q = residual = self.quantizer.quantize(x - p, tol)
+        decoded = xp.clip(p + residual, 0, self.max_value)
         if bool(xp.any(xp.abs(decoded - x) > tol)):  # the quantizer's guarantee, checked rather than trusted
             raise RuntimeError("internal error: quantized residuals exceed the error bound")
         self.q[f], self.predictions[f] = to_host(q)[0], to_host(p)[0]
         self.decoded[f] = to_interleaved(to_host(decoded), self.frames.dtype)[0]
         return self.decoded[f]
+
+
+def medquant_for(o, bounds, max_value):
+    """The in-loop MED quantizer (compress.medquant) when it applies: a lossy abs bound, whose one
+    integer tolerance the decoder knows. It leaves about 30 % fewer bytes than runmerge + row
+    delta there; rel, absrel and pwrel tolerances vary per plane or pixel and keep runmerge."""
+    from compress.medquant import MedQuantizer
+    from compress.quantize import is_lossless
+
+    wanted = o.quantizer == "medquant" or (o.quantizer == "auto" and o.mode == "abs")
+    if not wanted or is_lossless(o.mode, bounds):
+        return None
+    if o.mode != "abs":
+        raise TezipError(f"--quantizer medquant serves the abs mode only (got -m {o.mode})")
+    return MedQuantizer(min(int(math.floor(bounds[0])), max_value))
 
 
 def spatial_coder(lossless):
@@ -248,14 +273,15 @@ def spatial_encode(coder, q, plane_shape):
 
 
 def spatial_decode(coder, d, plane_shape):
-    if coder.codec_id == "med":
+    if coder.codec_id in ("med", "medquant"):
         return coder.decode(d.reshape((-1,) + tuple(plane_shape[1:]))).reshape(d.shape)
     return coder.decode(d)
 
 
-def encode_residuals(q, plane_shape, lossless, entropy, level, wide=False):
+def encode_residuals(q, plane_shape, lossless, entropy, level, wide=False, medquant=None):
     """Quantized residuals (P, values) → (stage configs, table codec config, table chunk, one zstd
     chunk per frame, payload dtype). Mirror: decompress.pipeline.decode_residuals.
+    medquant: the in-loop quantizer that made `q` (its codes need no spatial stage), or None.
 
     wide: the frames are wider than 8 bits. Their noisy residuals can take thousands of distinct
     values per frame, and then the per-frame rank tables cost more than ranking saves: both rank
@@ -264,8 +290,11 @@ def encode_residuals(q, plane_shape, lossless, entropy, level, wide=False):
     from compress.lossless import ZstdCodec
     from compress.quantize import Quantizer
 
-    spatial = spatial_coder(lossless)
-    d = spatial_encode(spatial, q, plane_shape)
+    if medquant is not None:
+        front, d = [medquant.get_config()], q
+    else:
+        spatial = spatial_coder(lossless)
+        front, d = [Quantizer().get_config(), spatial.get_config()], spatial_encode(spatial, q, plane_shape)
     zstd = ZstdCodec(level=level, shuffle=True)
     table_codec = ZstdCodec(level=level, shuffle=False)
     candidates = []  # (entropy stage config, payload, table chunk)
@@ -284,7 +313,7 @@ def encode_residuals(q, plane_shape, lossless, entropy, level, wide=False):
         if best is None or size < best[0]:
             best = size, config, payload.dtype, table_chunk, chunks
     _, entropy_config, payload_dtype, table_chunk, chunks = best
-    stages = [Quantizer().get_config(), spatial.get_config(), entropy_config, zstd.get_config()]
+    stages = front + [entropy_config, zstd.get_config()]
     return stages, table_codec.get_config(), table_chunk, chunks, payload_dtype
 
 
@@ -396,7 +425,8 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, nam
 
     t = time.time()
     residual = encode_residuals(coder.q[predicted].reshape(len(predicted), c * h * w), (c, h, w),
-                                is_lossless(o.mode, bounds), o.entropy, level, wide=frames.dtype != np.uint8)
+                                is_lossless(o.mode, bounds), o.entropy, level, wide=frames.dtype != np.uint8,
+                                medquant=coder.medquant)
     key = encode_keyframes(frames[keyframes], level)
     choices = encode_block_choices(coder, predicted, level)
     times["encode"] = time.time() - t

@@ -23,10 +23,11 @@ def _codec_from_config(config, name, allowed=None):
     from compress.entropy import RankCoder, ZigZagCoder
     from compress.lossless import ZstdCodec
     from compress.med import MedCoder
+    from compress.medquant import MedQuantizer
     from compress.quantize import Quantizer
     from compress.spatial import DeltaCoder
 
-    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, MedCoder, RankCoder, ZigZagCoder, ZstdCodec)}
+    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, MedCoder, MedQuantizer, RankCoder, ZigZagCoder, ZstdCodec)}
     if not isinstance(config, dict):
         raise TezipError(f"{name} is corrupt (a codec stage is {str(config)[:40]!r}, not a configuration)")
     what = config.get("id")
@@ -163,9 +164,12 @@ def decode_residuals(h, chunks, n_predicted, plane_shape, xp=np):
     stages = [_codec_from_config(s, name) for s in h["stages"]]
     ids = [s.codec_id for s in stages]
     entropy = "freqrank" in ids
-    if ids[0] != "runmerge" or ids[1] not in ("delta1d", "med") or ids[2:] != ["freqrank" if entropy else "zigzag", "zstd"]:
+    # The front is runmerge + a spatial stage, or medquant alone (prediction and quantization in one).
+    n_front = 1 if ids[0] == "medquant" else 2
+    if (ids[:2] not in (["runmerge", "delta1d"], ["runmerge", "med"]) and ids[0] != "medquant") or \
+            ids[n_front:] != ["freqrank" if entropy else "zigzag", "zstd"]:
         raise TezipError(f"{name} has a stage order this TEZip cannot decode: {ids}")
-    spatial, zstd = stages[1], stages[-1]
+    spatial, entropy_stage, zstd = stages[n_front - 1], stages[n_front], stages[-1]
     if not chunks:
         raise TezipError(f"{name} is corrupt (its entropy tables are missing)")
     if len(chunks) != n_predicted + LEADING_CHUNKS:
@@ -190,9 +194,9 @@ def decode_residuals(h, chunks, n_predicted, plane_shape, xp=np):
             limit = 5 * n_predicted * (values + 1)
             raw_tables = table_codec.decode(table_bytes, np.uint8, _declared_size(table_bytes, limit))
             table_values, table_lengths = unpack_tables(raw_tables.tobytes(), n_predicted)
-            d = stages[2].decode(payload, xp.asarray(table_values), xp.asarray(table_lengths))
+            d = entropy_stage.decode(payload, xp.asarray(table_values), xp.asarray(table_lengths))
         else:
-            d = stages[2].decode(payload)
+            d = entropy_stage.decode(payload)
         return to_host(spatial_decode(spatial, d, plane_shape))
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None

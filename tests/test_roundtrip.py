@@ -243,3 +243,23 @@ def test_open_loop_tezip_windows_round_trip(tiny_model, rgb20, tmp_path, window,
     _, back, _ = roundtrip(tiny_model(3), images, tmp_path, tag="2", loop="open", window=window, threshold=threshold,
                            lanes=2, mode="abs", bounds=(2,))
     assert np.abs(back.astype(int) - frames).max() <= 2
+
+
+@pytest.mark.parametrize("bound", [1, 3, 7.5])
+def test_medquant_and_runmerge_both_hold_the_abs_bound_and_medquant_is_smaller(tiny_model, tmp_path, bound):
+    frames = make_sequence(tmp_path / "img", n_frames=10, height=32, width=48, channels=3, seed=11, noise=6)
+    sizes = {}
+    for quantizer in ("medquant", "runmerge"):
+        summary, decoded, comp = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, tag=quantizer, window=9,
+                                           mode="abs", bounds=(bound,), quantizer=quantizer)
+        assert np.abs(decoded.astype(np.int64) - frames).max() <= bound
+        assert [s["id"] for s in header(comp)["stages"]][0] == quantizer
+        sizes[quantizer] = summary.compressed_bytes
+    assert sizes["medquant"] < sizes["runmerge"]
+
+
+def test_medquant_is_refused_outside_abs(tiny_model, rgb20, tmp_path):
+    with pytest.raises(TezipError, match="medquant serves the abs mode only"):
+        compress_folder(tiny_model(3), rgb20[0], tmp_path / "c", CompressOptions(window=5, mode="rel", bounds=(0.01,),
+                                                                                   quantizer="medquant"))
+    assert not (tmp_path / "c").exists()
