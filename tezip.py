@@ -184,15 +184,15 @@ def main(argv=None):
     device = select_device(args.force)
     print(f"{device} MODE", flush=True)
 
+    from compress import archive
     from compress.errors import TezipError
 
-    received = []
-
-    def terminated(signum, frame):  # `kill`: clean up temporary files as Ctrl-C does
-        received.append(signum)
+    def interrupted(signum, frame):  # Ctrl-C or `kill`: clean up temporary files, publish nothing
+        archive.note_signal(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    archive.signals_received.clear()  # main() can run more than once in a process (tests, scripts)
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         failed = 0
         if job == "learn":
@@ -208,7 +208,7 @@ def main(argv=None):
         return e.exit_code
     except KeyboardInterrupt:
         print("tezip.py: interrupted; no partial output was left", file=sys.stderr)
-        return 128 + (received[0] if received else signal.SIGINT)
+        return 128 + (archive.signals_received[0] if archive.signals_received else signal.SIGINT)
     except MemoryError:
         print("tezip.py: error: not enough memory", file=sys.stderr)
         return 1
@@ -217,8 +217,9 @@ def main(argv=None):
         print(f"tezip.py: error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     return 0
 
 

@@ -246,6 +246,17 @@ def remove_created(created):
             return
 
 
+# Signals the command line's handler has seen (tezip.main). The handler raises KeyboardInterrupt,
+# but an exception raised inside a callback of a library (a garbage-collection hook, a worker
+# thread) can be swallowed there; publishing checks this record too, so an interrupted run never
+# publishes.
+signals_received = []
+
+
+def note_signal(signum):
+    signals_received.append(signum)
+
+
 @contextlib.contextmanager
 def deferred_interrupts():
     """Hold Ctrl-C (SIGINT) and SIGTERM while the block runs, then deliver them: the renames that
@@ -283,6 +294,8 @@ def publish_atomically(folder, names, write_one):
             written.append((tmp, Path(folder) / name))
             write_one(i, tmp)
         with deferred_interrupts():
+            if signals_received:  # interrupted earlier, though the KeyboardInterrupt got lost
+                raise KeyboardInterrupt
             for tmp, final in written:
                 os.replace(tmp, final)
             done = True

@@ -20,7 +20,7 @@ from compress.predict import dwp_lane_starts, first_keyframes, predict_sequence,
 # Level 19 is ~11 % smaller than 9 on residuals; it costs compression time only (decoding is as fast).
 DEFAULT_ZSTD_LEVEL = 19
 # Chunks are compressed independently, so the output is the same whatever the thread count.
-ZSTD_THREADS = os.cpu_count() or 1
+CODEC_THREADS = os.cpu_count() or 1
 MAX_LANES = 16
 # Budget for the model's recurrent state and activations when choosing how many lanes to batch.
 LANE_MEMORY_BUDGET = 2 << 30
@@ -278,16 +278,35 @@ def spatial_decode(coder, d, plane_shape):
     return coder.decode(d)
 
 
-def encode_residuals(q, plane_shape, lossless, entropy, level, wide=False, medquant=None):
-    """Quantized residuals (P, values) → (stage configs, table codec config, table chunk, one zstd
-    chunk per frame, payload dtype). Mirror: decompress.pipeline.decode_residuals.
-    medquant: the in-loop quantizer that made `q` (its codes need no spatial stage), or None.
+def entropy_encode(codes, entropy, level, wide=False):
+    """Signed codes (F, C, H, W) → (stage configs, one chunk per frame, payload dtype name or None).
+    With entropy coding, the context range coder (compress/rangecoder.py); with -n, zigzag and
+    byte-shuffled zstd. Mirror: decompress.pipeline.entropy_decode.
 
-    wide: the frames are wider than 8 bits. Their noisy residuals can take thousands of distinct
-    values per frame, and then the per-frame rank tables cost more than ranking saves: both rank
-    coding and plain zigzag are tried and the smaller kept (the stage list records which)."""
-    from compress.entropy import RankCoder, ZigZagCoder, pack_tables
+    wide: the frames are wider than 8 bits. Their residuals can be mostly structureless shot noise,
+    where the contexts find nothing and zstd's static tables come out a few % smaller: both are
+    tried and the smaller kept (the stage list records which)."""
+    from compress.entropy import ZigZagCoder
     from compress.lossless import ZstdCodec
+    from compress.rangecoder import ContextRangeCoder
+
+    codes = to_host(codes)
+    candidates = []
+    if entropy:
+        coder = ContextRangeCoder()
+        candidates.append(([coder.get_config()], coder.encode_many(list(codes), threads=CODEC_THREADS), None))
+    if not entropy or wide:
+        zigzag, zstd = ZigZagCoder(), ZstdCodec(level=level, shuffle=True)
+        payload = zigzag.encode(codes.reshape(len(codes), -1))
+        chunks = zstd.encode_many(list(payload), threads=CODEC_THREADS)
+        candidates.append(([zigzag.get_config(), zstd.get_config()], chunks, payload.dtype.name))
+    return min(candidates, key=lambda candidate: sum(len(c) for c in candidate[1]))
+
+
+def encode_residuals(q, plane_shape, lossless, entropy, level, medquant=None, wide=False):
+    """Quantized residuals (P, values) → (stage configs, one chunk per frame, payload dtype name or
+    None). medquant: the in-loop quantizer that made `q` (its codes need no spatial stage), or None.
+    Mirror: decompress.pipeline.decode_residuals."""
     from compress.quantize import Quantizer
 
     if medquant is not None:
@@ -295,41 +314,21 @@ def encode_residuals(q, plane_shape, lossless, entropy, level, wide=False, medqu
     else:
         spatial = spatial_coder(lossless)
         front, d = [Quantizer().get_config(), spatial.get_config()], spatial_encode(spatial, q, plane_shape)
-    zstd = ZstdCodec(level=level, shuffle=True)
-    table_codec = ZstdCodec(level=level, shuffle=False)
-    candidates = []  # (entropy stage config, payload, table chunk)
-    if entropy:
-        ranker = RankCoder()
-        payload, table_values, table_lengths = (to_host(a) for a in ranker.encode(d))
-        tables = np.frombuffer(pack_tables(table_values, table_lengths), np.uint8)
-        candidates.append((ranker.get_config(), payload, table_codec.encode(tables)))
-    if not entropy or wide:
-        zigzag = ZigZagCoder()
-        candidates.append((zigzag.get_config(), to_host(zigzag.encode(d)), table_codec.encode(np.zeros(0, np.uint8))))
-    best = None
-    for config, payload, table_chunk in candidates:
-        chunks = zstd.encode_many(list(payload), threads=ZSTD_THREADS)
-        size = len(table_chunk) + sum(len(c) for c in chunks)
-        if best is None or size < best[0]:
-            best = size, config, payload.dtype, table_chunk, chunks
-    _, entropy_config, payload_dtype, table_chunk, chunks = best
-    stages = front + [entropy_config, zstd.get_config()]
-    return stages, table_codec.get_config(), table_chunk, chunks, payload_dtype
+    back, chunks, payload_dtype = entropy_encode(to_host(d).reshape((len(q),) + tuple(plane_shape)), entropy, level, wide)
+    return front + back, chunks, payload_dtype
 
 
-def encode_keyframes(keyframes, level):
-    """Keyframes (K, H, W, C) → (codec configs, one chunk each): MED (LOCO-I) prediction per channel
-    plane, zigzag, byte-shuffled zstd — about a third smaller than zstd on raw pixels.
+def encode_keyframes(keyframes, entropy, level, wide=False):
+    """Keyframes (K, H, W, C) → (codec configs, one chunk each, payload dtype name or None): MED
+    (LOCO-I) prediction per channel plane, then the entropy back end.
     Mirror: decompress.pipeline.decode_keyframes."""
-    from compress.entropy import ZigZagCoder
-    from compress.lossless import ZstdCodec
     from compress.med import MedCoder
 
-    med, zigzag, zstd = MedCoder(), ZigZagCoder(), ZstdCodec(level=level, shuffle=True)
+    med = MedCoder()
     k, h, w, c = keyframes.shape
-    codes = zigzag.encode(med.encode(to_planar(keyframes).reshape(k * c, h, w)).reshape(k, c * h * w))
-    configs = [med.get_config(), zigzag.get_config(), zstd.get_config()]
-    return configs, zstd.encode_many(list(codes), threads=ZSTD_THREADS), codes.dtype
+    codes = med.encode(to_planar(keyframes).reshape(k * c, h, w)).reshape(k, c, h, w)
+    back, chunks, payload_dtype = entropy_encode(codes, entropy, level, wide)
+    return [med.get_config()] + back, chunks, payload_dtype
 
 
 def encode_block_choices(coder, predicted, level):
@@ -354,7 +353,7 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
     from compress.quantize import is_lossless
 
     n, h, w, c = frames.shape
-    stages, table_config, table_chunk, residual_chunks, payload_dtype = residual
+    stages, residual_chunks, payload_dtype = residual
     key_configs, key_chunks, key_dtype = key
     keys = [int(k) for k in keyframes]
     max_value = max_value_of(frames.dtype)
@@ -369,21 +368,20 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
                     "lanes": [int(s) for s in lane_starts], "keyframes": keys},
         bound={"mode": o.mode, "bounds": list(bounds), "lossless": bool(is_lossless(o.mode, bounds))},
         stages=stages,
-        partitions={"kind": "frame", "count": n - len(keys), "values": c * h * w, "dtype": np.dtype(payload_dtype).name},
-        tables_codec=table_config,
+        partitions={"kind": "frame", "count": n - len(keys), "values": c * h * w, "dtype": payload_dtype},
         block_select=choices[0],
         frame_checksums=[archive.frame_checksum(f) for f in decoded_frames],
         names_digest=names_digest,
     )
     aid = archive.archive_id(settings)
     files = {
-        archive.KEYFRAME_FILE: archive.pack_dat(archive.KEYFRAME_MAGIC, dict(common, archive_id=aid, keyframes=keys, stages=key_configs, dtype_codes=np.dtype(key_dtype).name), key_chunks),
-        archive.ENTROPY_FILE: archive.pack_dat(archive.ENTROPY_MAGIC, dict(settings, archive_id=aid), [table_chunk, choices[1]] + residual_chunks),
+        archive.KEYFRAME_FILE: archive.pack_dat(archive.KEYFRAME_MAGIC, dict(common, archive_id=aid, keyframes=keys, stages=key_configs, dtype_codes=key_dtype), key_chunks),
+        archive.ENTROPY_FILE: archive.pack_dat(archive.ENTROPY_MAGIC, dict(settings, archive_id=aid), [choices[1]] + residual_chunks),
     }
     return files, aid
 
 
-def summarize(frames, coder, keyframes, predicted, times, files, table_bytes, scale):
+def summarize(frames, coder, keyframes, predicted, times, files, scale):
     x = to_planar(frames[predicted])
     p = coder.predictions[predicted]
     err = np.abs(to_planar(coder.decoded[predicted]) - x)
@@ -392,7 +390,7 @@ def summarize(frames, coder, keyframes, predicted, times, files, table_bytes, sc
         frames=len(frames), keyframes=len(keyframes), raw_bytes=int(frames.nbytes), compressed_bytes=0,
         max_abs_error=int(err.max()) if err.size else 0, psnr=psnr(coder.max_value, sq, frames.size), seconds=0.0,
         stage_seconds=times,
-        stage_bytes={"keyframes": len(files[archive.KEYFRAME_FILE]), "residuals": len(files[archive.ENTROPY_FILE]), "tables": table_bytes},
+        stage_bytes={"keyframes": len(files[archive.KEYFRAME_FILE]), "residuals": len(files[archive.ENTROPY_FILE])},
     )
     # Per-frame detail for -v: prediction MSE (pixels in [0, 1] as the model sees them) and error after decoding.
     summary.per_frame = [(int(i), True, 0.0, 0.0) for i in keyframes]
@@ -424,18 +422,18 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, nam
     times["predict+quantize"] = time.time() - t
 
     t = time.time()
+    wide = frames.dtype != np.uint8
     residual = encode_residuals(coder.q[predicted].reshape(len(predicted), c * h * w), (c, h, w),
-                                is_lossless(o.mode, bounds), o.entropy, level, wide=frames.dtype != np.uint8,
-                                medquant=coder.medquant)
-    key = encode_keyframes(frames[keyframes], level)
+                                is_lossless(o.mode, bounds), o.entropy, level, medquant=coder.medquant, wide=wide)
+    key = encode_keyframes(frames[keyframes], o.entropy, level, wide)
     choices = encode_block_choices(coder, predicted, level)
     times["encode"] = time.time() - t
 
     files, aid = build_archive(frames, coder.decoded, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices,
                                names_digest, scale)
-    summary = summarize(frames, coder, keyframes, predicted, times, files, len(residual[2]), scale)
+    summary = summarize(frames, coder, keyframes, predicted, times, files, scale)
     summary.frame_bytes = [0] * n
-    for f, chunk in list(zip(keyframes, key[1])) + list(zip(predicted, residual[3])):
+    for f, chunk in list(zip(keyframes, key[1])) + list(zip(predicted, residual[1])):
         summary.frame_bytes[f] = len(chunk)
     summary.predictions = coder.predictions
     summary.seconds = time.time() - t_start

@@ -12,22 +12,23 @@ import numpy as np
 
 from compress import archive
 from compress.errors import TezipError
-from compress.pipeline import ZSTD_THREADS, model_threads, Summary, array_module, progress_bar, spatial_decode, check_output_folder, max_value_of, to_host, to_interleaved, to_planar
+from compress.pipeline import CODEC_THREADS, model_threads, Summary, array_module, progress_bar, spatial_decode, check_output_folder, max_value_of, to_host, to_interleaved, to_planar
 from compress.predict import check_lane_plan, predict_sequence
 
 MAX_PIXELS = 1 << 36
-LEADING_CHUNKS = 2  # entropy.dat: tables, block choices, then one chunk per predicted frame  # a declared size beyond this is a corrupt or hostile header, not a sequence
+LEADING_CHUNKS = 1  # entropy.dat: block choices, then one chunk per predicted frame  # a declared size beyond this is a corrupt or hostile header, not a sequence
 
 
 def _codec_from_config(config, name, allowed=None):
-    from compress.entropy import RankCoder, ZigZagCoder
+    from compress.entropy import ZigZagCoder
     from compress.lossless import ZstdCodec
     from compress.med import MedCoder
     from compress.medquant import MedQuantizer
     from compress.quantize import Quantizer
+    from compress.rangecoder import ContextRangeCoder
     from compress.spatial import DeltaCoder
 
-    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, MedCoder, MedQuantizer, RankCoder, ZigZagCoder, ZstdCodec)}
+    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, MedCoder, MedQuantizer, ContextRangeCoder, ZigZagCoder, ZstdCodec)}
     if not isinstance(config, dict):
         raise TezipError(f"{name} is corrupt (a codec stage is {str(config)[:40]!r}, not a configuration)")
     what = config.get("id")
@@ -119,9 +120,26 @@ def validate_header(h, names, mode):
     part = h.get("partitions")
     if not isinstance(part, dict) or part.get("count") != n - len(keys) or part.get("values") != c * height * width:
         raise TezipError(f"{name} is corrupt (partition layout does not match the frames)")
-    if not isinstance(h.get("stages"), list) or len(h["stages"]) < 3:
+    if not isinstance(h.get("stages"), list) or len(h["stages"]) < 2:
         raise TezipError(f"{name} is corrupt (codec stages missing)")
     return n, height, width, c, keys, lanes
+
+
+def entropy_decode(stages, chunks, shape, payload_dtype, name):
+    """One chunk per frame → signed codes (F, C, H, W) int32. Mirror: compress.pipeline.entropy_encode."""
+    ids = [s.codec_id for s in stages]
+    chunks = [bytes(c) for c in chunks]
+    if ids == ["ctxrange"]:
+        return stages[0].decode_many(chunks, shape, threads=CODEC_THREADS)
+    if ids != ["zigzag", "zstd"]:
+        raise TezipError(f"{name} has an entropy stage list this TEZip cannot decode: {ids}")
+    if payload_dtype not in ("uint16", "uint32"):
+        raise TezipError(f"{name} is corrupt (bad code dtype {str(payload_dtype)[:40]!r})")
+    zigzag, zstd = stages
+    count = int(np.prod(shape))
+    parts = zstd.decode_many(chunks, np.dtype(payload_dtype), [count] * len(chunks), threads=CODEC_THREADS)
+    payload = np.stack(parts) if parts else np.zeros((0, count), payload_dtype)
+    return zigzag.decode(payload).reshape((len(chunks),) + tuple(shape))
 
 
 def decode_keyframes(key_header, key_chunks, frames, keys):
@@ -130,26 +148,23 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
     if key_header.get("keyframes") != keys:
         raise TezipError(f"{name} holds other keyframes than {archive.ENTROPY_FILE} expects")
     stages = key_header.get("stages")
-    if not isinstance(stages, list):
+    if not isinstance(stages, list) or not stages:
         raise TezipError(f"{name} is corrupt (codec stages missing)")
     stages = [_codec_from_config(s, name) for s in stages]
-    if [s.codec_id for s in stages] != ["med", "zigzag", "zstd"]:
+    if stages[0].codec_id != "med":
         raise TezipError(f"{name} has a stage list this TEZip cannot decode")
-    med, zigzag, zstd = stages
+    med = stages[0]
     if len(key_chunks) != len(keys):
         raise TezipError(f"{name} holds {len(key_chunks)} keyframes, {len(keys)} expected")
     for k, chunk in zip(keys, key_chunks):
         if chunk is None:
             raise TezipError(f"{name}: keyframe {k} is corrupt (checksum mismatch)")
-    dtype = key_header.get("dtype_codes")
-    if dtype not in ("uint16", "uint32"):
-        raise TezipError(f"{name} is corrupt (bad code dtype {dtype!r})")
     _, h, w, c = frames.shape
     max_value = max_value_of(frames.dtype)
     try:
-        codes = zstd.decode_many([bytes(x) for x in key_chunks], np.dtype(dtype), [c * h * w] * len(keys), threads=ZSTD_THREADS)
+        codes = entropy_decode(stages[1:], key_chunks, (c, h, w), key_header.get("dtype_codes"), name)
         for k, code in zip(keys, codes):
-            planes = med.decode(zigzag.decode(code.reshape(c, h, w)))
+            planes = med.decode(code)
             if planes.min() < 0 or planes.max() > max_value:
                 raise TezipError(f"keyframe {k} decodes to values outside 0-{max_value}")
             frames[k] = to_interleaved(planes[None], frames.dtype)[0]
@@ -160,44 +175,24 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
 def decode_residuals(h, chunks, n_predicted, plane_shape, xp=np):
     """entropy.dat chunks → quantized residuals (n_predicted, values) int32."""
     name = archive.ENTROPY_FILE
-    values = int(np.prod(plane_shape))
     stages = [_codec_from_config(s, name) for s in h["stages"]]
     ids = [s.codec_id for s in stages]
-    entropy = "freqrank" in ids
     # The front is runmerge + a spatial stage, or medquant alone (prediction and quantization in one).
-    n_front = 1 if ids[0] == "medquant" else 2
-    if (ids[:2] not in (["runmerge", "delta1d"], ["runmerge", "med"]) and ids[0] != "medquant") or \
-            ids[n_front:] != ["freqrank" if entropy else "zigzag", "zstd"]:
+    n_front = 1 if ids[:1] == ["medquant"] else 2
+    if ids[:1] != ["medquant"] and ids[:2] not in (["runmerge", "delta1d"], ["runmerge", "med"]):
         raise TezipError(f"{name} has a stage order this TEZip cannot decode: {ids}")
-    spatial, entropy_stage, zstd = stages[n_front - 1], stages[n_front], stages[-1]
     if not chunks:
-        raise TezipError(f"{name} is corrupt (its entropy tables are missing)")
+        raise TezipError(f"{name} is corrupt (its block choices are missing)")
     if len(chunks) != n_predicted + LEADING_CHUNKS:
         raise TezipError(f"{name} holds {len(chunks) - LEADING_CHUNKS} residual frames, {n_predicted} expected")
     for i, chunk in enumerate(chunks):
         if chunk is None:
-            what = ("entropy tables", "block choices")[i] if i < LEADING_CHUNKS else f"residuals of predicted frame {i - LEADING_CHUNKS}"
+            what = "block choices" if i < LEADING_CHUNKS else f"residuals of predicted frame {i - LEADING_CHUNKS}"
             raise TezipError(f"{name}: {what} are corrupt (checksum mismatch)")
-    dtype = h["partitions"].get("dtype")
-    if dtype not in ("uint16", "uint32"):
-        raise TezipError(f"{name} is corrupt (bad partition dtype {str(dtype)[:40]!r})")
-    dtype = np.dtype(dtype)
-    table_codec = _codec_from_config(h.get("tables_codec"), name, allowed=("zstd",)) if entropy else None
     try:
-        parts = zstd.decode_many([bytes(c) for c in chunks[LEADING_CHUNKS:]], dtype, [values] * n_predicted, threads=ZSTD_THREADS)
-        payload = xp.asarray(np.stack(parts) if parts else np.zeros((0, values), dtype))
-        if entropy:
-            from compress.entropy import unpack_tables
-
-            table_bytes = bytes(chunks[0])
-            # At most one varint (<= 5 bytes) per table length and per value of every frame.
-            limit = 5 * n_predicted * (values + 1)
-            raw_tables = table_codec.decode(table_bytes, np.uint8, _declared_size(table_bytes, limit))
-            table_values, table_lengths = unpack_tables(raw_tables.tobytes(), n_predicted)
-            d = entropy_stage.decode(payload, xp.asarray(table_values), xp.asarray(table_lengths))
-        else:
-            d = entropy_stage.decode(payload)
-        return to_host(spatial_decode(spatial, d, plane_shape))
+        d = entropy_decode(stages[n_front:], chunks[LEADING_CHUNKS:], plane_shape, h["partitions"].get("dtype"), name)
+        d = xp.asarray(d.reshape(n_predicted, int(np.prod(plane_shape))))
+        return to_host(spatial_decode(stages[n_front - 1], d, plane_shape))
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None
 
@@ -219,19 +214,6 @@ def decode_block_choices(h, chunk, n_predicted, height, width):
         return selector, selector.unpack(raw.tobytes(), n_predicted, height, width)
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None
-
-
-def _declared_size(zstd_frame, limit):
-    """The content size a zstd frame declares, at most `limit` (what the header's sizes allow)."""
-    import zstandard
-
-    try:
-        size = zstandard.frame_content_size(zstd_frame)
-    except zstandard.ZstdError:
-        raise TezipError("entropy tables are corrupt") from None
-    if size < 0 or size > limit:
-        raise TezipError("entropy tables are corrupt (no or implausible size)")
-    return size
 
 
 class FrameReconstructor:
@@ -282,7 +264,7 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     q = decode_residuals(h, chunks, len(predicted), (c, height, width), array_module(device))
 
     predictor = NextFramePredictor(prednet, height, width, len(lanes))
-    selector, choices = decode_block_choices(h, chunks[1], len(predicted), height, width)
+    selector, choices = decode_block_choices(h, chunks[0], len(predicted), height, width)
     rebuild = FrameReconstructor(frames, q, predicted, selector, choices)
     predict_sequence(predictor, frames, lanes, is_key, rebuild, closed_loop=loop == "closed", scale=scale, progress=progress)
     sums = h["frame_checksums"]

@@ -157,30 +157,31 @@ def test_value_scale_16_bit_uses_the_observed_range_and_inverts_exactly():
 # --- entropy stage and keyframes on the wide range ---------------------------------------------
 
 
-def test_noisy_16_bit_residuals_keep_the_tables_bounded(detector):
+def test_noisy_16_bit_residuals_keep_the_smaller_entropy_back_end(detector):
     q = (detector[1:].astype(np.int32) - detector[:-1]).reshape(7, -1)  # shot noise of ~250
     plane_shape = (1, 32, 48)
-    ranked = encode_residuals(q, plane_shape, True, True, 3, wide=False)
-    bounded = encode_residuals(q, plane_shape, True, True, 3, wide=True)
+    context = encode_residuals(q, plane_shape, True, True, 3, wide=False)
+    either = encode_residuals(q, plane_shape, True, True, 3, wide=True)
 
     def size(encoded):
-        return len(encoded[2]) + sum(len(c) for c in encoded[3])
+        return sum(len(c) for c in encoded[1])
 
-    assert [s["id"] for s in ranked[0]][2] == "freqrank"
-    assert [s["id"] for s in bounded[0]][2] == "zigzag"  # the tables cost more than ranking saves
-    assert size(bounded) < size(ranked)
-    stages, table_config, table_chunk, chunks, dtype = bounded
-    header = {"stages": stages, "tables_codec": table_config, "partitions": {"dtype": np.dtype(dtype).name}}
+    assert [s["id"] for s in context[0]][2:] == ["ctxrange"]
+    assert size(either) <= size(context)  # wide: the context coder or zigzag + zstd, whichever is smaller
+    stages, chunks, dtype = either
+    header = {"stages": stages, "partitions": {"dtype": dtype}}
     block_choices = b""
-    back = decode_residuals(header, [table_chunk, block_choices] + chunks, 7, plane_shape)
+    back = decode_residuals(header, [block_choices] + chunks, 7, plane_shape)
     np.testing.assert_array_equal(back, q)
 
 
-def test_16_bit_keyframes_use_wide_codes_and_decode_back(detector):
-    configs, chunks, dtype = encode_keyframes(detector[:2], 3)
-    assert dtype == np.uint32  # MED errors of 16-bit pixels exceed 16 bits once zigzagged
+@pytest.mark.parametrize("entropy", [True, False])
+def test_16_bit_keyframes_decode_back(detector, entropy):
+    configs, chunks, dtype = encode_keyframes(detector[:2], entropy, 3, wide=True)
+    if not entropy:
+        assert dtype == "uint32"  # MED errors of 16-bit pixels exceed 16 bits once zigzagged
     frames = np.zeros_like(detector[:2])
-    decode_keyframes({"keyframes": [0, 1], "stages": configs, "dtype_codes": "uint32"}, chunks, frames, [0, 1])
+    decode_keyframes({"keyframes": [0, 1], "stages": configs, "dtype_codes": dtype}, chunks, frames, [0, 1])
     np.testing.assert_array_equal(frames, detector[:2])
 
 

@@ -52,10 +52,10 @@ def reference(tiny_model, sequence, tmp_path_factory):
     return comp
 
 
-def test_zstd_thread_count_does_not_change_archive(tiny_model, sequence, reference, tmp_path, monkeypatch):
+def test_codec_thread_count_does_not_change_archive(tiny_model, sequence, reference, tmp_path, monkeypatch):
     for threads in (1, 2, 5):
-        monkeypatch.setattr(compress.pipeline, "ZSTD_THREADS", threads)
-        monkeypatch.setattr(decompress.pipeline, "ZSTD_THREADS", threads)
+        monkeypatch.setattr(compress.pipeline, "CODEC_THREADS", threads)
+        monkeypatch.setattr(decompress.pipeline, "CODEC_THREADS", threads)
         comp = tmp_path / f"comp{threads}"
         compress_folder(tiny_model(3), sequence[0], comp, CompressOptions(**OPTIONS))
         assert archive_bytes(comp) == archive_bytes(reference), f"zstd threads {threads}"
