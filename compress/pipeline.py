@@ -240,6 +240,18 @@ class FrameQuantizer:
         self.decoded[f] = to_interleaved(to_host(decoded), self.frames.dtype)[0]
         return self.decoded[f]
 
+    def keyframe(self, f):
+        """The encoder's `code_keyframe`: the keyframe as the decoder will have it (quantized within
+        the bound under medquant, else exact)."""
+        if self.medquant is None:
+            return self.frames[f]
+        x = to_planar(self.frames[f : f + 1])
+        _, _, decoded = code_keyframe_planes(x, self.medquant, self.max_value)
+        if np.abs(decoded - x).max() > self.medquant.tolerance:  # checked rather than trusted
+            raise RuntimeError("internal error: a quantized keyframe exceeds the error bound")
+        self.decoded[f] = to_interleaved(decoded, self.frames.dtype)[0]
+        return self.decoded[f]
+
 
 def medquant_for(o, bounds, max_value):
     """The in-loop MED quantizer (compress.medquant) when it applies: a lossy abs bound, whose one
@@ -318,17 +330,33 @@ def encode_residuals(q, plane_shape, lossless, entropy, level, medquant=None, wi
     return front + back, chunks, payload_dtype
 
 
-def encode_keyframes(keyframes, entropy, level, wide=False):
-    """Keyframes (K, H, W, C) → (codec configs, one chunk each, payload dtype name or None): MED
-    (LOCO-I) prediction per channel plane, then the entropy back end.
-    Mirror: decompress.pipeline.decode_keyframes."""
+def code_keyframe_planes(planes, medquant, max_value):
+    """Keyframe planes (K, C, H, W) int32 → (front stage, codes, decoded planes). Keyframes are coded
+    on their own: MED (LOCO-I) prediction from their own pixels, exact; or, under a lossy abs bound,
+    medquant, the same prediction from the reconstructed pixels with the errors quantized within
+    the bound (SZ-style), which at abs 8 takes keyframes to about a quarter of their lossless size.
+    Mirror: decompress.pipeline.decode_keyframe_planes."""
     from compress.med import MedCoder
 
-    med = MedCoder()
-    k, h, w, c = keyframes.shape
-    codes = med.encode(to_planar(keyframes).reshape(k * c, h, w)).reshape(k, c, h, w)
+    k, c, h, w = planes.shape
+    flat = np.ascontiguousarray(planes, dtype=np.int32).reshape(k * c, h, w)
+    if medquant is None:
+        front = MedCoder()
+        codes, decoded = front.encode(flat), flat
+    else:
+        front = medquant
+        codes, reconstructed = medquant.encode(flat)
+        decoded = np.clip(reconstructed, 0, max_value)
+    return front, codes.reshape(k, c, h, w), decoded.reshape(k, c, h, w)
+
+
+def encode_keyframes(keyframes, entropy, level, wide=False, medquant=None):
+    """Keyframes (K, H, W, C) → (codec configs, one chunk each, payload dtype name or None): the
+    front stage of code_keyframe_planes, then the entropy back end.
+    Mirror: decompress.pipeline.decode_keyframes."""
+    front, codes, _ = code_keyframe_planes(to_planar(keyframes), medquant, max_value_of(keyframes.dtype))
     back, chunks, payload_dtype = entropy_encode(codes, entropy, level, wide)
-    return [med.get_config()] + back, chunks, payload_dtype
+    return [front.get_config()] + back, chunks, payload_dtype
 
 
 def encode_block_choices(coder, predicted, level):
@@ -382,9 +410,7 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
 
 
 def summarize(frames, coder, keyframes, predicted, times, files, scale):
-    x = to_planar(frames[predicted])
-    p = coder.predictions[predicted]
-    err = np.abs(to_planar(coder.decoded[predicted]) - x)
+    err = np.abs(to_planar(coder.decoded) - to_planar(frames))  # keyframes too: lossy ones are quantized
     sq = float(np.sum(err.astype(np.float64) ** 2))
     summary = Summary(
         frames=len(frames), keyframes=len(keyframes), raw_bytes=int(frames.nbytes), compressed_bytes=0,
@@ -393,11 +419,12 @@ def summarize(frames, coder, keyframes, predicted, times, files, scale):
         stage_bytes={"keyframes": len(files[archive.KEYFRAME_FILE]), "residuals": len(files[archive.ENTROPY_FILE])},
     )
     # Per-frame detail for -v: prediction MSE (pixels in [0, 1] as the model sees them) and error after decoding.
-    summary.per_frame = [(int(i), True, 0.0, 0.0) for i in keyframes]
+    dec_mse = (err.astype(np.float64) ** 2).reshape(len(frames), -1).mean(axis=1)
+    summary.per_frame = [(int(i), True, 0.0, float(dec_mse[i])) for i in keyframes]
     if len(predicted):
+        x, p = to_planar(frames[predicted]), coder.predictions[predicted]
         pred_mse = (((x - p) / float(scale.span)) ** 2).reshape(len(predicted), -1).mean(axis=1)
-        dec_mse = (err.astype(np.float64) ** 2).reshape(len(predicted), -1).mean(axis=1)
-        summary.per_frame += [(int(f), False, float(a), float(b)) for f, a, b in zip(predicted, pred_mse, dec_mse)]
+        summary.per_frame += [(int(f), False, float(a), float(dec_mse[f])) for f, a in zip(predicted, pred_mse)]
     summary.per_frame.sort()
     return summary
 
@@ -417,7 +444,7 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, nam
     coder = FrameQuantizer(frames, o, bounds, array_module(o.device))
     scale = ValueScale.for_frames(frames)
     predict_sequence(predictor, frames, lane_starts, is_key, coder, closed_loop=o.loop == "closed",
-                     threshold=o.threshold, scale=scale, progress=progress)
+                     threshold=o.threshold, scale=scale, progress=progress, code_keyframe=coder.keyframe)
     keyframes, predicted = np.flatnonzero(is_key), np.flatnonzero(~is_key)
     times["predict+quantize"] = time.time() - t
 
@@ -425,7 +452,7 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, nam
     wide = frames.dtype != np.uint8
     residual = encode_residuals(coder.q[predicted].reshape(len(predicted), c * h * w), (c, h, w),
                                 is_lossless(o.mode, bounds), o.entropy, level, medquant=coder.medquant, wide=wide)
-    key = encode_keyframes(frames[keyframes], o.entropy, level, wide)
+    key = encode_keyframes(frames[keyframes], o.entropy, level, wide, coder.medquant)
     choices = encode_block_choices(coder, predicted, level)
     times["encode"] = time.time() - t
 

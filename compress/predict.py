@@ -74,7 +74,7 @@ def check_lane_plan(lane_starts, keyframes, n_frames):
 
 
 def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, closed_loop=True, threshold=None,
-                     scale=None, progress=None):
+                     scale=None, progress=None, code_keyframe=None):
     """Run the predictions of the whole sequence: one model step per frame, all lanes at once.
 
     frames: (N, H, W, C) integer pixels. The encoder passes the real frames; the decoder passes an
@@ -89,6 +89,9 @@ def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, cl
     loop, the frame's own MSE in closed loop (pixels in [0, 1]) — exceeds the threshold.
     scale: the ValueScale between pixels and the model's [0, 1] (default: 8-bit, 0-255); the
     encoder and the decoder must pass the same one.
+    code_keyframe(f) → decoded keyframe f (H, W, C), what the model is shown: the encoder codes it
+    (lossy keyframes are quantized within the bound); by default, and in the decoder, whose
+    keyframes are decoded beforehand, frames[f] itself.
     """
     scale = scale or ValueScale(0, 255)
     n = len(frames)
@@ -124,7 +127,7 @@ def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, cl
         shown = np.zeros((batch,) + shape, np.float32)
         for i, f in active:
             if is_keyframe[f]:
-                shown[i] = scale.to_model(frames[f])
+                shown[i] = scale.to_model(code_keyframe(f) if code_keyframe is not None else frames[f])
                 sse[i] = count[i] = 0.0
             else:
                 decoded = code_frame(f, scale.to_pixels(out[i]))

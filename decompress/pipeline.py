@@ -142,6 +142,17 @@ def entropy_decode(stages, chunks, shape, payload_dtype, name):
     return zigzag.decode(payload).reshape((len(chunks),) + tuple(shape))
 
 
+def decode_keyframe_planes(front, codes, max_value):
+    """Keyframe codes (K, C, H, W) → planes. Mirror: compress.pipeline.code_keyframe_planes."""
+    k, c, h, w = codes.shape
+    planes = front.decode(codes.reshape(k * c, h, w)).reshape(k, c, h, w)
+    if front.codec_id == "medquant":  # quantized within the bound: the encoder clipped the same way
+        return np.clip(planes, 0, max_value)
+    if planes.size and (planes.min() < 0 or planes.max() > max_value):
+        raise TezipError(f"a keyframe decodes to values outside 0-{max_value}")
+    return planes
+
+
 def decode_keyframes(key_header, key_chunks, frames, keys):
     """key_frame.dat → keyframes written into `frames`. Mirror: compress.pipeline.encode_keyframes."""
     name = archive.KEYFRAME_FILE
@@ -151,23 +162,18 @@ def decode_keyframes(key_header, key_chunks, frames, keys):
     if not isinstance(stages, list) or not stages:
         raise TezipError(f"{name} is corrupt (codec stages missing)")
     stages = [_codec_from_config(s, name) for s in stages]
-    if stages[0].codec_id != "med":
+    if stages[0].codec_id not in ("med", "medquant"):
         raise TezipError(f"{name} has a stage list this TEZip cannot decode")
-    med = stages[0]
     if len(key_chunks) != len(keys):
         raise TezipError(f"{name} holds {len(key_chunks)} keyframes, {len(keys)} expected")
     for k, chunk in zip(keys, key_chunks):
         if chunk is None:
             raise TezipError(f"{name}: keyframe {k} is corrupt (checksum mismatch)")
     _, h, w, c = frames.shape
-    max_value = max_value_of(frames.dtype)
     try:
         codes = entropy_decode(stages[1:], key_chunks, (c, h, w), key_header.get("dtype_codes"), name)
-        for k, code in zip(keys, codes):
-            planes = med.decode(code)
-            if planes.min() < 0 or planes.max() > max_value:
-                raise TezipError(f"keyframe {k} decodes to values outside 0-{max_value}")
-            frames[k] = to_interleaved(planes[None], frames.dtype)[0]
+        planes = decode_keyframe_planes(stages[0], codes, max_value_of(frames.dtype))
+        frames[keys] = to_interleaved(planes, frames.dtype)
     except TezipError as e:
         raise TezipError(f"{name}: {e}") from None
 

@@ -261,6 +261,24 @@ def test_medquant_and_runmerge_both_hold_the_abs_bound(tiny_model, tmp_path, bou
         assert sizes["medquant"] < sizes["runmerge"]
 
 
+@pytest.mark.parametrize("window, threshold", [(4, None), (None, 0.002)], ids=["swp", "dwp"])
+def test_abs_keyframes_are_quantized_within_the_bound(tiny_model, rgb20, tmp_path, window, threshold):
+    """Under an abs bound keyframes go through medquant too: lossy, within the bound, smaller; the
+    predictions after them start from the decoded keyframes (the checksums would catch a mismatch)."""
+    images, frames = rgb20
+    exact, _, comp_exact = roundtrip(tiny_model(3), images, tmp_path, tag="exact", window=window, threshold=threshold)
+    lossy, back, comp = roundtrip(tiny_model(3), images, tmp_path, tag="abs3", window=window, threshold=threshold,
+                                  mode="abs", bounds=(3,))
+    keys = header(comp)["prediction"]["keyframes"]
+    key_header, _ = archive.unpack_dat((comp / archive.KEYFRAME_FILE).read_bytes(), archive.KEYFRAME_MAGIC,
+                                       archive.KEYFRAME_FILE)
+    assert [s["id"] for s in key_header["stages"]] == ["medquant", "ctxrange"]
+    error = np.abs(back.astype(np.int64) - frames)
+    assert 0 < error[keys].max() <= 3 and error.max() <= 3 and lossy.max_abs_error == error.max()
+    if keys == header(comp_exact)["prediction"]["keyframes"]:
+        assert lossy.stage_bytes["keyframes"] < exact.stage_bytes["keyframes"]
+
+
 def test_medquant_is_refused_outside_abs(tiny_model, rgb20, tmp_path):
     with pytest.raises(TezipError, match="medquant serves the abs mode only"):
         compress_folder(tiny_model(3), rgb20[0], tmp_path / "c", CompressOptions(window=5, mode="rel", bounds=(0.01,),
