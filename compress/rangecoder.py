@@ -12,13 +12,16 @@ probabilities that depend on what the decoder has already seen around it:
 
 A value v is binarised as: is it zero; its sign; k = bit length of |v| - 1 in unary (each position
 of the unary code with its own context); then the k - 1 bits below the leading one. Every decision
-is coded with an adaptive probability: the mean of a fast and a slow estimate (rates 2^-fast_rate
-and 2^-slow_rate), which follows a frame's changes quickly without forgetting its long-run
-statistics. The range coder is the classic carry-less-by-caching 32-bit one (as in LZMA), with
-16-bit probabilities.
+is coded with an adaptive probability: the mean of a fast estimate (an exponential average with
+rate 2^-fast_rate) and a slow one (the plain average of the decisions seen so far, then an
+exponential average with rate 2^-slow_rate once it has seen that many), which follows a frame's
+changes quickly without forgetting its long-run statistics, and learns a fresh context fast. The
+range coder is the classic 32-bit one with a cached carry (as in LZMA), with 16-bit probabilities.
 
-On the dev frames' residuals this leaves 17-26 % fewer bytes than rank tables + zstd (more at
-coarser bounds, where most codes are zero), at 10-20 M values per second per core.
+On the dev frames' PredNet residuals this leaves 21 % (lossless) to 34 % (abs 8) fewer bytes than
+the per-frame rank tables + zstd it replaced, and 29-47 % fewer than zigzag + zstd (more at coarser
+bounds, where most codes are zero), at 15-30 M values per second per core
+(benchmarks/bench_codec.py).
 
 Frames are coded independently (a fresh model per frame), so frames encode and decode in parallel
 threads and the bytes never depend on the thread count. It is host code: the coder is a sequential
@@ -99,19 +102,20 @@ def _contexts(values, c, i, j, width):
 
 
 @njit(cache=True, inline="always")
-def _probability(fast, slow, m):
-    p = (fast[m] + slow[m]) >> 1
+def _probability(models, m):
+    p = (models[m, 0] + models[m, 1]) >> 1
     return min(max(p, _PROB_MIN), _PROB_ONE - _PROB_MIN)
 
 
 @njit(cache=True, inline="always")
-def _adapt(fast, slow, m, bit, fast_rate, slow_rate):
-    if bit == 0:
-        fast[m] += (_PROB_ONE - fast[m]) >> fast_rate
-        slow[m] += (_PROB_ONE - slow[m]) >> slow_rate
-    else:
-        fast[m] -= fast[m] >> fast_rate
-        slow[m] -= slow[m] >> slow_rate
+def _adapt(models, m, bit, fast_rate, slow_rate):
+    """models[m] = (fast estimate, slow estimate, decisions seen, capped at 2^slow_rate)."""
+    target = _PROB_ONE if bit == 0 else 0
+    models[m, 0] += (target - models[m, 0]) >> fast_rate
+    seen = models[m, 2]
+    models[m, 1] += (target - models[m, 1]) // (seen + 2)  # floor division keeps it within [0, 1]
+    if seen + 2 < (np.int64(1) << slow_rate):
+        models[m, 2] = seen + 1
 
 
 @njit(cache=True, inline="always")
@@ -135,23 +139,23 @@ def _shift_low(st, buf):
 
 
 @njit(cache=True, inline="always")
-def _encode_bit(st, buf, fast, slow, m, bit, fast_rate, slow_rate):
-    bound = (st[1] >> 16) * _probability(fast, slow, m)
+def _encode_bit(st, buf, models, m, bit, fast_rate, slow_rate):
+    bound = (st[1] >> 16) * _probability(models, m)
     if bit == 0:
         st[1] = bound
     else:
         st[0] += bound
         st[1] -= bound
-    _adapt(fast, slow, m, bit, fast_rate, slow_rate)
+    _adapt(models, m, bit, fast_rate, slow_rate)
     while st[1] < _TOP:
         st[1] <<= 8
         _shift_low(st, buf)
 
 
 @njit(cache=True, inline="always")
-def _decode_bit(st, data, fast, slow, m, fast_rate, slow_rate):
+def _decode_bit(st, data, models, m, fast_rate, slow_rate):
     """st: [code, range, position]."""
-    bound = (st[1] >> 16) * _probability(fast, slow, m)
+    bound = (st[1] >> 16) * _probability(models, m)
     if st[0] < bound:
         st[1] = bound
         bit = 0
@@ -159,7 +163,7 @@ def _decode_bit(st, data, fast, slow, m, fast_rate, slow_rate):
         st[0] -= bound
         st[1] -= bound
         bit = 1
-    _adapt(fast, slow, m, bit, fast_rate, slow_rate)
+    _adapt(models, m, bit, fast_rate, slow_rate)
     while st[1] < _TOP:
         st[1] <<= 8
         byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
@@ -169,12 +173,13 @@ def _decode_bit(st, data, fast, slow, m, fast_rate, slow_rate):
 
 
 def _fresh_models():
-    half = _PROB_ONE // 2
-    return np.full(_N_MODELS, half, np.int64), np.full(_N_MODELS, half, np.int64)
+    models = np.zeros((_N_MODELS, 3), np.int64)
+    models[:, :2] = _PROB_ONE // 2
+    return models
 
 
 @njit(cache=True, nogil=True)
-def _encode_planes(values, fast, slow, fast_rate, slow_rate):
+def _encode_planes(values, models, fast_rate, slow_rate):
     """values: (C, H, W) int32 → coded bytes (uint8 array)."""
     n_planes, height, width = values.shape
     buf = np.empty(max(4096, values.size // 2), np.uint8)
@@ -193,22 +198,22 @@ def _encode_planes(values, fast, slow, fast_rate, slow_rate):
                 v = np.int64(values[c, i, j])
                 ctx, sign_ctx = _contexts(values, c, i, j, width)
                 if v == 0:
-                    _encode_bit(st, buf, fast, slow, _ZERO + ctx, 0, fast_rate, slow_rate)
+                    _encode_bit(st, buf, models, _ZERO + ctx, 0, fast_rate, slow_rate)
                     continue
-                _encode_bit(st, buf, fast, slow, _ZERO + ctx, 1, fast_rate, slow_rate)
-                _encode_bit(st, buf, fast, slow, _SIGN + sign_ctx, 1 if v < 0 else 0, fast_rate, slow_rate)
+                _encode_bit(st, buf, models, _ZERO + ctx, 1, fast_rate, slow_rate)
+                _encode_bit(st, buf, models, _SIGN + sign_ctx, 1 if v < 0 else 0, fast_rate, slow_rate)
                 m = abs(v) - 1
                 k = 0
                 while (m >> k) > 0:
                     k += 1
                 unary = _UNARY + ctx * (_MAX_BITS + 1)
                 for u in range(k):
-                    _encode_bit(st, buf, fast, slow, unary + u, 1, fast_rate, slow_rate)
+                    _encode_bit(st, buf, models, unary + u, 1, fast_rate, slow_rate)
                 if k < _MAX_BITS:
-                    _encode_bit(st, buf, fast, slow, unary + k, 0, fast_rate, slow_rate)
+                    _encode_bit(st, buf, models, unary + k, 0, fast_rate, slow_rate)
                 mantissa = _MANTISSA + k * _MAX_BITS
                 for b in range(k - 2, -1, -1):
-                    _encode_bit(st, buf, fast, slow, mantissa + b, (m >> b) & 1, fast_rate, slow_rate)
+                    _encode_bit(st, buf, models, mantissa + b, (m >> b) & 1, fast_rate, slow_rate)
     if st[4] + st[3] + 16 > buf.shape[0]:
         grown = np.empty(st[4] + st[3] + 16, np.uint8)
         grown[: st[4]] = buf[: st[4]]
@@ -219,7 +224,7 @@ def _encode_planes(values, fast, slow, fast_rate, slow_rate):
 
 
 @njit(cache=True, nogil=True)
-def _decode_planes(data, out, fast, slow, fast_rate, slow_rate):
+def _decode_planes(data, out, models, fast_rate, slow_rate):
     """Fill out (C, H, W) int32 from coded bytes; returns a status code."""
     n_planes, height, width = out.shape
     st = np.zeros(3, np.int64)
@@ -234,18 +239,18 @@ def _decode_planes(data, out, fast, slow, fast_rate, slow_rate):
         for i in range(height):
             for j in range(width):
                 ctx, sign_ctx = _contexts(out, c, i, j, width)
-                if _decode_bit(st, data, fast, slow, _ZERO + ctx, fast_rate, slow_rate) == 0:
+                if _decode_bit(st, data, models, _ZERO + ctx, fast_rate, slow_rate) == 0:
                     out[c, i, j] = 0
                     continue
-                negative = _decode_bit(st, data, fast, slow, _SIGN + sign_ctx, fast_rate, slow_rate)
+                negative = _decode_bit(st, data, models, _SIGN + sign_ctx, fast_rate, slow_rate)
                 unary = _UNARY + ctx * (_MAX_BITS + 1)
                 k = 0
-                while k < _MAX_BITS and _decode_bit(st, data, fast, slow, unary + k, fast_rate, slow_rate) == 1:
+                while k < _MAX_BITS and _decode_bit(st, data, models, unary + k, fast_rate, slow_rate) == 1:
                     k += 1
                 m = np.int64(1) << (k - 1) if k > 0 else np.int64(0)
                 mantissa = _MANTISSA + k * _MAX_BITS
                 for b in range(k - 2, -1, -1):
-                    m |= np.int64(_decode_bit(st, data, fast, slow, mantissa + b, fast_rate, slow_rate)) << b
+                    m |= np.int64(_decode_bit(st, data, models, mantissa + b, fast_rate, slow_rate)) << b
                 v = -(m + 1) if negative else m + 1
                 if v > 2147483647:
                     return _BAD_VALUE
@@ -267,7 +272,7 @@ class ContextRangeCoder(Codec):
     codec_id = "ctxrange"
     config_keys = ("fast_rate", "slow_rate")
 
-    def __init__(self, fast_rate=4, slow_rate=7):
+    def __init__(self, fast_rate=4, slow_rate=8):
         self.fast_rate = _check_rate("fast_rate", fast_rate)
         self.slow_rate = _check_rate("slow_rate", slow_rate)
 
@@ -276,12 +281,12 @@ class ContextRangeCoder(Codec):
         planes = np.ascontiguousarray(planes, dtype=np.int32)
         if planes.ndim != 3:
             raise ValueError(f"ctxrange codes (C, H, W) planes, got shape {planes.shape}")
-        return _encode_planes(planes, *_fresh_models(), self.fast_rate, self.slow_rate).tobytes()
+        return _encode_planes(planes, _fresh_models(), self.fast_rate, self.slow_rate).tobytes()
 
     def decode_frame(self, data, shape):
         """bytes → (C, H, W) int32; TezipError when the data cannot be what encode_frame made."""
         out = np.empty(tuple(int(s) for s in shape), np.int32)
-        status = _decode_planes(np.frombuffer(bytes(data), np.uint8), out, *_fresh_models(), self.fast_rate, self.slow_rate)
+        status = _decode_planes(np.frombuffer(bytes(data), np.uint8), out, _fresh_models(), self.fast_rate, self.slow_rate)
         if status == _OVERRUN:
             raise TezipError("corrupt ctxrange data: truncated")
         if status == _BAD_VALUE:
