@@ -66,10 +66,11 @@ def build_parser():
                            "absrel (two values: the tighter of abs and rel), pwrel (|x-x'| <= b|x|). Default abs")
     comp.add_argument("-b", "--bound", nargs="+", type=float, default=[0.0], metavar="B",
                       help="error bound(s) for the mode; 0 means lossless (bit-exact). Default 0")
-    comp.add_argument("--quantizer", choices=("auto", "medquant", "runmerge"), default="auto",
-                      help="lossy residual quantizer: medquant predicts each residual from its decoded neighbours "
-                           "(MED) and quantizes the error in steps of 2b+1, as SZ does (abs mode only, about 30%% "
-                           "smaller); runmerge merges runs along rows (every mode). auto (default): medquant for abs")
+    comp.add_argument("--quantizer", choices=("auto", "linquant", "medquant", "runmerge"), default="auto",
+                      help="lossy residual quantizer: linquant puts each residual in a bin of width 2b+1 (abs mode "
+                           "only; keyframes are then quantized within b too); medquant first predicts each residual "
+                           "from its decoded neighbours (MED), as SZ does (abs only); runmerge merges runs along rows "
+                           "(every mode; exact keyframes). auto (default): linquant for abs, runmerge otherwise")
     comp.add_argument("-n", "--no_entropy", action="store_true", help="skip the entropy-encoding stage")
     comp.add_argument("--lanes", type=int, metavar="K",
                       help="predict K independent parts of the sequence at once (batch size of the model); "

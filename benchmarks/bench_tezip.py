@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--lanes", type=int)
     ap.add_argument("--loop", choices=["closed", "open"], default="closed")
     ap.add_argument("--predictions", nargs="+", default=["swp", "dwp"], choices=["swp", "dwp"])
-    ap.add_argument("--quantizer", choices=["auto", "medquant", "runmerge"], default="auto")
+    ap.add_argument("--quantizer", choices=["auto", "linquant", "medquant", "runmerge"], default="auto")
     ap.add_argument("--json")
     ap.add_argument("-f", "--force", action="store_true", help="CPU only")
     args = ap.parse_args()

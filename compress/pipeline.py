@@ -21,6 +21,7 @@ from compress.predict import dwp_lane_starts, first_keyframes, predict_sequence,
 DEFAULT_ZSTD_LEVEL = 19
 # Chunks are compressed independently, so the output is the same whatever the thread count.
 CODEC_THREADS = os.cpu_count() or 1
+QUANTIZERS = ("auto", "linquant", "medquant", "runmerge")
 MAX_LANES = 16
 # Budget for the model's recurrent state and activations when choosing how many lanes to batch.
 LANE_MEMORY_BUDGET = 2 << 30
@@ -41,7 +42,7 @@ class CompressOptions:
     overwrite: bool = False
     verbose: bool = False
     device: str = "CPU"
-    quantizer: str = "auto"  # "auto": medquant for a lossy abs bound, else runmerge; or either by name
+    quantizer: str = "auto"  # "auto": linquant for a lossy abs bound, else runmerge; or one by name
     report: bool = False  # also write report.png (compress.report) into the archive folder
     report_frame: int | None = None  # the frame its heat map shows; default the worst-predicted one
 
@@ -171,10 +172,10 @@ def validate_options(o):
         raise TezipError(f"--zstd-level must be 1-22 (got {o.zstd_level})")
     if not isinstance(o.block, int) or o.block < 0 or o.block > 4096:
         raise TezipError(f"--block must be 0 (off) or a block size up to 4096 (got {o.block})")
-    if o.quantizer not in ("auto", "medquant", "runmerge"):
-        raise TezipError(f"--quantizer must be auto, medquant or runmerge (got {o.quantizer!r})")
-    if o.quantizer == "medquant" and o.mode != "abs":
-        raise TezipError(f"--quantizer medquant serves the abs mode only (got -m {o.mode})")
+    if o.quantizer not in QUANTIZERS:
+        raise TezipError(f"--quantizer must be one of {', '.join(QUANTIZERS)} (got {o.quantizer!r})")
+    if o.quantizer in ("linquant", "medquant") and o.mode != "abs":
+        raise TezipError(f"--quantizer {o.quantizer} serves the abs mode only (got -m {o.mode})")
     if o.loop not in ("closed", "open"):
         raise TezipError(f"--loop must be closed or open (got {o.loop!r})")
     return bounds
@@ -212,8 +213,9 @@ class FrameQuantizer:
         self.selector = BlockSelector(o.block) if o.block else None
         self.choices = np.zeros((n,) + self.selector.grid(h, w), bool) if self.selector else None
         self.quantizer = Quantizer()
-        self.medquant = medquant_for(o, bounds, self.max_value)
-        self.q = np.zeros((n, c, h, w), np.int32)  # what the residual stages store: quantized residuals or medquant codes
+        # Under a lossy abs bound: the residual quantizer (linquant or medquant) and medquant for keyframes.
+        self.abs_quantizer, self.key_quantizer = abs_quantizers_for(o, bounds, self.max_value)
+        self.q = np.zeros((n, c, h, w), np.int32)  # what the residual stages store: quantized residuals or codes
         self.predictions = np.zeros((n, c, h, w), np.int32)  # kept for the -v per-frame MSE
         self.decoded = frames.copy()
 
@@ -228,8 +230,8 @@ class FrameQuantizer:
             p = self.selector.combine(p[0], previous, self.choices[f])[None]
         x, p = xp.asarray(x), xp.asarray(p)
         tol = pixel_tolerances(x, self.o.mode, self.bounds, self.max_value)
-        if self.medquant is not None:
-            codes, residual = self.medquant.encode((x - p)[0])
+        if self.abs_quantizer is not None:
+            codes, residual = self.abs_quantizer.encode((x - p)[0])
             q, residual = codes[None], residual[None]
         else:
             q = residual = self.quantizer.quantize(x - p, tol)
@@ -243,29 +245,34 @@ class FrameQuantizer:
     def keyframe(self, f):
         """The encoder's `code_keyframe`: the keyframe as the decoder will have it (quantized within
         the bound under medquant, else exact)."""
-        if self.medquant is None:
+        if self.key_quantizer is None:
             return self.frames[f]
         x = to_planar(self.frames[f : f + 1])
-        _, _, decoded = code_keyframe_planes(x, self.medquant, self.max_value)
-        if np.abs(decoded - x).max() > self.medquant.tolerance:  # checked rather than trusted
+        _, _, decoded = code_keyframe_planes(x, self.key_quantizer, self.max_value)
+        if np.abs(decoded - x).max() > self.key_quantizer.tolerance:  # checked rather than trusted
             raise RuntimeError("internal error: a quantized keyframe exceeds the error bound")
         self.decoded[f] = to_interleaved(decoded, self.frames.dtype)[0]
         return self.decoded[f]
 
 
-def medquant_for(o, bounds, max_value):
-    """The in-loop MED quantizer (compress.medquant) when it applies: a lossy abs bound, whose one
-    integer tolerance the decoder knows. It leaves about 30 % fewer bytes than runmerge + row
-    delta there; rel, absrel and pwrel tolerances vary per plane or pixel and keep runmerge."""
+def abs_quantizers_for(o, bounds, max_value):
+    """(residual quantizer, keyframe quantizer) under a lossy abs bound, whose one integer tolerance
+    the decoder knows; (None, None) otherwise. Residuals: linquant by default (compress/linquant.py:
+    plain bins, the context coder models the rest), medquant when asked. Keyframes: medquant (MED
+    prediction from the reconstructed pixels, then the same bins). rel, absrel and pwrel tolerances
+    vary per plane or pixel, and runmerge serves them (and abs when asked) with exact keyframes."""
+    from compress.linquant import LinearQuantizer
     from compress.medquant import MedQuantizer
     from compress.quantize import is_lossless
 
-    wanted = o.quantizer == "medquant" or (o.quantizer == "auto" and o.mode == "abs")
-    if not wanted or is_lossless(o.mode, bounds):
-        return None
+    quantizer = "linquant" if o.quantizer == "auto" and o.mode == "abs" else o.quantizer
+    if quantizer not in ("linquant", "medquant") or is_lossless(o.mode, bounds):
+        return None, None
     if o.mode != "abs":
-        raise TezipError(f"--quantizer medquant serves the abs mode only (got -m {o.mode})")
-    return MedQuantizer(min(int(math.floor(bounds[0])), max_value))
+        raise TezipError(f"--quantizer {quantizer} serves the abs mode only (got -m {o.mode})")
+    tolerance = min(int(math.floor(bounds[0])), max_value)
+    residuals = LinearQuantizer(tolerance) if quantizer == "linquant" else MedQuantizer(tolerance)
+    return residuals, MedQuantizer(tolerance)
 
 
 def spatial_coder(lossless):
@@ -315,14 +322,15 @@ def entropy_encode(codes, entropy, level, wide=False):
     return min(candidates, key=lambda candidate: sum(len(c) for c in candidate[1]))
 
 
-def encode_residuals(q, plane_shape, lossless, entropy, level, medquant=None, wide=False):
+def encode_residuals(q, plane_shape, lossless, entropy, level, abs_quantizer=None, wide=False):
     """Quantized residuals (P, values) → (stage configs, one chunk per frame, payload dtype name or
-    None). medquant: the in-loop quantizer that made `q` (its codes need no spatial stage), or None.
+    None). abs_quantizer: the quantizer that made the codes `q` (linquant or medquant: no spatial
+    stage follows), or None (runmerge or lossless: a spatial stage does).
     Mirror: decompress.pipeline.decode_residuals."""
     from compress.quantize import Quantizer
 
-    if medquant is not None:
-        front, d = [medquant.get_config()], q
+    if abs_quantizer is not None:
+        front, d = [abs_quantizer.get_config()], q
     else:
         spatial = spatial_coder(lossless)
         front, d = [Quantizer().get_config(), spatial.get_config()], spatial_encode(spatial, q, plane_shape)
@@ -451,8 +459,8 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, nam
     t = time.time()
     wide = frames.dtype != np.uint8
     residual = encode_residuals(coder.q[predicted].reshape(len(predicted), c * h * w), (c, h, w),
-                                is_lossless(o.mode, bounds), o.entropy, level, medquant=coder.medquant, wide=wide)
-    key = encode_keyframes(frames[keyframes], o.entropy, level, wide, coder.medquant)
+                                is_lossless(o.mode, bounds), o.entropy, level, abs_quantizer=coder.abs_quantizer, wide=wide)
+    key = encode_keyframes(frames[keyframes], o.entropy, level, wide, coder.key_quantizer)
     choices = encode_block_choices(coder, predicted, level)
     times["encode"] = time.time() - t
 

@@ -23,12 +23,13 @@ def _codec_from_config(config, name, allowed=None):
     from compress.entropy import ZigZagCoder
     from compress.lossless import ZstdCodec
     from compress.med import MedCoder
+    from compress.linquant import LinearQuantizer
     from compress.medquant import MedQuantizer
     from compress.quantize import Quantizer
     from compress.rangecoder import ContextRangeCoder
     from compress.spatial import DeltaCoder
 
-    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, MedCoder, MedQuantizer, ContextRangeCoder, ZigZagCoder, ZstdCodec)}
+    known = {c.codec_id: c for c in (Quantizer, DeltaCoder, MedCoder, MedQuantizer, LinearQuantizer, ContextRangeCoder, ZigZagCoder, ZstdCodec)}
     if not isinstance(config, dict):
         raise TezipError(f"{name} is corrupt (a codec stage is {str(config)[:40]!r}, not a configuration)")
     what = config.get("id")
@@ -183,9 +184,11 @@ def decode_residuals(h, chunks, n_predicted, plane_shape, xp=np):
     name = archive.ENTROPY_FILE
     stages = [_codec_from_config(s, name) for s in h["stages"]]
     ids = [s.codec_id for s in stages]
-    # The front is runmerge + a spatial stage, or medquant alone (prediction and quantization in one).
-    n_front = 1 if ids[:1] == ["medquant"] else 2
-    if ids[:1] != ["medquant"] and ids[:2] not in (["runmerge", "delta1d"], ["runmerge", "med"]):
+    # The front is runmerge + a spatial stage, or an abs quantizer alone (linquant, or medquant:
+    # prediction and quantization in one).
+    single = ids[:1] in (["linquant"], ["medquant"])
+    n_front = 1 if single else 2
+    if not single and ids[:2] not in (["runmerge", "delta1d"], ["runmerge", "med"]):
         raise TezipError(f"{name} has a stage order this TEZip cannot decode: {ids}")
     if not chunks:
         raise TezipError(f"{name} is corrupt (its block choices are missing)")

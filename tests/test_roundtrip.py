@@ -246,12 +246,13 @@ def test_open_loop_tezip_windows_round_trip(tiny_model, rgb20, tmp_path, window,
 
 
 @pytest.mark.parametrize("bound", [1, 3, 7.5])
-def test_medquant_and_runmerge_both_hold_the_abs_bound(tiny_model, tmp_path, bound):
-    """Both quantizers hold the bound. medquant is the smaller at fine bounds; on this synthetic noise
-    runmerge's merged runs win at coarse ones (on the dev frames medquant wins at every bound)."""
+def test_every_quantizer_holds_the_abs_bound(tiny_model, tmp_path, bound):
+    """All three quantizers hold the bound. medquant is smaller than runmerge at fine bounds; on this
+    synthetic noise runmerge's merged runs win at coarse ones. (On the dev frames linquant, the
+    default, is the smallest at every bound, then medquant, then runmerge.)"""
     frames = make_sequence(tmp_path / "img", n_frames=10, height=32, width=48, channels=3, seed=11, noise=6)
     sizes = {}
-    for quantizer in ("medquant", "runmerge"):
+    for quantizer in ("linquant", "medquant", "runmerge"):
         summary, decoded, comp = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, tag=quantizer, window=9,
                                            mode="abs", bounds=(bound,), quantizer=quantizer)
         assert np.abs(decoded.astype(np.int64) - frames).max() <= bound
@@ -273,6 +274,7 @@ def test_abs_keyframes_are_quantized_within_the_bound(tiny_model, rgb20, tmp_pat
     key_header, _ = archive.unpack_dat((comp / archive.KEYFRAME_FILE).read_bytes(), archive.KEYFRAME_MAGIC,
                                        archive.KEYFRAME_FILE)
     assert [s["id"] for s in key_header["stages"]] == ["medquant", "ctxrange"]
+    assert [s["id"] for s in header(comp)["stages"]] == ["linquant", "ctxrange"]  # the default for abs
     error = np.abs(back.astype(np.int64) - frames)
     assert 0 < error[keys].max() <= 3 and error.max() <= 3 and lossy.max_abs_error == error.max()
     if keys == header(comp_exact)["prediction"]["keyframes"]:
