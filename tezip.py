@@ -61,6 +61,9 @@ def build_parser():
     comp.add_argument("--block", type=int, default=16, metavar="N",
                       help="per N x N block, predict from PredNet or from the previous decoded frame, whichever "
                            "is closer (static backgrounds repeat exactly); 0 uses PredNet everywhere. Default 16")
+    comp.add_argument("--motion", type=int, default=4, metavar="R",
+                      help="with --block: the previous frame may also be moved by up to R pixels each way per block "
+                           "(motion search); 0 takes it unmoved. Default 4")
     comp.add_argument("-m", "--mode", default="abs", metavar="MODE",
                       help="error-bound mode: abs (|x-x'| <= b), rel (b x value range of the frame's channel), "
                            "absrel (two values: the tighter of abs and rel), pwrel (|x-x'| <= b|x|). Default abs")
@@ -146,7 +149,7 @@ def run_compress(args, device):
 
     model_dir, image_dir, out_dir = args.compress
     options = CompressOptions(
-        warmup=args.preprocess, window=args.window, threshold=args.threshold, loop=args.loop, block=args.block, mode=args.mode,
+        warmup=args.preprocess, window=args.window, threshold=args.threshold, loop=args.loop, block=args.block, motion=args.motion, mode=args.mode,
         bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
         zstd_level=args.zstd_level, overwrite=args.overwrite, verbose=args.verbose, device=device,
         quantizer=args.quantizer, report=args.report or args.report_frame is not None, report_frame=args.report_frame,

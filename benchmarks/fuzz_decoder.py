@@ -8,7 +8,7 @@ allocation far beyond the archive's declared size, or wrong pixels — is a fail
     python benchmarks/fuzz_decoder.py --model3 M3/ --model1 M1/   # reuse trained tiny models
 
 Without --model3/--model1 it first trains the tiny PredNets the tests use (about a minute). The
-base archives are small real ones (RGB lossless SWP with rank coding, grayscale lossy DWP with -n,
+base archives are small real ones (RGB lossless SWP, grayscale lossy DWP with -n,
 RGB pwrel; two pairs share frame size so files and chunks can be swapped between them). Each case
 applies one mutation kind (see KINDS) chosen from (seed, case index), so any case can be replayed:
 
@@ -68,7 +68,7 @@ OUTCOMES = ("exact", "error", "WRONG", "CRASH", "HANG", "MEMORY", "BAD-MESSAGE")
 
 EXTREMES = [0, -1, 1, 2, 255, 256, 65535, 2**31 - 1, 2**31, -(2**31), 2**32, 2**53, 2**63 - 1, -(2**63), 2**64,
             10**30, 1e308, -1e308, 0.5, float("inf"), float("-inf"), float("nan"), True, False, None, "",
-            "x" * 4096, "uint64", "zstd", "freqrank", [], [0], [-1], [2**62], {}, {"id": "zstd"}, {"id": ["zstd"]}]
+            "x" * 4096, "uint64", "zstd", "ctxrange", [], [0], [-1], [2**62], {}, {"id": "zstd"}, {"id": ["zstd"]}]
 
 _PREFIX = struct.Struct("<8sHI")
 # Python-traced memory a case may use beyond 64 bytes per declared byte: the zstd and numpy work

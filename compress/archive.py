@@ -24,7 +24,10 @@ from pathlib import Path
 
 from compress.errors import TezipError
 
-FORMAT_VERSION = 1
+# 2: residuals and keyframes are context range coded (compress/rangecoder.py); entropy.dat has no
+# rank-table chunk. Version 1 archives (rank tables + zstd) are no longer decoded.
+FORMAT_VERSION = 2
+OLDEST_DAT_VERSION = 2
 KEYFRAME_MAGIC = b"TEZIPKF\x00"
 ENTROPY_MAGIC = b"TEZIPEN\x00"
 NAMES_MAGIC = "#TEZIP-NAMES"
@@ -83,6 +86,9 @@ def unpack_dat(data, magic, name):
         raise TezipError(f"{name} was written by a newer TEZip (format version {version}); this one reads up to {FORMAT_VERSION}")
     if version < 1:
         raise TezipError(f"{name} has an invalid format version {version}")
+    if version < OLDEST_DAT_VERSION:
+        raise TezipError(f"{name} was written by an older TEZip (format version {version}, rank-table coding), "
+                         f"which this one no longer decodes: decompress it with the TEZip that made it")
     pos = _PREFIX.size
     if hlen > MAX_HEADER_BYTES or pos + hlen + _CRC.size > len(data):
         raise TezipError(f"{name} is truncated (header incomplete)")

@@ -35,6 +35,7 @@ class CompressOptions:
     mode: str = "abs"
     loop: str = "closed"  # "closed": predict from decoded frames; "open": TEZip's extrapolation
     block: int = 16  # per-block choice PredNet / previous frame; 0 = PredNet everywhere
+    motion: int = 4  # motion search radius for the previous-frame candidate (0: unmoved only)
     bounds: tuple = (0.0,)
     entropy: bool = True
     lanes: int | None = None
@@ -172,6 +173,8 @@ def validate_options(o):
         raise TezipError(f"--zstd-level must be 1-22 (got {o.zstd_level})")
     if not isinstance(o.block, int) or o.block < 0 or o.block > 4096:
         raise TezipError(f"--block must be 0 (off) or a block size up to 4096 (got {o.block})")
+    if not isinstance(o.motion, int) or not 0 <= o.motion <= 7:
+        raise TezipError(f"--motion must be a search radius 0-7 (got {o.motion})")
     if o.quantizer not in QUANTIZERS:
         raise TezipError(f"--quantizer must be one of {', '.join(QUANTIZERS)} (got {o.quantizer!r})")
     if o.quantizer in ("linquant", "medquant") and o.mode != "abs":
@@ -210,8 +213,8 @@ class FrameQuantizer:
         n, h, w, c = frames.shape
         self.frames, self.o, self.bounds, self.xp = frames, o, bounds, xp
         self.max_value = max_value_of(frames.dtype)  # tolerances, clipping: in the data's own units
-        self.selector = BlockSelector(o.block) if o.block else None
-        self.choices = np.zeros((n,) + self.selector.grid(h, w), bool) if self.selector else None
+        self.selector = BlockSelector(o.block, o.motion) if o.block else None
+        self.choices = np.zeros((n,) + self.selector.grid(h, w), np.uint8) if self.selector else None
         self.quantizer = Quantizer()
         # Under a lossy abs bound: the residual quantizer (linquant or medquant) and medquant for keyframes.
         self.abs_quantizer, self.key_quantizer = abs_quantizers_for(o, bounds, self.max_value)

@@ -207,7 +207,7 @@ def decode_residuals(h, chunks, n_predicted, plane_shape, xp=np):
 
 
 def decode_block_choices(h, chunk, n_predicted, height, width):
-    """entropy.dat's block-choice chunk → (selector, choices (P, ny, nx) bool) or (None, None)."""
+    """entropy.dat's block-choice chunk → (selector, choice codes (P, ny, nx) uint8) or (None, None)."""
     name = archive.ENTROPY_FILE
     config = h.get("block_select")
     if config is None:
@@ -218,7 +218,7 @@ def decode_block_choices(h, chunk, n_predicted, height, width):
     try:
         selector = BlockSelector.from_config(config)
         ny, nx = selector.grid(height, width)
-        size = (n_predicted * ny * nx + 7) // 8
+        size = n_predicted * ny * nx
         raw = ZstdCodec(shuffle=False).decode(bytes(chunk), np.uint8, size)
         return selector, selector.unpack(raw.tobytes(), n_predicted, height, width)
     except TezipError as e:

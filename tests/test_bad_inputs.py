@@ -460,6 +460,17 @@ def test_newer_format_version(tiny_model, comp, tmp_path, name):
                      f"{name} was written by a newer TEZip \\(format version {archive.FORMAT_VERSION + 1}\\)")
 
 
+@pytest.mark.parametrize("name", [archive.KEYFRAME_FILE, archive.ENTROPY_FILE])
+def test_older_format_version_is_named(tiny_model, comp, tmp_path, name):
+    path = comp / name
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<H", data, 8, archive.OLDEST_DAT_VERSION - 1)
+    path.write_bytes(bytes(data))
+    decompress_fails(tiny_model(3), comp, tmp_path / "out",
+                     f"{name} was written by an older TEZip \\(format version {archive.OLDEST_DAT_VERSION - 1}, "
+                     "rank-table coding\\), which this one no longer decodes")
+
+
 def test_decompress_output_same_as_original_folder(tiny_model, made, tmp_path):
     """Decompressing onto the original images is refused (not empty) rather than overwriting them."""
     images = tmp_path / "images"

@@ -17,25 +17,46 @@ def test_choose_and_combine_pick_the_closer_predictor_per_block():
     previous = frame.copy()
     previous[:, :8, :8] += 40  # the previous frame is wrong in the top-left block only
     model = frame + rng.integers(-3, 4, frame.shape)  # the model is close everywhere
-    sel = BlockSelector(8)
+    sel = BlockSelector(8, radius=0)
     choice = sel.choose(frame, model, previous)
     assert choice.shape == sel.grid(20, 36) == (3, 5)
-    assert not choice[0, 0] and choice.sum() == choice.size - 1
+    assert choice[0, 0] == 0 and np.count_nonzero(choice == 1) == choice.size - 1  # 1: unmoved previous
     combined = sel.combine(model, previous, choice)
     np.testing.assert_array_equal(combined[:, :8, :8], model[:, :8, :8])
     np.testing.assert_array_equal(combined[:, 8:, :], frame[:, 8:, :])
     np.testing.assert_array_equal(combined[:, :8, 8:], frame[:, :8, 8:])
 
 
+def test_motion_search_finds_the_shift_and_combine_rebuilds_it():
+    rng = np.random.default_rng(3)
+    scene = rng.integers(0, 256, (3, 40, 60)).astype(np.int32)
+    frame = scene[:, 10:34, 10:50]
+    previous = scene[:, 12:36, 9:49]  # the scene moved: frame(i, j) = previous(i - 2, j + 1)
+    model = frame + rng.integers(-6, 7, frame.shape)
+    sel = BlockSelector(8, radius=2)
+    choice = sel.choose(frame, model, previous)
+    side = 2 * 2 + 1
+    moved = 1 + (-2 + 2) * side + (1 + 2)
+    # Blocks away from the top and right edges (where the shift reaches past the frame) find it exactly.
+    assert (choice[1:, :-1] == moved).all()
+    combined = sel.combine(model, previous, choice)
+    np.testing.assert_array_equal(combined[:, 8:, :32], frame[:, 8:, :32])
+    # radius 0 cannot move it: PredNet's noisy prediction wins over the unmoved frame
+    assert (BlockSelector(8, radius=0).choose(frame, model, previous) == 0).all()
+
+
 def test_pack_unpack_round_trip_and_corruption():
-    sel = BlockSelector(16)
-    choices = np.random.default_rng(1).random((5, 3, 4)) < 0.5
+    sel = BlockSelector(16, radius=1)
+    choices = np.random.default_rng(1).integers(0, sel.n_codes, (5, 3, 4)).astype(np.uint8)
     buf = sel.pack(choices)
     np.testing.assert_array_equal(sel.unpack(buf, 5, 40, 60), choices)
     with pytest.raises(TezipError):
         sel.unpack(buf[:-1], 5, 40, 60)
-    with pytest.raises(TezipError):
-        BlockSelector(0)
+    with pytest.raises(TezipError, match="beyond"):
+        sel.unpack(bytes([sel.n_codes]) + buf[1:], 5, 40, 60)
+    for bad in [dict(block=0), dict(radius=8), dict(radius=-1), dict(block=True)]:
+        with pytest.raises(TezipError):
+            BlockSelector(**bad)
     assert BlockSelector.from_config(sel.get_config()) == sel
 
 
