@@ -2,11 +2,12 @@
 """TEZip end to end on a folder of frames: ratio, max abs error (measured after decoding), PSNR,
 compress/decompress seconds, MB/s and frames/s, for SWP and DWP at several bounds.
 
-    python benchmarks/bench_tezip.py MODEL_DIR IMAGE_DIR [--window 10] [--threshold 0.002]
-        [--bounds 0 1 2 4 8] [--lanes K] [--json out.json]
+    python benchmarks/bench_tezip.py MODEL_DIR IMAGE_DIR [--first N] [--count N] [--window 10]
+        [--threshold 0.002] [--bounds 0 1 2 4 8] [--lanes K] [--json out.json]
 
-Example on the dev frames (train on frames 0-199 first, see README):
-    python benchmarks/bench_tezip.py model/ frames_200_269/ --bounds 0 2
+Example on the dev frames the codec anchors use (bench_codecs.py: frames 200-259), with the bundled
+default model (trained on frames 0-199 only):
+    python benchmarks/bench_tezip.py default ../shared/data/megamind --first 200 --count 60 --window 34
 
 Never part of the test suite.
 """
@@ -36,6 +37,8 @@ def main():
     ap.add_argument("--loop", choices=["closed", "open"], default="closed")
     ap.add_argument("--predictions", nargs="+", default=["swp", "dwp"], choices=["swp", "dwp"])
     ap.add_argument("--quantizer", choices=["auto", "linquant", "medquant", "runmerge"], default="auto")
+    ap.add_argument("--first", type=int, default=0, help="first frame (sorted by name) of IMAGE_DIR to use")
+    ap.add_argument("--count", type=int, help="number of frames to use (default: all from --first)")
     ap.add_argument("--json")
     ap.add_argument("-f", "--force", action="store_true", help="CPU only")
     args = ap.parse_args()
@@ -47,10 +50,20 @@ def main():
     from compress.pipeline import CompressOptions, compress_folder
     from decompress.pipeline import decompress_folder
 
-    original = read_sequence(args.images).frames.astype(np.int64)
-    raw_mb = original.size / 1e6
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.first or args.count is not None:  # a slice of the folder: linked into a folder of its own
+            names = sorted(p.name for p in Path(args.images).iterdir() if p.is_file())
+            chosen = names[args.first : None if args.count is None else args.first + args.count]
+            if not chosen:
+                sys.exit(f"no frames in {args.images} from index {args.first}")
+            sliced = Path(tmp) / "frames"
+            sliced.mkdir()
+            for name in chosen:
+                (sliced / name).symlink_to(Path(args.images).resolve() / name)
+            args.images = str(sliced)
+        original = read_sequence(args.images).frames.astype(np.int64)
+        raw_mb = original.size / 1e6
         for pred in args.predictions:
             for b in args.bounds:
                 tag = f"{pred}_abs{b:g}"
