@@ -525,7 +525,8 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions, label="")
 def _print_details(summary, names):
     for i, is_key, pred_mse, dec_mse in summary.per_frame:
         if is_key:
-            print(f"  frame {i} {names[i]}: keyframe (stored exactly)")
+            how = "stored exactly" if dec_mse == 0 else f"coded on its own within the bound, decoded MSE {dec_mse:.4f}"
+            print(f"  frame {i} {names[i]}: keyframe ({how})")
         else:
             print(f"  frame {i} {names[i]}: prediction MSE {pred_mse:.6f}, decoded MSE (pixel units) {dec_mse:.4f}")
     for stage, sec in summary.stage_seconds.items():

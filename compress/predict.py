@@ -1,7 +1,8 @@
 """Prediction stage: keyframes, windows, and the batched PredNet schedule (TEZip's window-based prediction).
 
-A keyframe is stored exactly. The frames after it, up to the next keyframe, form its window, and
-the model's state starts afresh at each keyframe, so windows are independent. Within a window each
+A keyframe is coded on its own (exactly, or within an abs bound). The frames after it, up to the
+next keyframe, form its window, and the model's state starts afresh at each keyframe, so windows
+are independent. Within a window each
 frame is predicted either in closed loop (the model has seen every decoded frame of the window so
 far: the default, far more accurate) or in open loop, TEZip's original scheme (the model
 extrapolates from the keyframe alone, fed its own predictions).

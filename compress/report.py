@@ -48,7 +48,7 @@ def render_report(frames, names, summary, threshold=None, frame=None, max_value=
     ax_bytes = fig.add_subplot(grid[0, :])
     bytes_ = np.asarray(summary.frame_bytes if summary.frame_bytes else np.zeros(n), dtype=np.float64)
     ax_bytes.bar(index[~is_key], bytes_[~is_key], color="tab:blue", label="predicted frame (residuals)")
-    ax_bytes.bar(index[is_key], bytes_[is_key], color="tab:orange", label="keyframe (stored exactly)")
+    ax_bytes.bar(index[is_key], bytes_[is_key], color="tab:orange", label="keyframe (coded on its own)")
     ax_bytes.set_ylabel("compressed bytes")
     ax_bytes.legend(loc="upper right", fontsize=8)
     ax_bytes.set_title(
