@@ -221,6 +221,7 @@ class FrameQuantizer:
         self.q = np.zeros((n, c, h, w), np.int32)  # what the residual stages store: quantized residuals or codes
         self.predictions = np.zeros((n, c, h, w), np.int32)  # kept for the -v per-frame MSE
         self.decoded = frames.copy()
+        self.key_front, self.key_codes = None, {}  # what code_keyframe_planes made of each keyframe
 
     def __call__(self, f, prediction):
         from compress.quantize import pixel_tolerances
@@ -246,14 +247,14 @@ class FrameQuantizer:
         return self.decoded[f]
 
     def keyframe(self, f):
-        """The encoder's `code_keyframe`: the keyframe as the decoder will have it (quantized within
-        the bound under medquant, else exact)."""
-        if self.key_quantizer is None:
-            return self.frames[f]
+        """The encoder's `code_keyframe`: codes keyframe f (kept for encode_keyframes) and returns it
+        as the decoder will have it (quantized within the bound under medquant, else exact)."""
         x = to_planar(self.frames[f : f + 1])
-        _, _, decoded = code_keyframe_planes(x, self.key_quantizer, self.max_value)
-        if np.abs(decoded - x).max() > self.key_quantizer.tolerance:  # checked rather than trusted
-            raise RuntimeError("internal error: a quantized keyframe exceeds the error bound")
+        self.key_front, codes, decoded = code_keyframe_planes(x, self.key_quantizer, self.max_value)
+        tolerance = 0 if self.key_quantizer is None else self.key_quantizer.tolerance
+        if np.abs(decoded - x).max() > tolerance:  # checked rather than trusted
+            raise RuntimeError("internal error: a coded keyframe exceeds the error bound")
+        self.key_codes[f] = codes[0]
         self.decoded[f] = to_interleaved(decoded, self.frames.dtype)[0]
         return self.decoded[f]
 
@@ -361,11 +362,9 @@ def code_keyframe_planes(planes, medquant, max_value):
     return front, codes.reshape(k, c, h, w), decoded.reshape(k, c, h, w)
 
 
-def encode_keyframes(keyframes, entropy, level, wide=False, medquant=None):
-    """Keyframes (K, H, W, C) → (codec configs, one chunk each, payload dtype name or None): the
-    front stage of code_keyframe_planes, then the entropy back end.
-    Mirror: decompress.pipeline.decode_keyframes."""
-    front, codes, _ = code_keyframe_planes(to_planar(keyframes), medquant, max_value_of(keyframes.dtype))
+def encode_keyframes(front, codes, entropy, level, wide=False):
+    """Keyframe codes (K, C, H, W) from code_keyframe_planes, with its front stage → (codec configs,
+    one chunk each, payload dtype name or None). Mirror: decompress.pipeline.decode_keyframes."""
     back, chunks, payload_dtype = entropy_encode(codes, entropy, level, wide)
     return [front.get_config()] + back, chunks, payload_dtype
 
@@ -463,7 +462,7 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, nam
     wide = frames.dtype != np.uint8
     residual = encode_residuals(coder.q[predicted].reshape(len(predicted), c * h * w), (c, h, w),
                                 is_lossless(o.mode, bounds), o.entropy, level, abs_quantizer=coder.abs_quantizer, wide=wide)
-    key = encode_keyframes(frames[keyframes], o.entropy, level, wide, coder.key_quantizer)
+    key = encode_keyframes(coder.key_front, np.stack([coder.key_codes[int(f)] for f in keyframes]), o.entropy, level, wide)
     choices = encode_block_choices(coder, predicted, level)
     times["encode"] = time.time() - t
 

@@ -13,7 +13,8 @@ import tezip
 from compress import archive
 from compress.errors import TezipError
 from compress.images import GRAY16, read_image, read_sequence, read_tiff_stack
-from compress.pipeline import CompressOptions, compress_folder, encode_keyframes, encode_residuals
+from compress.pipeline import (CompressOptions, code_keyframe_planes, compress_folder, encode_keyframes, encode_residuals,
+                              to_planar)
 from conftest import detector_frames, moving_squares, write_frames
 from decompress.images import write_frame, write_tiff_stack
 from decompress.pipeline import decode_keyframes, decode_residuals, decompress_folder
@@ -177,7 +178,8 @@ def test_noisy_16_bit_residuals_keep_the_smaller_entropy_back_end(detector):
 
 @pytest.mark.parametrize("entropy", [True, False])
 def test_16_bit_keyframes_decode_back(detector, entropy):
-    configs, chunks, dtype = encode_keyframes(detector[:2], entropy, 3, wide=True)
+    front, codes, _ = code_keyframe_planes(to_planar(detector[:2]), None, 65535)
+    configs, chunks, dtype = encode_keyframes(front, codes, entropy, 3, wide=True)
     if not entropy:
         assert dtype == "uint32"  # MED errors of 16-bit pixels exceed 16 bits once zigzagged
     frames = np.zeros_like(detector[:2])
