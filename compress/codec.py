@@ -1,7 +1,28 @@
 """What every codec stage shares (numcodecs style): an id, a config written into the archive
 header, and reconstruction from that config with validation (headers may be corrupt)."""
 
+import numpy as np
+
+from concurrent.futures import ThreadPoolExecutor
+
 from compress.errors import TezipError
+
+
+def map_in_threads(fn, items, threads=1):
+    """[fn(item) for item in items], `threads` at a time (the stages' chunks are independent, so
+    the results never depend on the thread count)."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(fn, items))
+
+
+def check_tolerance(codec_id, tolerance, maximum):
+    """An integer abs tolerance 0..maximum (the quantizers' one config value), else TezipError."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or not 0 <= tolerance <= maximum:
+        raise TezipError(f"{codec_id} tolerance must be an integer 0-{maximum}, got {tolerance!r}")
+    return int(tolerance)
 
 
 def check_config(config, codec_id, allowed_keys=()):

@@ -20,7 +20,7 @@ same codes on either device).
 
 import numpy as np
 
-from compress.codec import Codec
+from compress.codec import Codec, check_tolerance
 from compress.errors import TezipError
 from compress.gpu import cupy, is_cupy_array
 from compress.medquant import MAX_TOLERANCE
@@ -36,9 +36,7 @@ class LinearQuantizer(Codec):
     config_keys = ("tolerance",)
 
     def __init__(self, tolerance=0):
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or not 0 <= tolerance <= MAX_TOLERANCE:
-            raise TezipError(f"linquant tolerance must be an integer 0-{MAX_TOLERANCE}, got {tolerance!r}")
-        self.tolerance = int(tolerance)
+        self.tolerance = check_tolerance("linquant", tolerance, MAX_TOLERANCE)
 
     @property
     def step(self):

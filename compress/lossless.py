@@ -6,13 +6,11 @@ high bytes are nearly all zero.  Grouping byte 0 of every item, then byte 1,
 few bytes, instead of interleaved zeros it has to model one by one.
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import zstandard
 from numba import njit
 
-from compress.codec import Codec
+from compress.codec import Codec, map_in_threads
 from compress.errors import TezipError
 
 # Measured on delta+rank coded frame differences (benchmarks/bench_codec.py):
@@ -145,11 +143,7 @@ class ZstdCodec(Codec):
 
     def encode_many(self, arrays, threads=1):
         """Compress each array as its own frame, `threads` at a time; bytes are thread-count independent."""
-        arrays = list(arrays)
-        if threads <= 1 or len(arrays) <= 1:
-            return [self.encode(a) for a in arrays]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(self.encode, arrays))
+        return map_in_threads(self.encode, arrays, threads)
 
     def decode_many(self, bufs, dtype, counts, threads=1):
         """Inverse of encode_many: one array of `counts[i]` items per buffer."""
@@ -157,7 +151,4 @@ class ZstdCodec(Codec):
         counts = list(counts)
         if len(bufs) != len(counts):
             raise TezipError(f"corrupt zstd data: {len(bufs)} chunks but {len(counts)} chunk sizes")
-        if threads <= 1 or len(bufs) <= 1:
-            return [self.decode(b, dtype, n) for b, n in zip(bufs, counts)]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(lambda job: self.decode(job[0], dtype, job[1]), zip(bufs, counts)))
+        return map_in_threads(lambda job: self.decode(job[0], dtype, job[1]), zip(bufs, counts), threads)

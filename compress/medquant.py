@@ -20,7 +20,7 @@ Integer arithmetic only, identical output on either.
 import numpy as np
 from numba import njit, prange
 
-from compress.codec import Codec
+from compress.codec import Codec, check_tolerance
 from compress.errors import TezipError
 from compress.gpu import cupy, cuda_kernel, is_cupy_array
 from compress.med import _MED_DEVICE, _med
@@ -135,9 +135,7 @@ class MedQuantizer(Codec):
     config_keys = ("tolerance",)
 
     def __init__(self, tolerance=0):
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or not 0 <= tolerance <= MAX_TOLERANCE:
-            raise TezipError(f"medquant tolerance must be an integer 0-{MAX_TOLERANCE}, got {tolerance!r}")
-        self.tolerance = int(tolerance)
+        self.tolerance = check_tolerance("medquant", tolerance, MAX_TOLERANCE)
 
     def _prepare(self, array, what):
         if array.ndim != 3:

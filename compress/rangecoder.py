@@ -30,12 +30,10 @@ are already on the host when this stage runs. Corrupt input can make the decoder
 values (the per-frame checksums catch that) but never read or write out of bounds.
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from numba import njit
 
-from compress.codec import Codec
+from compress.codec import Codec, map_in_threads
 from compress.errors import TezipError
 
 # Probabilities are P(bit = 0) in units of 2^-16, kept away from 0 and 1 so both outcomes stay codable.
@@ -295,11 +293,7 @@ class ContextRangeCoder(Codec):
 
     def encode_many(self, frames, threads=1):
         """One byte string per (C, H, W) frame, `threads` at a time; bytes are thread-count independent."""
-        frames = list(frames)
-        if threads <= 1 or len(frames) <= 1:
-            return [self.encode_frame(f) for f in frames]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(self.encode_frame, frames))
+        return map_in_threads(self.encode_frame, frames, threads)
 
     def decode_many(self, chunks, shape, threads=1):
         """Inverse of encode_many: (F, C, H, W) int32."""
@@ -309,10 +303,5 @@ class ContextRangeCoder(Codec):
         def decode_one(f):
             out[f] = self.decode_frame(chunks[f], shape)
 
-        if threads <= 1 or len(chunks) <= 1:
-            for f in range(len(chunks)):
-                decode_one(f)
-        else:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                list(pool.map(decode_one, range(len(chunks))))
+        map_in_threads(decode_one, range(len(chunks)), threads)
         return out
