@@ -111,18 +111,25 @@ def check_job(p, args):
     jobs = [j for j in ("learn", "compress", "uncompress") if getattr(args, j) is not None]
     if len(jobs) != 1:
         p.error("give exactly one of -l (train), -c (compress), -u (decompress)")
-    if args.compress is not None:
-        if (args.window is None) == (args.threshold is None):
-            p.error("-c needs exactly one of -w WINDOW (static windows) or -t MSE (dynamic windows)")
-        if args.window is not None and args.window < 1:
-            p.error(f"-w must be at least 1 (got {args.window})")
-        if args.threshold is not None and not (args.threshold > 0 and args.threshold != float("inf")):
-            p.error(f"-t must be a positive finite number (got {args.threshold})")
-        if args.preprocess < 0:
-            p.error(f"-p must be 0 or more (got {args.preprocess})")
-        if args.lanes is not None and args.lanes < 1:
-            p.error(f"--lanes must be at least 1 (got {args.lanes})")
     return jobs[0]
+
+
+def codec_plan(args):
+    """The compression options, validated once (sequence.plan raises OptionError, exit code 2)."""
+    from sequence.plan import CodecPlan
+
+    return CodecPlan.make(
+        warmup=args.preprocess, window=args.window, threshold=args.threshold, loop=args.loop, block=args.block,
+        motion=args.motion, mode=args.mode, bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
+        zstd_level=args.zstd_level, quantizer=args.quantizer,
+    )
+
+
+def run_flags(args, device):
+    from sequence.plan import RunFlags
+
+    return RunFlags(overwrite=args.overwrite, verbose=args.verbose, device=device,
+                    report=args.report or args.report_frame is not None, report_frame=args.report_frame)
 
 
 def run_learn(args):
@@ -142,21 +149,16 @@ def run_learn(args):
     )
 
 
-def run_compress(args, device):
+def run_compress(args, plan, flags):
     """Returns the number of sequences that failed (batch mode) or 0."""
-    from compress.batch import compress_batch, sequence_folders
-    from compress.pipeline import CompressOptions, compress_folder
+    from base.batch import sequence_folders
+    from compress.batch import compress_batch
+    from compress.pipeline import compress_folder
 
     model_dir, image_dir, out_dir = args.compress
-    options = CompressOptions(
-        warmup=args.preprocess, window=args.window, threshold=args.threshold, loop=args.loop, block=args.block, motion=args.motion, mode=args.mode,
-        bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
-        zstd_level=args.zstd_level, overwrite=args.overwrite, verbose=args.verbose, device=device,
-        quantizer=args.quantizer, report=args.report or args.report_frame is not None, report_frame=args.report_frame,
-    )
     if sequence_folders(image_dir):
-        return _failures(compress_batch(model_dir, image_dir, out_dir, options))
-    compress_folder(model_dir, image_dir, out_dir, options)
+        return _failures(compress_batch(model_dir, image_dir, out_dir, plan, flags))
+    compress_folder(model_dir, image_dir, out_dir, plan, flags)
     return 0
 
 
@@ -164,17 +166,16 @@ def _failures(results):
     return sum(r.status == "FAILED" for r in results)
 
 
-def run_uncompress(args, device):
+def run_uncompress(args, flags):
     """Returns the number of sequences that failed (batch mode) or 0."""
-    from compress.batch import sequence_folders
+    from base.batch import sequence_folders
     from decompress.batch import decompress_batch
     from decompress.pipeline import decompress_folder
 
     model_dir, comp_dir, out_dir = args.uncompress
     if sequence_folders(comp_dir):
-        return _failures(decompress_batch(model_dir, comp_dir, out_dir, verbose=args.verbose, device=device,
-                                          overwrite=args.overwrite))
-    decompress_folder(model_dir, comp_dir, out_dir, verbose=args.verbose, device=device, overwrite=args.overwrite)
+        return _failures(decompress_batch(model_dir, comp_dir, out_dir, flags))
+    decompress_folder(model_dir, comp_dir, out_dir, flags)
     return 0
 
 
@@ -183,28 +184,39 @@ def main(argv=None):
     args = p.parse_args(argv)
     job = check_job(p, args)
 
+    from base.errors import OptionError, TezipError
+
+    plan = None
+    if job == "compress":
+        try:
+            plan = codec_plan(args)
+        except OptionError as e:
+            p.error(str(e))
+        except TezipError as e:
+            print(f"tezip.py: error: {e}", file=sys.stderr)
+            return e.exit_code
+
     from prednet.device import select_device
 
     device = select_device(args.force)
     print(f"{device} MODE", flush=True)
 
-    from compress import archive
-    from compress.errors import TezipError
+    from base import publish
 
     def interrupted(signum, frame):  # Ctrl-C or `kill`: clean up temporary files, publish nothing
-        archive.note_signal(signum)
+        publish.note_signal(signum)
         raise KeyboardInterrupt
 
-    archive.signals_received.clear()  # main() can run more than once in a process (tests, scripts)
+    publish.signals_received.clear()  # main() can run more than once in a process (tests, scripts)
     previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         failed = 0
         if job == "learn":
             run_learn(args)
         elif job == "compress":
-            failed = run_compress(args, device)
+            failed = run_compress(args, plan, run_flags(args, device))
         else:
-            failed = run_uncompress(args, device)
+            failed = run_uncompress(args, run_flags(args, device))
         if failed:
             return 1
     except TezipError as e:
@@ -212,7 +224,7 @@ def main(argv=None):
         return e.exit_code
     except KeyboardInterrupt:
         print("tezip.py: interrupted; no partial output was left", file=sys.stderr)
-        return 128 + (archive.signals_received[0] if archive.signals_received else signal.SIGINT)
+        return 128 + (publish.signals_received[0] if publish.signals_received else signal.SIGINT)
     except MemoryError:
         print("tezip.py: error: not enough memory", file=sys.stderr)
         return 1

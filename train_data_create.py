@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import hickle
 import numpy as np
 
-from compress.errors import TezipError
+from base.errors import TezipError
 from compress.images import MODE_DTYPES, ImageHeader, list_image_files, read_image, sequence_header
 
 OUTPUT_FILES = ("X_train.hkl", "X_val.hkl", "sources_train.hkl", "sources_val.hkl")

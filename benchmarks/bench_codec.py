@@ -22,11 +22,11 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from compress.entropy import ZigZagCoder  # noqa: E402
-from compress.lossless import DEFAULT_LEVEL, ZstdCodec  # noqa: E402
-from compress.med import MedCoder  # noqa: E402
-from compress.medquant import MedQuantizer  # noqa: E402
-from compress.rangecoder import ContextRangeCoder  # noqa: E402
+from stages.zigzag import ZigZagCoder  # noqa: E402
+from stages.zstd import DEFAULT_LEVEL, ZstdCodec  # noqa: E402
+from stages.med import MedCoder  # noqa: E402
+from stages.medquant import MedQuantizer  # noqa: E402
+from stages.ctxrange import ContextRangeCoder  # noqa: E402
 
 DEFAULT_FRAMES = REPO_ROOT.parent / "shared" / "data" / "megamind"
 

@@ -438,7 +438,7 @@ def _hook_model_start():
 def run_case(decoder: Decoder, base: Base, files: dict, time_limit: float | None = None):
     """Decode one mutated archive. Returns (outcome, seconds, peak traced bytes, detail); the peak
     counts the Python-traced memory (numpy, bytes) allocated until the model starts."""
-    from compress.errors import TezipError
+    from base.errors import TezipError
 
     _hook_model_start()
     if tracemalloc.is_tracing():

@@ -7,122 +7,24 @@ archive is already complete is skipped unless --overwrite, so an interrupted bat
 stopped. The end is a table, one row per sequence, and the number of failures.
 """
 
-import math
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from compress import archive
-from compress.errors import TezipError
-
-
-@dataclass
-class SequenceResult:
-    name: str
-    status: str  # "ok", "skipped" or "FAILED"
-    frames: int = 0
-    ratio: float = math.nan
-    max_abs_error: int | None = None
-    seconds: float = 0.0
-    message: str = ""
-
-
-def sequence_folders(folder):
-    """The sequence subfolders of `folder` when it holds only folders (a batch), else None.
-
-    A folder of images (or of archive files) is a single sequence; a folder mixing images and
-    subfolders is left to the single-sequence reader, which names the stray subfolder.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    try:
-        entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
-    except OSError:
-        return None  # the single-sequence reader reports the folder's problem
-    subfolders = sorted((e for e in entries if e.is_dir()), key=lambda e: e.name)
-    return subfolders if subfolders and len(subfolders) == len(entries) else None
+from archive import ARCHIVE_FILES
+from base.batch import SequenceResult, check_batch_folders, run_batch, sequence_folders
 
 
 def is_complete_archive(folder):
-    return all((Path(folder) / name).is_file() for name in archive.ARCHIVE_FILES)
+    return all((Path(folder) / name).is_file() for name in ARCHIVE_FILES)
 
 
-def has_output(folder):
-    """True when `folder` holds anything but the temporary files of an interrupted run."""
-    folder = Path(folder)
-    return folder.is_dir() and any(not archive.is_partial(e) for e in folder.iterdir())
-
-
-def run_batch(sequences, out_root, process, already_done, overwrite, verb):
-    """Call `process(src, out, label)` → SequenceResult for every sequence folder, skipping those
-    `already_done(out)` says are finished (unless overwrite) and recording failures without
-    stopping. Ctrl-C stops the batch; finished sequences stay (each was published atomically)."""
-    from compress.pipeline import progress_bar
-
-    results = []
-    bar = progress_bar(len(sequences), verb, unit="sequence")
-    try:
-        for i, src in enumerate(sequences, 1):
-            out = Path(out_root) / src.name
-            label = f"[{i}/{len(sequences)}] {src.name}: "
-            if not overwrite and already_done(out):
-                print(f"{label}skipped ({out} is already done; --overwrite redoes it)", flush=True)
-                results.append(SequenceResult(src.name, "skipped"))
-            else:
-                t = time.time()
-                try:
-                    results.append(process(src, out, label))
-                except (TezipError, MemoryError, OSError) as e:
-                    message = str(e) if isinstance(e, TezipError) else (getattr(e, "strerror", None) or "not enough memory")
-                    print(f"{label}error: {message}", file=sys.stderr, flush=True)
-                    results.append(SequenceResult(src.name, "FAILED", seconds=time.time() - t, message=message))
-            bar(1)
-    finally:
-        bar.close()
-    print_table(results, verb)
-    return results
-
-
-def print_table(results, verb):
-    rows = [("sequence", "status", "frames", "ratio", "max err", "seconds")]
-    for r in results:
-        rows.append((
-            r.name, r.status, str(r.frames) if r.frames else "-",
-            "-" if math.isnan(r.ratio) else f"{r.ratio:.2f}",
-            "-" if r.max_abs_error is None else str(r.max_abs_error),
-            f"{r.seconds:.1f}" if r.seconds else "-",
-        ))
-    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
-    print()
-    for j, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) if k < 2 else cell.rjust(w) for k, (cell, w) in enumerate(zip(row, widths))))
-        if j == 0:
-            print("  ".join("-" * w for w in widths))
-    failed = [r for r in results if r.status == "FAILED"]
-    done = sum(r.status == "ok" for r in results)
-    skipped = sum(r.status == "skipped" for r in results)
-    print(f"{verb} {done} of {len(results)} sequences, {skipped} skipped, {len(failed)} failed"
-          + (": " + ", ".join(r.name for r in failed) if failed else ""))
-
-
-def check_batch_folders(root, out_root, what):
-    """OUT must not lie inside the batch folder (it would become a sequence) nor hold it."""
-    from compress.pipeline import check_output_folder
-
-    check_output_folder(out_root, root, overwrite=True, what=what)
-
-
-def compress_batch(model_dir, root, out_root, options):
+def compress_batch(model_dir, root, out_root, plan, flags):
     """Compress every sequence folder of `root` into out_root/<name>/. Returns the results."""
-    from compress.pipeline import compress_folder, validate_options
+    from compress.pipeline import compress_folder
 
-    validate_options(options)  # a bad option fails once, not once per sequence
     check_batch_folders(root, out_root, "IMAGE_DIR")
 
     def process(src, out, label):
-        summary = compress_folder(model_dir, src, out, options, label=label)
+        summary = compress_folder(model_dir, src, out, plan, flags, label=label)
         return SequenceResult(src.name, "ok", summary.frames, summary.ratio, summary.max_abs_error, summary.seconds)
 
-    return run_batch(sequence_folders(root), out_root, process, is_complete_archive, options.overwrite, "compressed")
+    return run_batch(sequence_folders(root), out_root, process, is_complete_archive, flags.overwrite, "compressed")

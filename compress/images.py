@@ -17,27 +17,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from compress.errors import TezipError
-
-# File name extensions we accept (compared lower-cased). Each maps to a Pillow format that this
-# machine's Pillow reads; the content is checked with Pillow too, so a renamed text file is
-# still caught.
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".png",
-    ".bmp",
-    ".jpg",
-    ".jpeg",
-    ".jpe",
-    ".jfif",
-    ".jp2",
-    ".j2k",
-    ".ppm",
-    ".pgm",
-    ".pnm",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
+from base.errors import TezipError
+from base.pixels import GRAY16, IMAGE_EXTENSIONS, MODE_DTYPES, SUPPORTED_MODES, TIFF_EXTENSIONS
 
 # Pillow format names (Image.format) of the files above. GIF is left out on purpose: its frames
 # are palette images, which we do not support, and it is often animated.
@@ -45,26 +26,12 @@ IMAGE_FORMATS: frozenset[str] = frozenset(
     {"PNG", "BMP", "JPEG", "JPEG2000", "PPM", "TIFF", "WEBP"}
 )
 
-# TEZip's name for unsigned 16-bit grayscale frames (Pillow's name for its little-endian form).
-GRAY16 = "I;16"
-
-# Mode -> channels of the (H, W, C) arrays we hand out.
-SUPPORTED_MODES: dict[str, int] = {"RGB": 3, "L": 1, GRAY16: 1}
-
-# Mode -> dtype of those arrays' samples.
-MODE_DTYPES: dict[str, np.dtype] = {
-    "RGB": np.dtype(np.uint8),
-    "L": np.dtype(np.uint8),
-    GRAY16: np.dtype(np.uint16),
-}
-
 _SUPPORTED_TEXT = "only 8-bit RGB and grayscale L images and 16-bit grayscale (I;16) images are supported"
 
 # Pillow's names for unsigned 16-bit grayscale pixels (modes, and raw modes of the decoder), by
 # byte order. Older Pillow opens 16-bit PNG and PGM as 32-bit mode "I" decoded from one of these.
 _PILLOW_GRAY16 = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 
-TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
 
 
 @dataclass

@@ -3,11 +3,18 @@
 import time
 from pathlib import Path
 
-from compress import archive
-from compress.batch import SequenceResult, check_batch_folders, has_output, run_batch, sequence_folders
+from archive import archive_size
+from base.batch import SequenceResult, check_batch_folders, run_batch, sequence_folders
+from base.publish import is_partial
 
 
-def decompress_batch(model_dir, comp_root, out_root, verbose=False, device="CPU", overwrite=False):
+def has_output(folder):
+    """True when `folder` holds anything but the temporary files of an interrupted run."""
+    folder = Path(folder)
+    return folder.is_dir() and any(not is_partial(e) for e in folder.iterdir())
+
+
+def decompress_batch(model_dir, comp_root, out_root, flags):
     """Decompress every archive folder of comp_root into out_root/<name>/. Returns the results."""
     from decompress.pipeline import decompress_folder
 
@@ -15,9 +22,9 @@ def decompress_batch(model_dir, comp_root, out_root, verbose=False, device="CPU"
 
     def process(src, out, label):
         t = time.time()
-        frames = decompress_folder(model_dir, src, out, verbose=verbose, device=device, overwrite=overwrite, label=label)
-        comp_bytes = sum((src / name).stat().st_size for name in archive.ARCHIVE_FILES)
+        frames = decompress_folder(model_dir, src, out, flags, label=label)
+        comp_bytes = archive_size(src)
         # Every frame matched the checksum of what the encoder decoded, so the error is the archive's.
         return SequenceResult(src.name, "ok", len(frames), frames.nbytes / max(1, comp_bytes), None, time.time() - t)
 
-    return run_batch(sequence_folders(comp_root), out_root, process, has_output, overwrite, "decompressed")
+    return run_batch(sequence_folders(comp_root), out_root, process, has_output, flags.overwrite, "decompressed")

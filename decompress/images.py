@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from compress.errors import TezipError
-from compress.images import MODE_DTYPES, SUPPORTED_MODES
+from base.errors import TezipError
+from base.pixels import MODE_DTYPES, SUPPORTED_MODES
 
 # Extensions whose Pillow writers are lossy by default (JPEG always; WebP and JPEG 2000 unless
 # told otherwise), so decoded frames are never written in them.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import TezipError
+from base.errors import TezipError
 
 MODEL_JSON = "prednet_model.json"
 WEIGHTS_FILE = "prednet_weights.hdf5"

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from compress.errors import TezipError
+from base.errors import TezipError
 
 HKL_FILES = ("X_train.hkl", "X_val.hkl", "sources_train.hkl", "sources_val.hkl")
 
@@ -98,7 +98,7 @@ def frame_value_scales(X, sources):
     """For 16-bit training data, the ValueScale of each frame's sequence: the scaling to [0, 1]
     compression uses on a whole sequence (ValueScale.for_frames: its observed range), so the model
     trains on values like those it will be shown. None for 8-bit data, which is divided by 255."""
-    from prednet.predictor import ValueScale
+    from prednet.scale import ValueScale
 
     if X.dtype != np.uint16:
         return None

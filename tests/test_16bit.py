@@ -10,8 +10,10 @@ import tifffile
 from PIL import Image
 
 import tezip
-from compress import archive
-from compress.errors import TezipError
+import archive
+from archive import container
+from archive import names as archive_names
+from base.errors import TezipError
 from compress.images import GRAY16, read_image, read_sequence, read_tiff_stack
 from compress.pipeline import (CompressOptions, code_keyframe_planes, compress_folder, encode_keyframes, encode_residuals,
                               to_planar)
@@ -27,7 +29,7 @@ def one_line_error(match):
 
 
 def entropy_header(comp):
-    return archive.unpack_dat((comp / archive.ENTROPY_FILE).read_bytes(), archive.ENTROPY_MAGIC, "entropy.dat")[0]
+    return container.unpack_dat((comp / archive.ENTROPY_FILE).read_bytes(), container.ENTROPY_MAGIC, "entropy.dat")[0]
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +209,7 @@ def test_png_folder_lossless_bit_exact(tiny_model, tmp_path, detector):
     assert (h["dtype"], h["max_value"], h["bound"]["lossless"]) == ("uint16", 65535, True)
     assert "value_range" not in h  # the sequence spans the whole type
     assert summary.max_abs_error == 0 and summary.ratio > 1.1
-    assert archive.parse_names((comp / archive.NAMES_FILE).read_text())[0]["mode"] == GRAY16
+    assert archive_names.parse_names((comp / archive.NAMES_FILE).read_text())[0]["mode"] == GRAY16
 
 
 @pytest.mark.parametrize("mode,bounds", [("abs", (100,)), ("rel", (0.002,)), ("absrel", (50, 0.001)), ("pwrel", (0.01,))])
@@ -254,8 +256,8 @@ def test_edited_stack_name_refused(tiny_model, tmp_path, detector):
     tifffile.imwrite(tmp_path / "run.tif", detector[:4, :, :, 0], photometric="minisblack")
     compress_folder(tiny_model(1), tmp_path / "run.tif", tmp_path / "comp", CompressOptions(window=3))
     names = tmp_path / "comp" / archive.NAMES_FILE
-    head, listed = archive.parse_names(names.read_text())
-    names.write_text(archive.names_text(head["archive_id"], head["mode"], listed, "other.tif"))
+    head, listed = archive_names.parse_names(names.read_text())
+    names.write_text(archive_names.names_text(head["archive_id"], head["mode"], listed, "other.tif"))
     with one_line_error("was edited"):
         decompress_folder(tiny_model(1), tmp_path / "comp", tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -24,8 +24,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compress import archive
-from compress.errors import TezipError
+import archive
+from archive import container
+from archive import names as archive_names
+from base import publish
+from base.errors import TezipError
 from compress.images import read_sequence
 from compress.pipeline import CompressOptions, compress_folder
 from conftest import REPO_ROOT, make_sequence, moving_squares
@@ -67,7 +70,7 @@ def fails(call, match, inputs=(), outputs=()):
     assert [snapshot(p) for p in outputs] == before_out, "partial output was left behind"
     for out in outputs:
         if Path(out).is_dir():
-            assert not [p for p in Path(out).iterdir() if archive.is_partial(p)]
+            assert not [p for p in Path(out).iterdir() if publish.is_partial(p)]
     return message
 
 
@@ -413,8 +416,8 @@ def _names(comp):
 def _write_names(comp, head, names, fix=True):
     body = "".join(n + "\n" for n in names)
     if fix:  # a careful edit: the list's own checksum and count made to match
-        head = dict(head, crc32=archive.crc32(body.encode()), count=len(names))
-    (comp / archive.NAMES_FILE).write_text(f"{archive.NAMES_MAGIC} {json.dumps(head)}\n{body}")
+        head = dict(head, crc32=container.crc32(body.encode()), count=len(names))
+    (comp / archive.NAMES_FILE).write_text(f"{archive_names.NAMES_MAGIC} {json.dumps(head)}\n{body}")
 
 
 @pytest.mark.parametrize("edit, fix, match", [
@@ -451,23 +454,23 @@ def test_newer_format_version(tiny_model, comp, tmp_path, name):
     path = comp / name
     if name == archive.NAMES_FILE:
         head, names = _names(comp)
-        _write_names(comp, dict(head, version=archive.FORMAT_VERSION + 1), names, fix=False)
+        _write_names(comp, dict(head, version=container.FORMAT_VERSION + 1), names, fix=False)
     else:
         data = bytearray(path.read_bytes())
-        struct.pack_into("<H", data, 8, archive.FORMAT_VERSION + 1)
+        struct.pack_into("<H", data, 8, container.FORMAT_VERSION + 1)
         path.write_bytes(bytes(data))
     decompress_fails(tiny_model(3), comp, tmp_path / "out",
-                     f"{name} was written by a newer TEZip \\(format version {archive.FORMAT_VERSION + 1}\\)")
+                     f"{name} was written by a newer TEZip \\(format version {container.FORMAT_VERSION + 1}\\)")
 
 
 @pytest.mark.parametrize("name", [archive.KEYFRAME_FILE, archive.ENTROPY_FILE])
 def test_older_format_version_is_named(tiny_model, comp, tmp_path, name):
     path = comp / name
     data = bytearray(path.read_bytes())
-    struct.pack_into("<H", data, 8, archive.OLDEST_DAT_VERSION - 1)
+    struct.pack_into("<H", data, 8, container.OLDEST_DAT_VERSION - 1)
     path.write_bytes(bytes(data))
     decompress_fails(tiny_model(3), comp, tmp_path / "out",
-                     f"{name} was written by an older TEZip \\(format version {archive.OLDEST_DAT_VERSION - 1}, "
+                     f"{name} was written by an older TEZip \\(format version {container.OLDEST_DAT_VERSION - 1}, "
                      "rank-table coding\\), which this one no longer decodes")
 
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import tezip
-from compress import archive
+import archive
 from compress.images import read_sequence
 from conftest import make_sequence
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from compress.blockselect import BlockSelector
-from compress.errors import TezipError
+from sequence.blockselect import BlockSelector
+from base.errors import TezipError
 from compress.images import read_sequence
 from compress.pipeline import CompressOptions, compress_folder
 from conftest import moving_squares, write_frames

@@ -17,8 +17,8 @@ import pytest
 
 import compress.pipeline
 import decompress.pipeline
-from compress import archive
-from compress.errors import TezipError
+import archive
+from base.errors import TezipError
 from compress.images import read_sequence
 from compress.pipeline import CompressOptions, compress_folder
 from conftest import REPO_ROOT, make_sequence

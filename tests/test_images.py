@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compress.errors import TezipError
+from base.errors import TezipError
 from compress.images import (
     IMAGE_EXTENSIONS,
     ImageSequence,

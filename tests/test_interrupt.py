@@ -18,7 +18,8 @@ import time
 import numpy as np
 import pytest
 
-from compress import archive
+import archive
+from base import publish
 from compress.images import read_image
 from compress.pipeline import CompressOptions, compress_folder
 from conftest import REPO_ROOT, make_sequence
@@ -63,7 +64,7 @@ def wait_for_partial_file(proc, folder, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         try:
-            if any(e.name.endswith(archive.TMP_SUFFIX) for e in os.scandir(folder)):
+            if any(e.name.endswith(publish.TMP_SUFFIX) for e in os.scandir(folder)):
                 return True
         except FileNotFoundError:
             pass
@@ -83,7 +84,7 @@ def files_in(folder):
 def assert_final_frames_complete(out, frames):
     """Every frame file under its final name holds exactly its frame (temporary files aside)."""
     for name in files_in(out):
-        if archive.is_partial(name):
+        if publish.is_partial(name):
             continue
         index = int(name[len("frame_"):-len(".png")])
         pixels, _ = read_image(out / name)
@@ -115,7 +116,7 @@ def test_compress_killed_then_rerun(tiny_model, long_sequence, tmp_path):
     proc.kill()
     finish(proc)
     left = files_in(out)
-    assert all(archive.is_partial(n) for n in left), f"a final-named file after SIGKILL: {left}"
+    assert all(publish.is_partial(n) for n in left), f"a final-named file after SIGKILL: {left}"
     # Re-running works without --overwrite (temporary files of an interrupted run do not count).
     compress_folder(tiny_model(3), root / "images", out, CompressOptions(**OPTIONS))
     assert files_in(out) == sorted(archive.ARCHIVE_FILES)
@@ -133,7 +134,7 @@ def test_decompress_interrupted_while_writing(tiny_model, long_sequence, tmp_pat
     code, _, err = finish(proc)
     assert caught, f"never saw the frames being written (exit {code}: {err})"
     left = files_in(out)
-    assert not any(archive.is_partial(n) for n in left), left
+    assert not any(publish.is_partial(n) for n in left), left
     if code == 130:  # interrupted while writing: nothing, or (renames are not interruptible) everything
         assert err.strip().splitlines() == ["tezip.py: interrupted; no partial output was left"], err
         assert left in ([], [f"frame_{i:04d}.png" for i in range(N_FRAMES)]), left
@@ -153,9 +154,9 @@ def test_decompress_killed_while_writing_then_rerun(tiny_model, long_sequence, t
     finish(proc)
     assert caught, "never saw the frames being written"
     left = files_in(out)
-    assert any(archive.is_partial(n) for n in left)
+    assert any(publish.is_partial(n) for n in left)
     assert_final_frames_complete(out, frames)  # whatever has a final name is complete
-    finals = [n for n in left if not archive.is_partial(n)]
+    finals = [n for n in left if not publish.is_partial(n)]
     # Re-running works: without --overwrite unless the kill fell among the renames.
     back = decompress_folder(tiny_model(3), root / "comp", out, overwrite=bool(finals))
     np.testing.assert_array_equal(back, frames)

@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from compress.errors import TezipError
-from compress.linquant import LinearQuantizer
-from compress.medquant import MedQuantizer
-from compress.rangecoder import ContextRangeCoder
+from base.errors import TezipError
+from stages.linquant import LinearQuantizer
+from stages.medquant import MedQuantizer
+from stages.ctxrange import ContextRangeCoder
 
 residuals = arrays(np.int32, st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)),
                    elements=st.integers(-(2**31) + 2**30, 2**31 - 1 - 2**30) | st.integers(-40, 40))

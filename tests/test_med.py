@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compress.errors import TezipError
-from compress.med import SAFE_LIMIT, MedCoder
+from base.errors import TezipError
+from stages.med import SAFE_LIMIT, MedCoder
 
 INT32 = np.iinfo(np.int32)
 

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from compress.errors import TezipError
-from compress.med import MedCoder
-from compress.medquant import MedQuantizer
+from base.errors import TezipError
+from stages.med import MedCoder
+from stages.medquant import MedQuantizer
 
 planes = arrays(np.int32, st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)),
                 elements=st.integers(-70000, 70000))

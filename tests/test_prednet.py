@@ -127,7 +127,7 @@ def test_save_load_gives_identical_predictions(tmp_path):
 
 
 def test_load_model_errors(tmp_path):
-    from compress.errors import TezipError
+    from base.errors import TezipError
 
     with pytest.raises(TezipError, match="does not exist"):
         load_model(tmp_path / "nothing")

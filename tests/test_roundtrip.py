@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from compress import archive
-from compress.errors import TezipError
+import archive
+from archive import container
+from base.errors import TezipError
 from compress.images import read_sequence
 from compress.pipeline import CompressOptions, compress_folder
 from conftest import REPO_ROOT, make_sequence, write_frames
@@ -26,7 +27,7 @@ def roundtrip(model, images, tmp_path, tag="", **options):
 
 def header(comp):
     data = (comp / archive.ENTROPY_FILE).read_bytes()
-    h, _ = archive.unpack_dat(data, archive.ENTROPY_MAGIC, archive.ENTROPY_FILE)
+    h, _ = container.unpack_dat(data, container.ENTROPY_MAGIC, archive.ENTROPY_FILE)
     return h
 
 
@@ -271,7 +272,7 @@ def test_abs_keyframes_are_quantized_within_the_bound(tiny_model, rgb20, tmp_pat
     lossy, back, comp = roundtrip(tiny_model(3), images, tmp_path, tag="abs3", window=window, threshold=threshold,
                                   mode="abs", bounds=(3,))
     keys = header(comp)["prediction"]["keyframes"]
-    key_header, _ = archive.unpack_dat((comp / archive.KEYFRAME_FILE).read_bytes(), archive.KEYFRAME_MAGIC,
+    key_header, _ = container.unpack_dat((comp / archive.KEYFRAME_FILE).read_bytes(), container.KEYFRAME_MAGIC,
                                        archive.KEYFRAME_FILE)
     assert [s["id"] for s in key_header["stages"]] == ["medquant", "ctxrange"]
     assert [s["id"] for s in header(comp)["stages"]] == ["linquant", "ctxrange"]  # the default for abs

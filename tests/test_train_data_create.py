@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import train_data_create
-from compress.errors import TezipError
+from base.errors import TezipError
 from conftest import REPO_ROOT, make_sequence
 from train_data_create import OUTPUT_FILES, create_train_data, load_sources
 

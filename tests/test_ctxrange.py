@@ -9,10 +9,10 @@ from PIL import Image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compress.entropy import ZigZagCoder
-from compress.errors import TezipError
-from compress.lossless import ZstdCodec
-from compress.rangecoder import ContextRangeCoder
+from stages.zigzag import ZigZagCoder
+from base.errors import TezipError
+from stages.zstd import ZstdCodec
+from stages.ctxrange import ContextRangeCoder
 
 INT32 = np.iinfo(np.int32)
 
@@ -22,7 +22,7 @@ DEV_FRAMES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" /
 
 def sample_residuals(n=4):
     """Real residual-like codes: MED-predicted differences between consecutive dev frames (360×264)."""
-    from compress.med import MedCoder
+    from stages.med import MedCoder
 
     paths = sorted(DEV_FRAMES.glob("*.png"))[200 : 200 + n + 1]
     if len(paths) < n + 1:

@@ -1,4 +1,4 @@
-"""Spatial stage: first differences along each partition (the "delta1d" codec).
+"""Spatial stage: first differences along each frame's values (the "delta1d" codec).
 
 After run-merging, neighbouring quantized residuals are often equal, so their
 differences are zero; the entropy stage then maps that dominant zero to a
@@ -8,10 +8,9 @@ small rank that compresses to almost nothing.
 import numpy as np
 from numba import njit, prange
 
-from compress.codec import Codec
-from compress.errors import TezipError
-
-from compress.gpu import cupy, cuda_kernel, run_int32_kernel, launch_elementwise
+from base.errors import TezipError
+from stages._codec import Codec
+from stages._kernels import cupy, cuda_kernel, launch_elementwise, run_int32_kernel
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -100,25 +99,39 @@ def _delta_decode_cupy(differences, out):
     return overflow
 
 
+def as_rows(array, what):
+    """One row per frame: a (C, H, W) frame is one row, a (F, C, H, W) stack F rows, a 2-D array
+    its own rows. The differences run along each row in C order (plane after plane)."""
+    if array.ndim == 2:
+        return array
+    if array.ndim == 3:
+        return array.reshape(1, -1)
+    if array.ndim == 4:
+        return array.reshape(array.shape[0], -1)
+    raise TezipError(f"{what}: expected a frame or a stack of frames, got shape {array.shape}")
+
+
 class DeltaCoder(Codec):
-    """First differences along axis 1 of int32 (P, L) arrays; numpy or cupy in, same kind out."""
+    """First differences along each frame (see as_rows) of int32 arrays; numpy or cupy in, the same
+    kind and shape out."""
 
     codec_id = "delta1d"
 
     def encode(self, values):
-        if values.ndim != 2:
-            raise ValueError(f"delta coding expects a (partitions, length) array, got shape {values.shape}")
-        out, overflow = run_int32_kernel(values, _delta_encode, _delta_encode_cupy)
+        out, overflow = run_int32_kernel(as_rows(values, "delta input"), _delta_encode, _delta_encode_cupy)
         if overflow:
             raise TezipError("values too far apart for int32 delta coding")
-        return out
+        return out.reshape(values.shape)
 
-    def decode(self, differences):
-        if differences.ndim != 2:
-            raise TezipError(f"corrupt delta data: expected a 2-D array, got shape {differences.shape}")
+    def decode(self, differences, out=None):
         if differences.dtype != np.int32:
             raise TezipError(f"corrupt delta data: expected int32, got {differences.dtype}")
-        out, overflow = run_int32_kernel(differences, _delta_decode, _delta_decode_cupy)
+        rows = as_rows(differences, "corrupt delta data")
+        values, overflow = run_int32_kernel(rows, _delta_decode, _delta_decode_cupy)
         if overflow:
             raise TezipError("corrupt delta data: decoded values overflow int32")
+        values = values.reshape(differences.shape)
+        if out is None:
+            return values
+        out[...] = values
         return out

@@ -29,16 +29,15 @@ cause that). Arithmetic is done in 64 bits, so nothing wraps silently.
 CPU: numba kernels (encode parallel over rows of all planes, decode parallel over planes).
 GPU: CuPy kernels beside them, chosen when a cupy array comes in (encode: one thread per pixel;
 decode: one block per plane sweeping anti-diagonals, whose pixels depend only on the two
-diagonals before; the kernel is medquant's at tolerance 0). Integer arithmetic only: identical output on either.
+diagonals before; the kernel is medquant's at tolerance 0, in stages/_kernels.py). Integer arithmetic only: identical output on either.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from compress.codec import Codec
-from compress.errors import TezipError
-
-from compress.gpu import cupy, cuda_kernel, run_int32_kernel
+from base.errors import TezipError
+from stages._codec import Codec
+from stages._kernels import MED_DEVICE_SOURCE, cupy, cuda_kernel, med_predict, med_sweep_cupy, run_int32_kernel
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -48,20 +47,6 @@ SAFE_LIMIT = 2**30
 
 
 # --------------------------------------------------------------------------- numba
-
-
-@njit(cache=True, inline="always")
-def _med(a, b, c):
-    """Median edge detector on int64 neighbours (left, above, above-left)."""
-    if a >= b:
-        high, low = a, b
-    else:
-        high, low = b, a
-    if c >= high:
-        return low
-    if c <= low:
-        return high
-    return a + b - c
 
 
 @njit(cache=True, parallel=True)
@@ -92,7 +77,7 @@ def _med_encode(values, out):
             bad |= error < _INT32_MIN or error > _INT32_MAX
             dst[0] = error
             for j in range(1, width):
-                error = np.int64(row[j]) - _med(np.int64(row[j - 1]), np.int64(up[j]), np.int64(up[j - 1]))
+                error = np.int64(row[j]) - med_predict(np.int64(row[j - 1]), np.int64(up[j]), np.int64(up[j - 1]))
                 bad |= error < _INT32_MIN or error > _INT32_MAX
                 dst[j] = error
         overflow[r] = bad
@@ -124,7 +109,7 @@ def _med_decode(errors, out):
                 bad |= value < _INT32_MIN or value > _INT32_MAX
                 row[0] = value
                 for j in range(1, width):
-                    value = np.int64(src[j]) + _med(np.int64(row[j - 1]), np.int64(up[j]), np.int64(up[j - 1]))
+                    value = np.int64(src[j]) + med_predict(np.int64(row[j - 1]), np.int64(up[j]), np.int64(up[j - 1]))
                     bad |= value < _INT32_MIN or value > _INT32_MAX
                     row[j] = value
         overflow[p] = bad
@@ -133,17 +118,7 @@ def _med_decode(errors, out):
 
 # --------------------------------------------------------------------------- CUDA
 
-_MED_DEVICE = r"""
-__device__ __forceinline__ long long med(long long a, long long b, long long c) {
-    long long high = a >= b ? a : b;
-    long long low = a >= b ? b : a;
-    if (c >= high) return low;
-    if (c <= low) return high;
-    return a + b - c;
-}
-"""
-
-_MED_ENCODE_CUDA = _MED_DEVICE + r"""
+_MED_ENCODE_CUDA = MED_DEVICE_SOURCE + r"""
 extern "C" __global__
 void med_encode(const int* values, int* out, unsigned char* overflow,
                 long long size, long long height, long long width) {
@@ -181,16 +156,22 @@ def _med_encode_cupy(values, out):
 def _med_decode_cupy(errors, out):
     """MED decoding is medquant decoding with tolerance 0 (step 1): one anti-diagonal sweep kernel
     serves both (compress/medquant.py)."""
-    from compress.medquant import _run_cupy
-
-    return _run_cupy(errors, 0, cupy.empty((0, 0, 0), dtype=cupy.int32), out, False)
+    return med_sweep_cupy(errors, 0, cupy.empty((0, 0, 0), dtype=cupy.int32), out, False)
 
 
 # --------------------------------------------------------------------------- codec
 
 
+def as_planes(array, what):
+    """(..., H, W) → (P, H, W): every plane is independent work for the MED kernels."""
+    if array.ndim < 2:
+        raise TezipError(f"{what}: expected planes (..., height, width), got shape {array.shape}")
+    return array.reshape((-1,) + tuple(array.shape[-2:]))
+
+
 class MedCoder(Codec):
-    """MED (LOCO-I) prediction errors of int32 (P, H, W) planes; numpy or cupy in, same kind out.
+    """MED (LOCO-I) prediction errors of int32 planes: any (..., H, W) array, each plane on its
+    own; numpy or cupy in, the same kind and shape out.
 
     encode(values) -> errors, decode(errors) -> values; see the module docstring for the borders
     and the valid range."""
@@ -198,19 +179,19 @@ class MedCoder(Codec):
     codec_id = "med"
 
     def encode(self, values):
-        if values.ndim != 3:
-            raise ValueError(f"MED coding expects a (planes, height, width) array, got shape {values.shape}")
-        out, overflow = run_int32_kernel(values, _med_encode, _med_encode_cupy)
+        out, overflow = run_int32_kernel(as_planes(values, "MED input"), _med_encode, _med_encode_cupy)
         if overflow:
             raise TezipError("values too far apart for int32 MED prediction errors")
-        return out
+        return out.reshape(values.shape)
 
-    def decode(self, errors):
-        if errors.ndim != 3:
-            raise TezipError(f"corrupt MED data: expected a 3-D array, got shape {errors.shape}")
+    def decode(self, errors, out=None):
         if errors.dtype != np.int32:
             raise TezipError(f"corrupt MED data: expected int32, got {errors.dtype}")
-        out, overflow = run_int32_kernel(errors, _med_decode, _med_decode_cupy)
+        values, overflow = run_int32_kernel(as_planes(errors, "corrupt MED data"), _med_decode, _med_decode_cupy)
         if overflow:
             raise TezipError("corrupt MED data: decoded values overflow int32")
+        values = values.reshape(errors.shape)
+        if out is None:
+            return values
+        out[...] = values
         return out

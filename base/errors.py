@@ -8,3 +8,9 @@ class TezipError(Exception):
     """A user-facing error: the message names the problem (file, frame, option)."""
 
     exit_code = 1
+
+
+class OptionError(TezipError):
+    """A bad command-line option or option combination (exit code 2, like argparse's errors)."""
+
+    exit_code = 2

@@ -1,4 +1,4 @@
-"""Lossless back end: byte-plane shuffle + zstd (the "zstd" codec).
+"""Lossless back end: byte-plane shuffle + zstd (the "zstd" codec), one frame per chunk.
 
 Ranks and small residuals are mostly below 256, so in little-endian words the
 high bytes are nearly all zero.  Grouping byte 0 of every item, then byte 1,
@@ -10,19 +10,18 @@ import numpy as np
 import zstandard
 from numba import njit
 
-from compress.codec import Codec, map_in_threads
-from compress.errors import TezipError
+from base.errors import TezipError
+from stages._codec import Codec
 
-# Measured on delta+rank coded frame differences (benchmarks/bench_codec.py):
-# level 9 is 4-10% smaller than levels 1 and 3 (1 is both smaller and faster
-# than 3 on this data) and compresses at ~100 MB/s per thread, which is
-# negligible next to the network's prediction time; decompression speed is
-# the same for every level.  Level 19 saves another ~10% but runs at ~3 MB/s.
-DEFAULT_LEVEL = 9
+# Measured on delta+rank coded frame differences (benchmarks/bench_codec.py): level 9 is 4-10 %
+# smaller than levels 1 and 3 and compresses at ~100 MB/s per thread; level 19 saves another ~10-11 %
+# on residuals at ~3 MB/s, which is still small next to the model's prediction time, and decodes as
+# fast. It is the default for everything zstd codes (the block choices, and all of `-n`).
+DEFAULT_LEVEL = 19
 
 
 # One contiguous pass per byte plane (rather than a small inner loop per item)
-# lets the compiler vectorise; nogil lets encode_many/decode_many threads
+# lets the compiler vectorise; nogil lets the chain's threads (stages.chain)
 # shuffle in parallel too.
 @njit(cache=True, nogil=True)
 def _shuffle_words(words, planes):
@@ -75,6 +74,7 @@ class ZstdCodec(Codec):
     """
 
     codec_id = "zstd"
+    emits_bytes = True
     config_keys = ("level", "shuffle")
 
     def __init__(self, level=DEFAULT_LEVEL, shuffle=True):
@@ -106,12 +106,10 @@ class ZstdCodec(Codec):
         )
         return compressor.compress(raw)
 
-    def decode(self, buf, dtype, count):
-        """Decompress exactly `count` items of `dtype`; anything else raises TezipError."""
-        dtype = np.dtype(dtype)
-        count = int(count)
-        if count < 0:
-            raise TezipError("corrupt zstd data: negative item count")
+    def decode(self, buf, out):
+        """Decompress exactly out.size items of out.dtype into `out` (the shape and dtype the archive
+        header declares) and return it; anything else raises TezipError."""
+        dtype, count = out.dtype, int(out.size)
         expected = count * dtype.itemsize
         try:
             declared = zstandard.frame_content_size(buf)
@@ -138,17 +136,6 @@ class ZstdCodec(Codec):
         if self.shuffle and dtype.itemsize > 1:
             arr = _unshuffle(raw, little_endian, count)
         else:
-            arr = np.frombuffer(raw, dtype=little_endian, count=count).copy()
-        return arr.astype(dtype, copy=False)
-
-    def encode_many(self, arrays, threads=1):
-        """Compress each array as its own frame, `threads` at a time; bytes are thread-count independent."""
-        return map_in_threads(self.encode, arrays, threads)
-
-    def decode_many(self, bufs, dtype, counts, threads=1):
-        """Inverse of encode_many: one array of `counts[i]` items per buffer."""
-        bufs = list(bufs)
-        counts = list(counts)
-        if len(bufs) != len(counts):
-            raise TezipError(f"corrupt zstd data: {len(bufs)} chunks but {len(counts)} chunk sizes")
-        return map_in_threads(lambda job: self.decode(job[0], dtype, job[1]), zip(bufs, counts), threads)
+            arr = np.frombuffer(raw, dtype=little_endian, count=count)
+        np.copyto(out, arr.reshape(out.shape))
+        return out

@@ -1,4 +1,4 @@
-"""Prediction stage: keyframes, windows, and the batched PredNet schedule (TEZip's window-based prediction).
+"""Keyframes, windows, and the batched PredNet schedule (TEZip's window-based prediction).
 
 A keyframe is coded on its own (exactly, or within an abs bound). The frames after it, up to the
 next keyframe, form its window, and the model's state starts afresh at each keyframe, so windows
@@ -20,7 +20,7 @@ bit-identical predictions. Lane starts are stored in the archive.
 
 import numpy as np
 
-from prednet.predictor import ValueScale
+from prednet.scale import ValueScale
 
 
 def first_keyframes(warmup):
@@ -62,26 +62,18 @@ def lane_bounds(lane_starts, n_frames):
     return list(zip(lane_starts, ends))
 
 
-def check_lane_plan(lane_starts, keyframes, n_frames):
-    """Lanes must start at 0, increase, lie inside the sequence, and begin with keyframes."""
-    if not lane_starts or lane_starts[0] != 0:
-        return "lanes must start at frame 0"
-    if any(b <= a for a, b in zip(lane_starts, lane_starts[1:])) or lane_starts[-1] >= n_frames:
-        return "lane starts are not increasing inside the sequence"
-    keyset = set(keyframes)
-    if any(s not in keyset for s in lane_starts):
-        return "a lane does not begin with a keyframe"
-    return None
+def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loop=True, threshold=None, scale=None,
+                progress=None):
+    """Run the predictions of the whole sequence: one model step per frame, all lanes at once, and
+    have `coder` code (or decode) each frame as its prediction is made. Encoder and decoder run
+    exactly this, with their own coder:
 
+    coder.keyframe(f) → keyframe f (H, W, C) as the decoder has it (the encoder codes it; lossy
+        keyframes are quantized within the bound), which the model is shown;
+    coder.frame(f, prediction) → frame f (H, W, C) decoded against `prediction` (integer pixels,
+        H, W, C): the encoder quantizes the residual, the decoder adds the stored one;
+    coder.original(f) → the real frame f (encoder only; read under `threshold`).
 
-def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, closed_loop=True, threshold=None,
-                     scale=None, progress=None, code_keyframe=None):
-    """Run the predictions of the whole sequence: one model step per frame, all lanes at once.
-
-    frames: (N, H, W, C) integer pixels. The encoder passes the real frames; the decoder passes an
-    array that holds the keyframes (only those are read, unless `threshold` is given).
-    code_frame(f, prediction) → decoded frame f (H, W, C): the encoder quantizes the residual
-    against `prediction` (integer pixels), the decoder adds the stored one.
     closed_loop: each predicted frame is followed by showing the model the decoded frame (so the
     next prediction uses everything decoded so far); otherwise the model is shown its own
     prediction (TEZip's extrapolation from the keyframe).
@@ -90,16 +82,13 @@ def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, cl
     loop, the frame's own MSE in closed loop (pixels in [0, 1]) — exceeds the threshold.
     scale: the ValueScale between pixels and the model's [0, 1] (default: 8-bit, 0-255); the
     encoder and the decoder must pass the same one.
-    code_keyframe(f) → decoded keyframe f (H, W, C), what the model is shown: the encoder codes it
-    (lossy keyframes are quantized within the bound); by default, and in the decoder, whose
-    keyframes are decoded beforehand, frames[f] itself.
     """
     scale = scale or ValueScale(0, 255)
-    n = len(frames)
-    lanes = lane_bounds(lane_starts, n)
+    lanes = lane_bounds(lane_starts, n_frames)
     if len(lanes) > predictor.batch:
         raise ValueError("more lanes than the predictor's batch")
-    batch, shape = predictor.batch, frames.shape[1:]
+    batch = predictor.batch
+    shape = (predictor.height, predictor.width, predictor.channels)
     sse, count = np.zeros(batch), np.zeros(batch)  # DWP running error of each lane's window
     for s in range(max(end - start for start, end in lanes)):
         active = [(i, start + s) for i, (start, end) in enumerate(lanes) if start + s < end]
@@ -113,7 +102,7 @@ def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, cl
             for i, f in active:
                 if is_keyframe[f]:
                     continue
-                err = (frames[f].astype(np.float64) - scale.to_pixels(out[i])) / scale.span
+                err = (coder.original(f).astype(np.float64) - scale.to_pixels(out[i])) / scale.span
                 frame_sse = float(np.sum(err * err))
                 sse[i], count[i] = (sse[i] + frame_sse, count[i] + err.size) if not closed_loop else (frame_sse, err.size)
                 if sse[i] / count[i] > threshold:
@@ -128,10 +117,10 @@ def predict_sequence(predictor, frames, lane_starts, is_keyframe, code_frame, cl
         shown = np.zeros((batch,) + shape, np.float32)
         for i, f in active:
             if is_keyframe[f]:
-                shown[i] = scale.to_model(code_keyframe(f) if code_keyframe is not None else frames[f])
+                shown[i] = scale.to_model(coder.keyframe(f))
                 sse[i] = count[i] = 0.0
             else:
-                decoded = code_frame(f, scale.to_pixels(out[i]))
+                decoded = coder.frame(f, scale.to_pixels(out[i]))
                 shown[i] = scale.to_model(decoded) if closed_loop else out[i]
         predictor.update(shown)
         if progress is not None:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import zstandard
 
-from compress.errors import TezipError
-from compress.lossless import DEFAULT_LEVEL, ZstdCodec
+from base.errors import TezipError
+from stages.zstd import DEFAULT_LEVEL, ZstdCodec
 
 DTYPES = ["u1", "i1", "u2", "i2", "<u4", ">i4", "i4", "i8", ">u8", "f4", "f8", "c16"]
 

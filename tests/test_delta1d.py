@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compress.errors import TezipError
-from compress.spatial import DeltaCoder
+from base.errors import TezipError
+from stages.delta1d import DeltaCoder
 
 INT32 = np.iinfo(np.int32)
 

@@ -24,7 +24,7 @@ bounds, where most codes are zero), at 15-30 M values per second per core
 (benchmarks/bench_codec.py).
 
 Frames are coded independently (a fresh model per frame), so frames encode and decode in parallel
-threads and the bytes never depend on the thread count. It is host code: the coder is a sequential
+threads (stages.chain.Chain) and the bytes never depend on the thread count. It is host code: the coder is a sequential
 chain of decisions, with nothing for a GPU to run in parallel within a frame; in GPU mode the codes
 are already on the host when this stage runs. Corrupt input can make the decoder produce wrong
 values (the per-frame checksums catch that) but never read or write out of bounds.
@@ -33,8 +33,8 @@ values (the per-frame checksums catch that) but never read or write out of bound
 import numpy as np
 from numba import njit
 
-from compress.codec import Codec, map_in_threads
-from compress.errors import TezipError
+from base.errors import TezipError
+from stages._codec import Codec
 
 # Probabilities are P(bit = 0) in units of 2^-16, kept away from 0 and 1 so both outcomes stay codable.
 _PROB_ONE = 1 << 16
@@ -265,7 +265,9 @@ def _check_rate(name, value):
 
 
 class ContextRangeCoder(Codec):
-    """(F, C, H, W) int32 → one byte string per frame, and back. See the module docstring."""
+    """One (C, H, W) int32 frame → one byte string, and back. See the module docstring."""
+
+    emits_bytes = True
 
     codec_id = "ctxrange"
     config_keys = ("fast_rate", "slow_rate")
@@ -274,34 +276,21 @@ class ContextRangeCoder(Codec):
         self.fast_rate = _check_rate("fast_rate", fast_rate)
         self.slow_rate = _check_rate("slow_rate", slow_rate)
 
-    def encode_frame(self, planes):
-        """(C, H, W) integers (int32 range) → bytes."""
+    def encode(self, planes):
+        """One frame's (C, H, W) integers (int32 range) → bytes."""
         planes = np.ascontiguousarray(planes, dtype=np.int32)
         if planes.ndim != 3:
             raise ValueError(f"ctxrange codes (C, H, W) planes, got shape {planes.shape}")
         return _encode_planes(planes, _fresh_models(), self.fast_rate, self.slow_rate).tobytes()
 
-    def decode_frame(self, data, shape):
-        """bytes → (C, H, W) int32; TezipError when the data cannot be what encode_frame made."""
-        out = np.empty(tuple(int(s) for s in shape), np.int32)
+    def decode(self, data, out):
+        """bytes → `out`, an int32 (C, H, W) array of the frame's declared shape, which it returns;
+        TezipError when the data cannot be what encode made."""
+        if out.dtype != np.int32 or out.ndim != 3 or not out.flags.c_contiguous:
+            raise TezipError(f"ctxrange decodes into a contiguous int32 (C, H, W) array, got {out.dtype} {out.shape}")
         status = _decode_planes(np.frombuffer(bytes(data), np.uint8), out, _fresh_models(), self.fast_rate, self.slow_rate)
         if status == _OVERRUN:
             raise TezipError("corrupt ctxrange data: truncated")
         if status == _BAD_VALUE:
             raise TezipError("corrupt ctxrange data: a value outside int32")
-        return out
-
-    def encode_many(self, frames, threads=1):
-        """One byte string per (C, H, W) frame, `threads` at a time; bytes are thread-count independent."""
-        return map_in_threads(self.encode_frame, frames, threads)
-
-    def decode_many(self, chunks, shape, threads=1):
-        """Inverse of encode_many: (F, C, H, W) int32."""
-        chunks = list(chunks)
-        out = np.empty((len(chunks),) + tuple(int(s) for s in shape), np.int32)
-
-        def decode_one(f):
-            out[f] = self.decode_frame(chunks[f], shape)
-
-        map_in_threads(decode_one, range(len(chunks)), threads)
         return out

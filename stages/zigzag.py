@@ -1,13 +1,13 @@
 """Zigzag mapping of signed residual codes to unsigned ones (the "zigzag" codec): the `-n` path's
 entropy-shaping stage before byte-shuffled zstd. With entropy coding on, the context range coder
-(compress/rangecoder.py) codes signed values directly and needs no mapping.
+(stages/ctxrange.py) codes signed values directly and needs no mapping.
 """
 
 import numpy as np
 
-from compress.codec import Codec
-from compress.errors import TezipError
-from compress.gpu import cupy, is_cupy_array
+from base.errors import TezipError
+from stages._codec import Codec
+from stages._kernels import cupy, is_cupy_array
 
 
 class ZigZagCoder(Codec):
@@ -15,6 +15,7 @@ class ZigZagCoder(Codec):
     Small magnitudes of either sign become small unsigned values, whose high bytes are zero — which the byte-plane shuffle before zstd needs (two's complement fills them with 0xFF)."""
 
     codec_id = "zigzag"
+    output_dtypes = ("uint16", "uint32")  # uint16 when every value of the array fits
 
     def encode(self, values):
         xp = cupy if is_cupy_array(values) else np
@@ -23,8 +24,12 @@ class ZigZagCoder(Codec):
         narrow = u.size == 0 or int(u.max()) <= 0xFFFF
         return u.astype(np.uint16) if narrow else u
 
-    def decode(self, codes):
+    def decode(self, codes, out=None):
         if codes.dtype not in (np.uint16, np.uint32):
             raise TezipError(f"corrupt zigzag data: expected uint16 or uint32, got {codes.dtype}")
         u = codes.astype(np.uint32)
-        return ((u >> 1).view(np.int32) ^ -(u & 1).view(np.int32)).astype(np.int32)
+        values = ((u >> 1).view(np.int32) ^ -(u & 1).view(np.int32)).astype(np.int32)
+        if out is None:
+            return values
+        out[...] = values
+        return out

@@ -6,16 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compress.errors import TezipError
-from compress.quantize import (
-    MODES,
-    REPRESENTATIVES,
-    Quantizer,
-    is_lossless,
-    pixel_tolerances,
-    quantize_residuals,
-    validate_bounds,
-)
+from base.errors import TezipError
+from sequence.bounds import MODES, is_lossless, pixel_tolerances, validate_bounds
+from stages.runmerge import REPRESENTATIVES, RunMerge, quantize_residuals
 
 MAX_VALUE = 255
 
@@ -239,15 +232,15 @@ def test_is_lossless():
 
 def test_quantizer_config_round_trip():
     for representative in REPRESENTATIVES:
-        quantizer = Quantizer(representative)
+        quantizer = RunMerge(representative)
         config = quantizer.get_config()
         assert config == {"id": "runmerge", "representative": representative}
-        assert Quantizer.from_config(config) == quantizer
+        assert RunMerge.from_config(config) == quantizer
     residuals = np.array([[-3, -2]], dtype=np.int32)
-    np.testing.assert_array_equal(Quantizer("midpoint").quantize(residuals, np.ones_like(residuals)), [[-3, -3]])
+    np.testing.assert_array_equal(RunMerge("midpoint").quantize(residuals, np.ones_like(residuals))[0], [[-3, -3]])
     for bad in [{"id": "zstd"}, {"id": "runmerge", "representative": "mean"}, {"id": "runmerge", "x": 1}, []]:
         with pytest.raises(TezipError):
-            Quantizer.from_config(bad)
+            RunMerge.from_config(bad)
 
 
 # ---------------------------------------------------------------- CuPy kernels

@@ -22,8 +22,8 @@ read are host arrays there).
 import numpy as np
 from numba import njit, prange
 
-from compress.codec import Codec
-from compress.errors import TezipError
+from stages._codec import Codec
+from base.errors import TezipError
 
 MAX_RADIUS = 7  # (2 * 7 + 1)^2 + 1 = 226 codes: one byte per block
 
@@ -120,15 +120,19 @@ class BlockSelector(Codec):
                         self.radius, np.ascontiguousarray(choices, dtype=np.uint8), out)
         return out
 
-    def pack(self, choices):
-        """(P, ny, nx) choice codes → bytes (one per block)."""
-        return np.ascontiguousarray(choices, dtype=np.uint8).tobytes()
+    def encode_choices(self, choices, level):
+        """(P, ny, nx) choice codes → one zstd chunk (one byte per block)."""
+        from stages.zstd import ZstdCodec
 
-    def unpack(self, buf, count, height, width):
+        packed = np.ascontiguousarray(choices, dtype=np.uint8).reshape(-1)
+        return ZstdCodec(level=level, shuffle=False).encode(packed)
+
+    def decode_choices(self, chunk, count, height, width):
+        """The mirror of encode_choices: (count, ny, nx) uint8, every code checked."""
+        from stages.zstd import ZstdCodec
+
         ny, nx = self.grid(height, width)
-        if len(buf) != count * ny * nx:
-            raise TezipError(f"corrupt block choices: {len(buf)} bytes for {count} frames of {ny}x{nx} blocks")
-        choices = np.frombuffer(buf, np.uint8).reshape(count, ny, nx)
+        choices = ZstdCodec(shuffle=False).decode(bytes(chunk), np.empty((count, ny, nx), np.uint8))
         if choices.size and int(choices.max()) >= self.n_codes:
             raise TezipError(f"corrupt block choices: code {int(choices.max())} beyond {self.n_codes - 1}")
-        return choices.copy()
+        return choices

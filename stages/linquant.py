@@ -20,17 +20,16 @@ same codes on either device).
 
 import numpy as np
 
-from compress.codec import Codec, check_tolerance
-from compress.errors import TezipError
-from compress.gpu import cupy, is_cupy_array
-from compress.medquant import MAX_TOLERANCE
+from base.errors import TezipError
+from stages._codec import MAX_TOLERANCE, Quantizer, check_tolerance
+from stages._kernels import cupy, is_cupy_array
 
 _INT32 = np.iinfo(np.int32)
 
 
-class LinearQuantizer(Codec):
-    """encode(residuals) -> (codes, reconstructed residuals); decode(codes) -> reconstructed residuals.
-    int32 arrays of any shape; numpy or cupy in, the same kind out."""
+class LinearQuantizer(Quantizer):
+    """quantize(residuals) -> (codes, reconstructed residuals); decode(codes) -> reconstructed
+    residuals. int32 arrays of any shape; numpy or cupy in, the same kind out."""
 
     codec_id = "linquant"
     config_keys = ("tolerance",)
@@ -42,7 +41,8 @@ class LinearQuantizer(Codec):
     def step(self):
         return 2 * self.tolerance + 1
 
-    def encode(self, residuals):
+    def quantize(self, residuals, tolerances=None):
+        """tolerances: unused (the tolerance is the config's, the same for every value)."""
         xp = cupy if is_cupy_array(residuals) else np
         e = xp.asarray(residuals).astype(np.int64)
         q = xp.sign(e) * ((xp.abs(e) + self.tolerance) // self.step)
@@ -53,11 +53,14 @@ class LinearQuantizer(Codec):
             raise TezipError("residuals too large for linquant coding")
         return q.astype(np.int32), reconstructed.astype(np.int32)
 
-    def decode(self, codes):
+    def decode(self, codes, out=None):
         if codes.dtype != np.int32:
             raise TezipError(f"corrupt linquant data: expected int32, got {codes.dtype}")
         xp = cupy if is_cupy_array(codes) else np
         reconstructed = codes.astype(np.int64) * self.step
         if reconstructed.size and (int(reconstructed.min()) < _INT32.min or int(reconstructed.max()) > _INT32.max):
             raise TezipError("corrupt linquant data: decoded values overflow int32")
-        return xp.asarray(reconstructed, dtype=np.int32)
+        if out is None:
+            return xp.asarray(reconstructed, dtype=np.int32)
+        out[...] = reconstructed
+        return out

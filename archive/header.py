@@ -1,0 +1,280 @@
+"""The archive's headers, as types: built by the encoder from what it coded, rebuilt by the decoder
+from an archive file's JSON through validating constructors (a header may be corrupt or hostile:
+every field is checked before anything is allocated from it). `to_json` gives exactly the JSON the
+format stores (archive/__init__.py has the layout).
+
+entropy.dat's header (SequenceHeader) holds everything decoding needs: the frames' shape and pixel
+format, the model digest, the keyframe and lane plan, the bound, the residual chain, the block
+selector, one checksum per decoded frame and the digest of filename.txt's names. Its chunks are the
+block choices (chunk 0), then one chunk per predicted frame. key_frame.dat's header
+(KeyframeHeader) has the keyframes' chain; one chunk per keyframe.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from base.errors import TezipError
+from base.pixels import MODE_DTYPES, SUPPORTED_MODES, max_value_of
+
+ENTROPY_FILE, KEYFRAME_FILE = "entropy.dat", "key_frame.dat"
+# A declared size beyond this is a corrupt or hostile header, not a sequence.
+MAX_PIXELS = 1 << 36
+MAX_LANES = 4096
+CHOICES_CHUNK = 0  # entropy.dat: the block choices come first, then one chunk per predicted frame
+LEADING_CHUNKS = 1
+KEYFRAME_HEADS = ("med", "medquant")  # keyframes are predicted from their own pixels
+
+
+def frame_checksum(pixels):
+    """Checksum of the pixels the decoder must produce: C-order little-endian bytes of one frame
+    (numpy array), so 16-bit archives check the same on machines of either byte order."""
+    data = pixels.astype(pixels.dtype.newbyteorder("<"), order="C", copy=False)
+    return hashlib.blake2b(memoryview(data).cast("B"), digest_size=8).hexdigest()
+
+
+def names_digest(mode, names, stack=None):
+    """Binds filename.txt's names (order included), colour mode and TIFF stack name into
+    entropy.dat: an edited filename.txt cannot rename or reorder the output even with its own
+    checksum recomputed. (Without a stack the digest is what it always was.)"""
+    bound = [mode, list(names)] if stack is None else [mode, list(names), stack]
+    return hashlib.sha256(json.dumps(bound).encode()).hexdigest()[:32]
+
+
+def archive_id(header):
+    """Identity of an archive: a hash of its decode settings and frame checksums."""
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _int(h, key, where, lo=0, hi=None):
+    v = h.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
+        raise TezipError(f"{where} is corrupt (bad {key!r} in its header)")
+    return v
+
+
+def check_lane_plan(lane_starts, keyframes, n_frames):
+    """Lanes must start at 0, increase, lie inside the sequence, and begin with keyframes."""
+    if not lane_starts or lane_starts[0] != 0:
+        return "lanes must start at frame 0"
+    if any(b <= a for a, b in zip(lane_starts, lane_starts[1:])) or lane_starts[-1] >= n_frames:
+        return "lane starts are not increasing inside the sequence"
+    keyset = set(keyframes)
+    if any(s not in keyset for s in lane_starts):
+        return "a lane does not begin with a keyframe"
+    return None
+
+
+@dataclass(frozen=True)
+class FrameFormat:
+    """The frames: count, size, channels, sample dtype, and the value range the model was shown
+    (16-bit sequences: the range they span; None for the type's full range)."""
+
+    n_frames: int
+    height: int
+    width: int
+    channels: int
+    dtype: np.dtype
+    value_range: tuple | None = None
+
+    @classmethod
+    def of(cls, frames, scale=None):
+        n, h, w, c = frames.shape
+        max_value = max_value_of(frames.dtype)
+        vr = None if scale is None or (scale.low, scale.high) == (0, max_value) else (scale.low, scale.high)
+        return cls(n, h, w, c, np.dtype(frames.dtype), vr)
+
+    @property
+    def max_value(self):
+        return max_value_of(self.dtype)
+
+    @property
+    def frame_shape(self):
+        """(C, H, W): the planar shape the stages work on."""
+        return (self.channels, self.height, self.width)
+
+    def to_json(self):
+        j = {"n_frames": self.n_frames, "height": self.height, "width": self.width, "channels": self.channels,
+             "dtype": self.dtype.name, "max_value": self.max_value}
+        if self.value_range is not None:
+            j["value_range"] = list(self.value_range)
+        return j
+
+    @classmethod
+    def from_json(cls, h, where, mode=None):
+        """mode: filename.txt's colour mode, checked against the channels and dtype."""
+        n = _int(h, "n_frames", where, 1)
+        height, width = _int(h, "height", where, 1), _int(h, "width", where, 1)
+        c = _int(h, "channels", where, 1, 3)
+        dtypes = {d.name: d for d in MODE_DTYPES.values()}
+        dtype = dtypes.get(h.get("dtype")) if isinstance(h.get("dtype"), str) else None
+        if c not in (1, 3) or dtype is None or h.get("max_value") != max_value_of(dtype):
+            raise TezipError(f"{where} declares pixels this TEZip cannot write ({c} channels, {str(h.get('dtype'))[:20]})")
+        if n * height * width * c > MAX_PIXELS:
+            raise TezipError(f"{where} is corrupt (declares an implausible size {n}x{height}x{width}x{c})")
+        if mode is not None and (not isinstance(mode, str) or mode not in SUPPORTED_MODES
+                                 or SUPPORTED_MODES[mode] != c or MODE_DTYPES[mode] != dtype):
+            raise TezipError(f"filename.txt has colour mode {str(mode)[:20]!r} for {c}-channel {dtype} frames")
+        value_range = h.get("value_range")
+        if value_range is not None:
+            if not (isinstance(value_range, list) and len(value_range) == 2 and all(type(v) is int for v in value_range)
+                    and 0 <= value_range[0] <= value_range[1] <= max_value_of(dtype)):
+                raise TezipError(f"{where} is corrupt (bad value range {str(value_range)[:40]})")
+            value_range = tuple(value_range)
+        return cls(n, height, width, c, dtype, value_range)
+
+
+@dataclass(frozen=True)
+class SequenceHeader:
+    """entropy.dat's header. `from_json` validates; `to_json` is the stored form."""
+
+    frames: FrameFormat
+    model_digest: str
+    model_threads: int
+    loop: str
+    warmup: int
+    window: int | None
+    threshold: float | None
+    lanes: list
+    keyframes: list
+    mode: str
+    bounds: list
+    lossless: bool
+    stages: list  # the residual chain's configs
+    payload_dtype: str | None  # what the byte coder received, when not int32 (zigzag → zstd)
+    block_select: dict | None
+    frame_checksums: list
+    names_digest: str
+    archive_id: str = field(default="", compare=False)
+
+    @property
+    def n_predicted(self):
+        return self.frames.n_frames - len(self.keyframes)
+
+    def settings(self):
+        """The decode settings the archive id hashes (everything but the id itself)."""
+        p = {"method": "windows", "loop": self.loop, "warmup": self.warmup, "window": self.window,
+             "threshold": self.threshold, "lanes": list(self.lanes), "keyframes": list(self.keyframes)}
+        return dict(
+            self.frames.to_json(),
+            model_digest=self.model_digest,
+            model_threads=self.model_threads,
+            prediction=p,
+            bound={"mode": self.mode, "bounds": list(self.bounds), "lossless": bool(self.lossless)},
+            stages=self.stages,
+            partitions={"kind": "frame", "count": self.n_predicted, "values": int(np.prod(self.frames.frame_shape)),
+                        "dtype": self.payload_dtype},
+            block_select=self.block_select,
+            frame_checksums=list(self.frame_checksums),
+            names_digest=self.names_digest,
+        )
+
+    def with_id(self):
+        from dataclasses import replace
+
+        return replace(self, archive_id=archive_id(self.settings()))
+
+    def to_json(self):
+        return dict(self.settings(), archive_id=self.archive_id)
+
+    @staticmethod
+    def split_chunks(chunks, n_predicted, where=ENTROPY_FILE):
+        """entropy.dat's chunks → (block-choice chunk, residual chunks), each checked present."""
+        if not chunks:
+            raise TezipError(f"{where} is corrupt (its block choices are missing)")
+        if len(chunks) != n_predicted + LEADING_CHUNKS:
+            raise TezipError(f"{where} holds {len(chunks) - LEADING_CHUNKS} residual frames, {n_predicted} expected")
+        for i, chunk in enumerate(chunks):
+            if chunk is None:
+                what = "block choices" if i < LEADING_CHUNKS else f"residuals of predicted frame {i - LEADING_CHUNKS}"
+                raise TezipError(f"{where}: {what} are corrupt (checksum mismatch)")
+        return chunks[CHOICES_CHUNK], chunks[LEADING_CHUNKS:]
+
+    @staticmethod
+    def join_chunks(choices_chunk, residual_chunks):
+        return [choices_chunk] + list(residual_chunks)
+
+    @classmethod
+    def from_json(cls, h, names, mode, stack=None, where=ENTROPY_FILE):
+        """Validate entropy.dat's header against filename.txt's names, mode and stack name."""
+        frames = FrameFormat.from_json(h, where, mode)
+        n, c = frames.n_frames, frames.channels
+        if len(names) != n:
+            raise TezipError(f"filename.txt lists {len(names)} names for {n} frames")
+        pred = h.get("prediction")
+        if not isinstance(pred, dict):
+            raise TezipError(f"{where} is corrupt (no prediction settings)")
+        keys, lanes = pred.get("keyframes"), pred.get("lanes")
+        if not (isinstance(keys, list) and isinstance(lanes, list) and all(type(k) is int for k in keys + lanes)):
+            raise TezipError(f"{where} is corrupt (bad keyframe or lane list)")
+        if keys != sorted(set(keys)) or not keys or keys[0] != 0 or keys[-1] >= n:
+            raise TezipError(f"{where} is corrupt (keyframe positions out of order or range)")
+        problem = check_lane_plan(lanes, keys, n)
+        if problem:
+            raise TezipError(f"{where} is corrupt ({problem})")
+        loop = pred.get("loop", "open")
+        if loop not in ("closed", "open"):
+            raise TezipError(f"{where} is corrupt (unknown prediction loop {pred.get('loop')!r})")
+        if len(lanes) > MAX_LANES:
+            raise TezipError(f"{where} is corrupt (too many lanes)")
+        sums = h.get("frame_checksums")
+        if not isinstance(sums, list) or len(sums) != n:
+            raise TezipError(f"{where} is corrupt (frame checksums missing)")
+        part = h.get("partitions")
+        if not isinstance(part, dict) or part.get("count") != n - len(keys) or part.get("values") != c * frames.height * frames.width:
+            raise TezipError(f"{where} is corrupt (partition layout does not match the frames)")
+        if not isinstance(h.get("stages"), list) or len(h["stages"]) < 2:
+            raise TezipError(f"{where} is corrupt (codec stages missing)")
+        digest = h.get("names_digest")
+        if digest is not None and digest != names_digest(mode, names, stack):
+            raise TezipError(f"filename.txt was edited: its names or colour mode do not match {where}")
+        bound = h.get("bound") if isinstance(h.get("bound"), dict) else {}
+        return cls(
+            frames=frames, model_digest=h.get("model_digest"), model_threads=h.get("model_threads"),
+            loop=loop, warmup=pred.get("warmup"), window=pred.get("window"), threshold=pred.get("threshold"),
+            lanes=lanes, keyframes=keys, mode=bound.get("mode"), bounds=bound.get("bounds"),
+            lossless=bool(bound.get("lossless")), stages=h["stages"], payload_dtype=part.get("dtype"),
+            block_select=h.get("block_select"), frame_checksums=sums, names_digest=digest,
+            archive_id=h.get("archive_id"),
+        )
+
+
+@dataclass(frozen=True)
+class KeyframeHeader:
+    """key_frame.dat's header: the frames (as entropy.dat has them), the keyframes and their chain."""
+
+    frames: FrameFormat
+    keyframes: list
+    stages: list
+    payload_dtype: str | None
+    archive_id: str
+
+    def to_json(self):
+        return dict(self.frames.to_json(), archive_id=self.archive_id, keyframes=list(self.keyframes),
+                    stages=self.stages, dtype_codes=self.payload_dtype)
+
+    @classmethod
+    def from_json(cls, h, sequence: SequenceHeader, where=KEYFRAME_FILE):
+        """Validate key_frame.dat's header against entropy.dat's."""
+        if h.get("keyframes") != sequence.keyframes:
+            raise TezipError(f"{where} holds other keyframes than {ENTROPY_FILE} expects")
+        stages = h.get("stages")
+        if not isinstance(stages, list) or not stages:
+            raise TezipError(f"{where} is corrupt (codec stages missing)")
+        return cls(sequence.frames, h["keyframes"], stages, h.get("dtype_codes"), h.get("archive_id"))
+
+    def check_head(self, chain, where=KEYFRAME_FILE):
+        """Keyframes are coded from their own pixels: the chain must start with MED or medquant."""
+        if chain.head.codec_id not in KEYFRAME_HEADS:
+            raise TezipError(f"{where} has a stage list this TEZip cannot decode")
+        return chain
+
+    def check_chunks(self, chunks, where=KEYFRAME_FILE):
+        if len(chunks) != len(self.keyframes):
+            raise TezipError(f"{where} holds {len(chunks)} keyframes, {len(self.keyframes)} expected")
+        for k, chunk in zip(self.keyframes, chunks):
+            if chunk is None:
+                raise TezipError(f"{where}: keyframe {k} is corrupt (checksum mismatch)")
+        return chunks

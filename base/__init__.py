@@ -1,0 +1,2 @@
+"""The ground floor: what every other package may use and which uses none of them — the user-facing
+error type, safe file I/O and atomic publishing, progress display."""

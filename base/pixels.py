@@ -1,0 +1,44 @@
+"""The pixel formats TEZip keeps — colour mode → channels and sample dtype of the (H, W, C) arrays
+every part of the pipeline passes around — and the image file name extensions it reads and writes."""
+
+import numpy as np
+
+# TEZip's name for unsigned 16-bit grayscale frames (Pillow's name for its little-endian form).
+GRAY16 = "I;16"
+
+# Mode -> channels of the (H, W, C) arrays we hand out.
+SUPPORTED_MODES: dict[str, int] = {"RGB": 3, "L": 1, GRAY16: 1}
+
+# Mode -> dtype of those arrays' samples.
+MODE_DTYPES: dict[str, np.dtype] = {
+    "RGB": np.dtype(np.uint8),
+    "L": np.dtype(np.uint8),
+    GRAY16: np.dtype(np.uint16),
+}
+
+# File name extensions we accept (compared lower-cased). Each maps to a Pillow format that this
+# machine's Pillow reads; the content is checked with Pillow too, so a renamed text file is
+# still caught.
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".png",
+    ".bmp",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".jp2",
+    ".j2k",
+    ".ppm",
+    ".pgm",
+    ".pnm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+
+TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
+
+
+def max_value_of(dtype):
+    """The largest pixel value of frames of this dtype: 255 for uint8, 65535 for uint16."""
+    return int(np.iinfo(dtype).max)

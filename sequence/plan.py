@@ -1,0 +1,193 @@
+"""The codec plan: the compression options, validated once, and what follows from them — the
+keyframe schedule, the block selector, and the stage chains for residuals and keyframes. It is
+what an archive records; how a run behaves (overwrite, verbosity, device, report) is `RunFlags`.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from base.errors import OptionError, TezipError
+from sequence.bounds import is_lossless, validate_bounds
+from sequence.windows import dwp_lane_starts, first_keyframes, swp_keyframes, swp_lane_starts
+
+QUANTIZERS = ("auto", "linquant", "medquant", "runmerge")
+LOOPS = ("closed", "open")
+MAX_LANES = 16
+# Budget for the model's recurrent state and activations when choosing how many lanes to batch.
+LANE_MEMORY_BUDGET = 2 << 30
+MAX_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class RunFlags:
+    """How a run behaves; nothing here changes an archive's bytes."""
+
+    overwrite: bool = False
+    verbose: bool = False
+    device: str = "CPU"
+    report: bool = False  # also write report.png beside the archive
+    report_frame: int | None = None  # the frame its heat map shows; default the worst-predicted one
+
+
+@dataclass(frozen=True)
+class CodecPlan:
+    """Validated compression options (`CodecPlan.make` raises OptionError naming the option).
+
+    warmup, window | threshold: the keyframe schedule (-p, -w | -t); mode, bounds: the error bound;
+    loop: closed or open prediction; block, motion: the per-block predictor choice; quantizer: the
+    lossy residual quantizer ("auto" resolved); entropy: the context range coder (else zigzag +
+    zstd); lanes: the model's batch (None: chosen from the sequence); zstd_level."""
+
+    warmup: int = 0
+    window: int | None = None
+    threshold: float | None = None
+    mode: str = "abs"
+    bounds: tuple = (0.0,)
+    loop: str = "closed"
+    block: int = 16
+    motion: int = 4
+    quantizer: str = "auto"
+    entropy: bool = True
+    lanes: int | None = None
+    zstd_level: int | None = None
+
+    @classmethod
+    def make(cls, **options):
+        plan = cls(**options)
+        plan._check()
+        bounds = validate_bounds(plan.mode, plan.bounds)
+        return cls(**{**options, "bounds": bounds})
+
+    def _check(self):
+        if (self.window is None) == (self.threshold is None):
+            raise OptionError("-c needs exactly one of -w WINDOW (static windows) or -t MSE (dynamic windows)")
+        if self.window is not None and (not _is_int(self.window) or self.window < 1):
+            raise OptionError(f"-w must be at least 1 (got {self.window})")
+        if self.threshold is not None and not (0 < self.threshold < math.inf):
+            raise OptionError(f"-t must be a positive finite number (got {self.threshold})")
+        if not _is_int(self.warmup) or self.warmup < 0:
+            raise OptionError(f"-p must be 0 or more (got {self.warmup})")
+        if self.lanes is not None and (not _is_int(self.lanes) or self.lanes < 1):
+            raise OptionError(f"--lanes must be at least 1 (got {self.lanes})")
+        if self.zstd_level is not None and (not _is_int(self.zstd_level) or not 1 <= self.zstd_level <= 22):
+            raise OptionError(f"--zstd-level must be 1-22 (got {self.zstd_level})")
+        if not _is_int(self.block) or not 0 <= self.block <= MAX_BLOCK:
+            raise OptionError(f"--block must be 0 (off) or a block size up to {MAX_BLOCK} (got {self.block})")
+        if not _is_int(self.motion) or not 0 <= self.motion <= 7:
+            raise OptionError(f"--motion must be a search radius 0-7 (got {self.motion})")
+        if self.quantizer not in QUANTIZERS:
+            raise OptionError(f"--quantizer must be one of {', '.join(QUANTIZERS)} (got {self.quantizer!r})")
+        if self.quantizer in ("linquant", "medquant") and self.mode != "abs":
+            raise OptionError(f"--quantizer {self.quantizer} serves the abs mode only (got -m {self.mode})")
+        if self.loop not in LOOPS:
+            raise OptionError(f"--loop must be closed or open (got {self.loop!r})")
+
+    # -- what follows from the options -----------------------------------------------------------
+    @property
+    def lossless(self):
+        return is_lossless(self.mode, self.bounds)
+
+    @property
+    def level(self):
+        from stages.zstd import DEFAULT_LEVEL
+
+        return DEFAULT_LEVEL if self.zstd_level is None else self.zstd_level
+
+    def abs_tolerance(self, max_value):
+        """The one integer tolerance of a lossy abs bound (linquant, medquant), else None."""
+        quantizer = "linquant" if self.quantizer == "auto" and self.mode == "abs" else self.quantizer
+        if quantizer not in ("linquant", "medquant") or self.lossless:
+            return None
+        return min(int(math.floor(self.bounds[0])), max_value)
+
+    def residual_head(self, max_value):
+        """The residual quantizer: linquant (the default under a lossy abs bound: plain bins, the
+        context coder models the rest), medquant when asked, else runmerge (rel, absrel and pwrel
+        tolerances vary per plane or pixel; lossless is runmerge at tolerance 0)."""
+        from stages.linquant import LinearQuantizer
+        from stages.medquant import MedQuantizer
+        from stages.runmerge import RunMerge
+
+        tolerance = self.abs_tolerance(max_value)
+        if tolerance is None:
+            return RunMerge()
+        return MedQuantizer(tolerance) if self.quantizer == "medquant" else LinearQuantizer(tolerance)
+
+    def keyframe_head(self, max_value):
+        """Keyframes are coded on their own: MED (LOCO-I), exact; or, under a lossy abs bound,
+        medquant, the same prediction from the reconstructed pixels with the errors quantized within
+        the bound (a quarter of the lossless size at abs 8)."""
+        from stages.med import MedCoder
+        from stages.medquant import MedQuantizer
+
+        tolerance = self.abs_tolerance(max_value)
+        return MedCoder() if tolerance is None else MedQuantizer(tolerance)
+
+    def spatial_stages(self, head):
+        """After runmerge: MED for lossless residuals (noise-like: MED leaves the fewest bits), the
+        row delta for lossy ones (merged runs along rows become zeros, which MED would not make).
+        Nothing after linquant or medquant."""
+        from stages.delta1d import DeltaCoder
+        from stages.med import MedCoder
+
+        if head.codec_id != "runmerge":
+            return []
+        return [MedCoder()] if self.lossless else [DeltaCoder()]
+
+    def back_ends(self, wide):
+        """The candidate byte-coding tails, the smaller of which is kept: the context range coder;
+        with -n zigzag + byte-shuffled zstd. wide: frames wider than 8 bits, whose residuals can be
+        mostly structureless shot noise where zstd's static tables come out a few % smaller, so both
+        are tried."""
+        from stages.ctxrange import ContextRangeCoder
+        from stages.zigzag import ZigZagCoder
+        from stages.zstd import ZstdCodec
+
+        tails = []
+        if self.entropy:
+            tails.append([ContextRangeCoder()])
+        if not self.entropy or wide:
+            tails.append([ZigZagCoder(), ZstdCodec(level=self.level, shuffle=True)])
+        return tails
+
+    def block_selector(self):
+        from sequence.blockselect import BlockSelector
+
+        return BlockSelector(self.block, self.motion) if self.block else None
+
+    def keyframe_schedule(self, n, lanes_for):
+        """(is_key (N,) bool, lane starts). lanes_for(n_windows, dynamic) → the default lane count."""
+        is_key = np.zeros(n, bool)
+        if self.window is not None:
+            keys = swp_keyframes(n, self.warmup, self.window)
+            lane_starts = swp_lane_starts(keys, n, self.lanes or lanes_for(len(keys), False))
+            is_key[keys] = True
+        else:
+            lane_starts = dwp_lane_starts(n, self.lanes or lanes_for(1, True))
+            is_key[: first_keyframes(self.warmup)] = True
+            is_key[lane_starts] = True
+        return is_key, lane_starts
+
+    def check_sequence(self, n, name):
+        if n < 2:
+            raise TezipError(f"{name} holds a single frame: TEZip compresses sequences of at least 2 frames")
+        if self.warmup >= n:
+            raise TezipError(f"-p {self.warmup} makes every one of the {n} frames a keyframe: nothing left to predict")
+
+
+def default_lanes(prednet, n_frames, height, width, n_windows, dynamic):
+    """How many lanes the model advances at once: one per window, at most MAX_LANES, within the
+    memory budget for the recurrent state; under dynamic windows lanes of at least 32 frames."""
+    from prednet.model import padded_size
+
+    ph, pw = padded_size(height, width, prednet.nb_layers)
+    state_bytes = 4 * sum(int(np.prod(s)) for s in prednet.state_shapes(ph, pw))
+    by_memory = max(1, LANE_MEMORY_BUDGET // (4 * state_bytes))
+    wanted = max(1, n_frames // 32) if dynamic else n_windows
+    return int(max(1, min(MAX_LANES, wanted, by_memory)))
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
