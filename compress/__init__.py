@@ -1,1 +1,1 @@
-"""TEZip compression: the encoder stages (each a symmetric codec) and the compress glue."""
+"""The compress direction's glue: read frames → code (sequence/, stages/) → write the archive (archive/); batch mode and the --report PNG."""

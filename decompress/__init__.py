@@ -1,1 +1,1 @@
-"""TEZip decompression: the mirror glue and output writing."""
+"""The decompress direction's glue, compress/'s mirror: read the archive → decode → verify → write frames; batch mode."""
