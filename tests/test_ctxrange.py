@@ -1,4 +1,6 @@
-"""The entropy back ends: the context range coder (compress/rangecoder.py) and the `-n` path's zigzag."""
+"""The context range coder (stages/ctxrange.py): sizes against `-n`'s zigzag + zstd, its contexts, its
+rates, its corrupt-input behaviour. (Config, round trips, garbage and truncation for every byte coder:
+test_stages.py; thread counts: test_chain.py; zigzag: test_zigzag.py.)"""
 
 from pathlib import Path
 
@@ -9,10 +11,10 @@ from PIL import Image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.zigzag import ZigZagCoder
 from base.errors import TezipError
-from stages.zstd import ZstdCodec
 from stages.ctxrange import ContextRangeCoder
+from stages.zigzag import ZigZagCoder
+from stages.zstd import ZstdCodec
 
 INT32 = np.iinfo(np.int32)
 
@@ -48,7 +50,7 @@ def laplacian_planes(shape, scale, seed, zero_fraction=0.0):
                   elements=st.integers(INT32.min, INT32.max) | st.integers(-3, 3)))
 def test_round_trip_any_int32_planes(values):
     coder = ContextRangeCoder()
-    np.testing.assert_array_equal(coder.decode_frame(coder.encode_frame(values), values.shape), values)
+    np.testing.assert_array_equal(coder.decode(coder.encode(values), np.empty(values.shape, np.int32)), values)
 
 
 @pytest.mark.parametrize("make, at_most", [
@@ -61,8 +63,9 @@ def test_round_trip_and_size_against_zigzag_zstd(make, at_most):
     """Residuals of real frames, fine or coarse, take clearly fewer bytes than `-n`'s zigzag + zstd."""
     frames = make()
     coder = ContextRangeCoder()
-    chunks = coder.encode_many(frames, threads=2)
-    np.testing.assert_array_equal(coder.decode_many(chunks, frames.shape[1:], threads=2), frames)
+    chunks = [coder.encode(f) for f in frames]
+    back = np.stack([coder.decode(c, np.empty(frames.shape[1:], np.int32)) for c in chunks])
+    np.testing.assert_array_equal(back, frames)
     zstd = ZstdCodec(level=19)
     plain = sum(len(zstd.encode(ZigZagCoder().encode(f))) for f in frames)
     assert sum(map(len, chunks)) < at_most * plain, (sum(map(len, chunks)), plain)
@@ -73,31 +76,25 @@ def test_neighbour_contexts_pay_off():
     frames = sample_residuals(1)
     shuffled = np.random.default_rng(0).permutation(frames.ravel()).reshape(frames.shape)
     coder = ContextRangeCoder()
-    assert len(coder.encode_frame(frames[0])) < 0.95 * len(coder.encode_frame(shuffled[0]))
+    assert len(coder.encode(frames[0])) < 0.95 * len(coder.encode(shuffled[0]))
 
 
 def test_all_zero_frames_cost_almost_nothing():
     coder = ContextRangeCoder()
-    data = coder.encode_frame(np.zeros((3, 100, 100), np.int32))
+    data = coder.encode(np.zeros((3, 100, 100), np.int32))
     assert len(data) < 40
-    assert not coder.decode_frame(data, (3, 100, 100)).any()
-
-
-def test_bytes_do_not_depend_on_thread_count():
-    frames = laplacian_planes((5, 1, 20, 30), 2.0, seed=3)
-    coder = ContextRangeCoder()
-    assert coder.encode_many(frames, threads=1) == coder.encode_many(frames, threads=3)
+    assert not coder.decode(data, np.ones((3, 100, 100), np.int32)).any()
 
 
 def test_truncated_data_is_rejected_or_decodes_wrongly_but_safely():
     frames = laplacian_planes((1, 3, 30, 40), 5.0, seed=4)[0]
     coder = ContextRangeCoder()
-    data = coder.encode_frame(frames)
+    data = coder.encode(frames)
     with pytest.raises(TezipError, match="truncated"):
-        coder.decode_frame(data[: len(data) // 2], frames.shape)
+        coder.decode(data[: len(data) // 2], np.empty(frames.shape, np.int32))
     for cut in (1, 2, 3, 4):  # the tail of the final flush: still decodes or is reported, never crashes
         try:
-            coder.decode_frame(data[:-cut], frames.shape)
+            coder.decode(data[:-cut], np.empty(frames.shape, np.int32))
         except TezipError:
             pass
 
@@ -106,37 +103,31 @@ def test_truncated_data_is_rejected_or_decodes_wrongly_but_safely():
 @given(st.binary(max_size=300), st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)))
 def test_garbage_never_crashes_the_decoder(data, shape):
     try:
-        out = ContextRangeCoder().decode_frame(data, shape)
+        out = ContextRangeCoder().decode(data, np.empty(shape, np.int32))
         assert out.shape == shape and out.dtype == np.int32
     except TezipError:
         pass
 
 
-def test_config_round_trip_and_validation():
-    coder = ContextRangeCoder(fast_rate=3, slow_rate=8)
-    assert coder.get_config() == {"id": "ctxrange", "fast_rate": 3, "slow_rate": 8}
-    assert ContextRangeCoder.from_config(coder.get_config()) == coder
-    for bad in [{"id": "ctxrange", "fast_rate": 0}, {"id": "ctxrange", "slow_rate": 13},
-                {"id": "ctxrange", "fast_rate": True}, {"id": "ctxrange", "order": 2}, {"id": "zstd"}, None]:
-        with pytest.raises(TezipError):
-            ContextRangeCoder.from_config(bad)
+def test_decodes_only_into_a_contiguous_int32_frame():
+    coder = ContextRangeCoder()
+    data = coder.encode(np.ones((2, 3, 4), np.int32))
+    for out in (np.empty((2, 3, 4), np.int64), np.empty((24,), np.int32), np.empty((2, 3, 8), np.int32)[:, :, ::2]):
+        with pytest.raises(TezipError, match="contiguous int32"):
+            coder.decode(data, out)
+    with pytest.raises(ValueError):
+        coder.encode(np.ones((3, 4), np.int32))  # one frame is (C, H, W)
+
+
+@pytest.mark.parametrize("config", [{"id": "ctxrange", "fast_rate": 0}, {"id": "ctxrange", "slow_rate": 13},
+                                    {"id": "ctxrange", "fast_rate": True}])
+def test_rates_are_validated(config):
+    with pytest.raises(TezipError, match="ctxrange (fast|slow)_rate must be an integer from 1 to 12"):
+        ContextRangeCoder.from_config(config)
 
 
 def test_rates_change_the_stream():
     frames = laplacian_planes((1, 1, 30, 30), 3.0, seed=5)[0]
     fast, slow = ContextRangeCoder(3, 6), ContextRangeCoder(5, 9)
-    assert fast.encode_frame(frames) != slow.encode_frame(frames)
-    np.testing.assert_array_equal(slow.decode_frame(slow.encode_frame(frames), frames.shape), frames)
-
-
-def test_zigzag_round_trip_and_small_magnitudes_stay_small():
-    z = ZigZagCoder()
-    v = np.array([[0, -1, 1, -2, 2, 300, -300]], np.int32)
-    u = z.encode(v)
-    assert u.dtype == np.uint16 and list(u[0]) == [0, 1, 2, 3, 4, 600, 599]
-    np.testing.assert_array_equal(z.decode(u), v)
-    wide = np.array([[np.iinfo(np.int32).min, np.iinfo(np.int32).max, -70000]], np.int32)
-    assert z.encode(wide).dtype == np.uint32
-    np.testing.assert_array_equal(z.decode(z.encode(wide)), wide)
-    with pytest.raises(TezipError):
-        z.decode(np.zeros((1, 2), np.int16))
+    assert fast.encode(frames) != slow.encode(frames)
+    np.testing.assert_array_equal(slow.decode(slow.encode(frames), np.empty(frames.shape, np.int32)), frames)

@@ -1,3 +1,6 @@
+"""delta1d: first differences along each frame. (Config, round trips on stacks and frames and
+CuPy = numba: test_stages.py, for every stage.)"""
+
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
@@ -76,7 +79,22 @@ def test_decode_rejects_wrong_shape_or_dtype():
     with pytest.raises(TezipError):
         DeltaCoder().decode(np.zeros(5, dtype=np.int32))
     with pytest.raises(TezipError):
+        DeltaCoder().decode(np.zeros((1, 1, 2, 2, 5), dtype=np.int32))
+    with pytest.raises(TezipError):
         DeltaCoder().decode(np.zeros((2, 5), dtype=np.int64))
+
+
+def test_differences_run_along_each_frame_plane_after_plane():
+    """A (C, H, W) frame is one row in C order; a (F, C, H, W) stack one row per frame."""
+    frame = np.arange(2 * 3 * 4, dtype=np.int32).reshape(2, 3, 4) ** 2
+    differences = DeltaCoder().encode(frame)
+    np.testing.assert_array_equal(differences.reshape(-1), np.diff(frame.reshape(-1), prepend=0))
+    stack = np.stack([frame, -frame])
+    together = DeltaCoder().encode(stack)
+    assert together.shape == stack.shape
+    np.testing.assert_array_equal(together[0], differences)
+    np.testing.assert_array_equal(together[1], -differences)
+    np.testing.assert_array_equal(DeltaCoder().decode(together), stack)
 
 
 def test_empty_inputs():
@@ -85,37 +103,3 @@ def test_empty_inputs():
         empty = np.zeros(shape, dtype=np.int32)
         assert coder.encode(empty).shape == shape
         assert coder.decode(empty).shape == shape
-
-
-def test_config_round_trip():
-    config = DeltaCoder().get_config()
-    assert config == {"id": "delta1d"}
-    assert DeltaCoder.from_config(config) == DeltaCoder()
-    for bad in [{"id": "freqrank"}, {"id": "delta1d", "order": 2}, "delta1d"]:
-        with pytest.raises(TezipError):
-            DeltaCoder.from_config(bad)
-
-
-# ---------------------------------------------------------------- CuPy kernels
-
-
-# The `cp` fixture (CuPy with a CUDA device, else skip) lives in conftest.py.
-
-
-def test_cupy_matches_numba(cp):
-    rng = np.random.default_rng(1)
-    coder = DeltaCoder()
-    for values in [
-        rng.integers(-300, 300, (7, 1001)).astype(np.int32),
-        np.repeat(rng.integers(-5, 5, (3, 40)), 7, axis=1).astype(np.int32),
-        np.array([[INT32.max, INT32.max, 0, -1]], dtype=np.int32),
-    ]:
-        expected = coder.encode(values)
-        got = coder.encode(cp.asarray(values))
-        assert isinstance(got, cp.ndarray)
-        np.testing.assert_array_equal(cp.asnumpy(got), expected)
-        np.testing.assert_array_equal(cp.asnumpy(coder.decode(got)), values)
-    with pytest.raises(TezipError):
-        coder.encode(cp.asarray(np.array([[INT32.min, INT32.max]], dtype=np.int32)))
-    with pytest.raises(TezipError):
-        coder.decode(cp.asarray(np.array([[INT32.max, 1]], dtype=np.int32)))

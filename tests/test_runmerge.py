@@ -1,4 +1,6 @@
-import math
+"""runmerge: residuals merged into runs along rows, each value within its pixel's tolerance.
+(The stage contract — config, round trips, CuPy = numba — is checked for every stage in
+test_stages.py; the bounds and tolerances themselves in test_bounds.py.)"""
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -7,19 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from base.errors import TezipError
-from sequence.bounds import MODES, is_lossless, pixel_tolerances, validate_bounds
+from sequence.bounds import MODES, is_lossless, pixel_tolerances
 from stages.runmerge import REPRESENTATIVES, RunMerge, quantize_residuals
+from test_bounds import BOUNDS
 
 MAX_VALUE = 255
-
-# Bounds per mode that exercise lossless, sub-integer, integer and
-# beyond-the-range tolerances.
-BOUNDS = {
-    "abs": [(0,), (0.5,), (1,), (1.5,), (2,), (4,), (7.9,), (64,), (1000,)],
-    "rel": [(0,), (0.001,), (0.01,), (0.033,), (0.1,), (0.5,), (1,), (3,)],
-    "absrel": [(0, 0.1), (2, 0), (1, 0.01), (3, 0.02), (8, 0.5), (1000, 0.1), (0.5, 2)],
-    "pwrel": [(0,), (0.01,), (0.1,), (0.25,), (0.5,), (1,), (2,)],
-}
 
 # Pixel values biased toward the extremes so residuals of +-255 come up often.
 pixel_values = st.one_of(st.sampled_from([0, 255]), st.integers(0, 255))
@@ -93,32 +87,6 @@ def test_guarantee_holds_at_int32_extremes(residuals, tolerances, representative
     assert (np.abs(quantized.astype(np.int64) - residuals) <= tolerances).all()
 
 
-def test_tolerances_are_floored_clipped_and_per_plane():
-    frames = np.zeros((2, 2, 2, 3), dtype=np.uint8)
-    frames[0, 0] = [[10, 20, 30], [40, 50, 110]]  # range 100
-    frames[0, 1] = [[0, 0, 0], [0, 0, 7]]  # range 7
-    frames[1, 0] = 200  # range 0
-    frames[1, 1] = [[0, 255, 0], [0, 0, 0]]  # range 255
-    rel = pixel_tolerances(frames, "rel", [0.025], MAX_VALUE)
-    np.testing.assert_array_equal(rel[:, :, 0, 0], [[2, 0], [0, 6]])  # floor(2.5), floor(0.175), 0, floor(6.375)
-    assert (rel == rel[:, :, :1, :1]).all()  # one tolerance per channel plane
-    absrel = pixel_tolerances(frames, "absrel", [3, 0.025], MAX_VALUE)
-    np.testing.assert_array_equal(absrel[:, :, 0, 0], [[2, 0], [0, 3]])
-    np.testing.assert_array_equal(pixel_tolerances(frames, "abs", [2.99], MAX_VALUE), np.full(frames.shape, 2))
-    np.testing.assert_array_equal(pixel_tolerances(frames, "abs", [1e6], MAX_VALUE), np.full(frames.shape, 255))
-    pwrel = pixel_tolerances(frames, "pwrel", [0.1], MAX_VALUE)
-    np.testing.assert_array_equal(pwrel[0, 0], [[1, 2, 3], [4, 5, 11]])
-    np.testing.assert_array_equal(pixel_tolerances(frames, "pwrel", [0], MAX_VALUE), np.zeros(frames.shape))
-
-
-def test_tolerances_accept_wide_integer_frames():
-    frames = np.array([[[[-(2**31), 2**31 - 1]]]], dtype=np.int32)
-    t = pixel_tolerances(frames, "rel", [0.5], 65535)
-    assert t.dtype == np.int32
-    np.testing.assert_array_equal(t, [[[[65535, 65535]]]])
-    np.testing.assert_array_equal(pixel_tolerances(frames, "pwrel", [1e-9], 65535), [[[[2, 2]]]])
-
-
 def test_lossless_tolerances_leave_residuals_unchanged():
     rng = np.random.default_rng(1)
     residuals = rng.integers(-255, 256, (2, 3, 8, 50)).astype(np.int32)
@@ -185,96 +153,37 @@ def test_quantize_rejects_bad_inputs():
     assert quantize_residuals(np.zeros((2, 0), np.int32), np.zeros((2, 0), np.int32)).shape == (2, 0)
 
 
-def test_validate_bounds_accepts_and_normalises():
-    assert validate_bounds("abs", [1]) == (1.0,)
-    assert validate_bounds("absrel", (2, 0.01)) == (2.0, 0.01)
-    assert validate_bounds("pwrel", 0.1) == (0.1,)
-    assert all(isinstance(b, float) for b in validate_bounds("rel", [np.int64(3)]))
+def test_runmerge_quantize_returns_the_codes_twice_and_decode_is_the_identity():
+    """The decoder adds q itself: the codes are the reconstruction."""
+    residuals = np.array([[-3, -2, 9, 9]], dtype=np.int32)
+    codes, rec = RunMerge("midpoint").quantize(residuals, np.array([[1, 1, 0, 0]], np.int32))
+    np.testing.assert_array_equal(codes, [[-3, -3, 9, 9]])
+    assert rec is codes
+    assert RunMerge().decode(codes) is codes
+    np.testing.assert_array_equal(RunMerge().quantize(residuals)[0], residuals)  # no tolerances: lossless
 
 
-@pytest.mark.parametrize(
-    "mode, bounds, fragment",
-    [
-        ("lossy", [1], "abs, rel, absrel, pwrel"),
-        ("abs", [], "got 0"),
-        ("abs", [1, 2], "got 2"),
-        ("rel", [0.1, 0.2], "got 2"),
-        ("pwrel", [], "got 0"),
-        ("absrel", [1], "got 1"),
-        ("absrel", [1, 2, 3], "got 3"),
-        ("abs", [-1], "negative"),
-        ("absrel", [1, -0.1], "negative"),
-        ("abs", [math.nan], "finite"),
-        ("rel", [math.inf], "finite"),
-        ("absrel", [-math.inf, 1], "finite"),
-        ("abs", ["x"], "number"),
-        ("abs", None, "list of numbers"),
-    ],
-)
-def test_validate_bounds_errors(mode, bounds, fragment):
-    with pytest.raises(TezipError) as info:
-        validate_bounds(mode, bounds)
-    message = str(info.value)
-    assert fragment in message
-    assert "\n" not in message
-
-
-def test_is_lossless():
-    assert is_lossless("abs", [0])
-    assert not is_lossless("abs", [0.5])
-    assert is_lossless("absrel", [0, 0.1])
-    assert is_lossless("absrel", [2, 0])
-    assert not is_lossless("absrel", [2, 0.1])
-    assert is_lossless("pwrel", [0.0])
+def test_unknown_representative_is_refused():
+    with pytest.raises(TezipError, match="unknown representative policy 'mean'"):
+        RunMerge("mean")
     with pytest.raises(TezipError):
-        is_lossless("abs", [-1])
-
-
-def test_quantizer_config_round_trip():
-    for representative in REPRESENTATIVES:
-        quantizer = RunMerge(representative)
-        config = quantizer.get_config()
-        assert config == {"id": "runmerge", "representative": representative}
-        assert RunMerge.from_config(config) == quantizer
-    residuals = np.array([[-3, -2]], dtype=np.int32)
-    np.testing.assert_array_equal(RunMerge("midpoint").quantize(residuals, np.ones_like(residuals))[0], [[-3, -3]])
-    for bad in [{"id": "zstd"}, {"id": "runmerge", "representative": "mean"}, {"id": "runmerge", "x": 1}, []]:
-        with pytest.raises(TezipError):
-            RunMerge.from_config(bad)
+        RunMerge.from_config({"id": "runmerge", "representative": "mean"})
 
 
 # ---------------------------------------------------------------- CuPy kernels
 
 
-# The `cp` fixture (CuPy with a CUDA device, else skip) lives in conftest.py.
+# The `cp` fixture (CuPy with a CUDA device, else skip) lives in conftest.py; CuPy = numba on
+# every stage, int32 extremes included, is test_stages.py's.
 
 
-def test_cupy_quantizer_matches_numba(cp):
+def test_cupy_rows_match_numba_and_refuse_negative_tolerances(cp):
     rng = np.random.default_rng(3)
-    cases = [
-        (rng.integers(-255, 256, (2, 3, 16, 70)), rng.integers(0, 9, (2, 3, 16, 70))),
-        (rng.integers(-4, 5, (5, 300)), rng.integers(0, 3, (5, 300))),
-        (np.array([[-(2**31), 2**31 - 1, 0, -5]]), np.array([[2**31 - 1, 2**31 - 1, 3, 1]])),
-        (np.array([[-3, -2, 9, 9]]), np.array([[1, 1, 0, 0]])),
-    ]
-    for residuals, tolerances in cases:
-        residuals = residuals.astype(np.int32)
-        tolerances = tolerances.astype(np.int32)
-        for representative in REPRESENTATIVES:
-            expected = quantize_residuals(residuals, tolerances, representative)
-            got = quantize_residuals(cp.asarray(residuals), cp.asarray(tolerances), representative)
-            assert isinstance(got, cp.ndarray)
-            np.testing.assert_array_equal(cp.asnumpy(got), expected)
+    residuals = rng.integers(-4, 5, (5, 300)).astype(np.int32)  # 2-D: rows only
+    tolerances = rng.integers(0, 3, (5, 300)).astype(np.int32)
+    for representative in REPRESENTATIVES:
+        got = quantize_residuals(cp.asarray(residuals), cp.asarray(tolerances), representative)
+        assert isinstance(got, cp.ndarray)
+        np.testing.assert_array_equal(cp.asnumpy(got), quantize_residuals(residuals, tolerances, representative))
     with pytest.raises(ValueError):
         quantize_residuals(cp.zeros((2, 3), np.int32), cp.full((2, 3), -1, np.int32))
-
-
-def test_cupy_tolerances_match_numpy(cp):
-    rng = np.random.default_rng(4)
-    frames = rng.integers(0, 256, (2, 3, 9, 11)).astype(np.uint8)
-    for mode in MODES:
-        for bounds in BOUNDS[mode]:
-            expected = pixel_tolerances(frames, mode, bounds, MAX_VALUE)
-            got = pixel_tolerances(cp.asarray(frames), mode, bounds, MAX_VALUE)
-            assert isinstance(got, cp.ndarray) and got.dtype == np.int32
-            np.testing.assert_array_equal(cp.asnumpy(got), expected)
