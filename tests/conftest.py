@@ -21,6 +21,13 @@ sys.path because it has no __init__.py):
                   prefix="frame_", noise=0) -> uint8 array (N, H, W, C)
         moving_squares + write_frames: the array is what a lossless reader must return.
 
+    plan_and_flags(**options) -> (CodecPlan, RunFlags)
+        the options of one compression as keywords, plan options (window, mode, bounds, ...) and
+        run flags (overwrite, verbose, device, report, report_frame) alike, split and validated:
+        CodecPlan.make raises OptionError / TezipError for bad ones.
+    compress(model_dir, image_dir, out_dir, **options) -> Summary
+        compress_folder(model_dir, image_dir, out_dir, *plan_and_flags(**options)).
+
 Fixtures:
 
     rgb_sequence   -> SequenceOnDisk(folder, frames): 6 RGB frames 24x32 in tmp_path/"rgb"
@@ -148,6 +155,24 @@ def make_sequence(
     frames = moving_squares(n_frames, height, width, channels, seed=seed, noise=noise)
     write_frames(folder, frames, ext=ext, prefix=prefix)
     return frames
+
+
+def plan_and_flags(**options):
+    """Split keyword options into (CodecPlan.make(plan options), RunFlags(run flags))."""
+    from dataclasses import fields
+
+    from sequence.plan import CodecPlan, RunFlags
+
+    flag_names = {f.name for f in fields(RunFlags)}
+    flags = RunFlags(**{k: v for k, v in options.items() if k in flag_names})
+    return CodecPlan.make(**{k: v for k, v in options.items() if k not in flag_names}), flags
+
+
+def compress(model_dir, image_dir, out_dir, **options):
+    """compress_folder with keyword options (plan options and run flags alike)."""
+    from compress.pipeline import compress_folder
+
+    return compress_folder(model_dir, image_dir, out_dir, *plan_and_flags(**options))
 
 
 @pytest.fixture

@@ -15,12 +15,14 @@ from archive import container
 from archive import names as archive_names
 from base.errors import TezipError
 from compress.images import GRAY16, read_image, read_sequence, read_tiff_stack
-from compress.pipeline import (CompressOptions, code_keyframe_planes, compress_folder, encode_keyframes, encode_residuals,
-                              to_planar)
-from conftest import detector_frames, moving_squares, write_frames
+from compress.pipeline import encode_chunks
+from conftest import compress, detector_frames, moving_squares, write_frames
 from decompress.images import write_frame, write_tiff_stack
-from decompress.pipeline import decode_keyframes, decode_residuals, decompress_folder
-from prednet.predictor import ValueScale
+from decompress.pipeline import decompress_folder
+from prednet.scale import ValueScale
+from sequence.framecoder import KeyframeCoder, to_interleaved, to_planar
+from sequence.plan import CodecPlan
+from stages.chain import Chain
 from test_roundtrip import allowed_error  # each pixel's bound, from the definitions
 
 
@@ -161,31 +163,40 @@ def test_value_scale_16_bit_uses_the_observed_range_and_inverts_exactly():
 
 
 def test_noisy_16_bit_residuals_keep_the_smaller_entropy_back_end(detector):
-    q = (detector[1:].astype(np.int32) - detector[:-1]).reshape(7, -1)  # shot noise of ~250
-    plane_shape = (1, 32, 48)
-    context = encode_residuals(q, plane_shape, True, True, 3, wide=False)
-    either = encode_residuals(q, plane_shape, True, True, 3, wide=True)
+    codes = detector[1:].astype(np.int32) - detector[:-1]  # shot noise of ~250
+    codes = to_planar(codes)  # (7, 1, 32, 48): what runmerge at tolerance 0 leaves of lossless residuals
+    plan = CodecPlan.make(window=1, zstd_level=3)
+    head = plan.residual_head(65535)
+    assert head.codec_id == "runmerge"
+
+    def encode(wide):
+        return encode_chunks(head, codes, [plan.spatial_stages(head) + tail for tail in plan.back_ends(wide)])
+
+    context, either = encode(wide=False), encode(wide=True)
 
     def size(encoded):
         return sum(len(c) for c in encoded[1])
 
-    assert [s["id"] for s in context[0]][2:] == ["ctxrange"]
+    assert [s["id"] for s in context[0].get_config()] == ["runmerge", "med", "ctxrange"]
     assert size(either) <= size(context)  # wide: the context coder or zigzag + zstd, whichever is smaller
-    stages, chunks, dtype = either
-    header = {"stages": stages, "partitions": {"dtype": dtype}}
-    block_choices = b""
-    back = decode_residuals(header, [block_choices] + chunks, 7, plane_shape)
-    np.testing.assert_array_equal(back, q)
+    chain, chunks, dtype = either
+    back = Chain.from_config(chain.get_config(), archive.ENTROPY_FILE).tail.decode(chunks, (1, 32, 48), dtype)
+    np.testing.assert_array_equal(back, codes)
 
 
 @pytest.mark.parametrize("entropy", [True, False])
 def test_16_bit_keyframes_decode_back(detector, entropy):
-    front, codes, _ = code_keyframe_planes(to_planar(detector[:2]), None, 65535)
-    configs, chunks, dtype = encode_keyframes(front, codes, entropy, 3, wide=True)
+    plan = CodecPlan.make(window=1, entropy=entropy, zstd_level=3)
+    key_coder = KeyframeCoder(plan.keyframe_head(65535), 65535)
+    codes = np.stack([key_coder.encode_frame(frame)[0] for frame in to_planar(detector[:2])])
+    chain, chunks, dtype = encode_chunks(key_coder.head, codes, plan.back_ends(wide=True))
+    assert [s.codec_id for s in chain.stages][0] == "med"
     if not entropy:
         assert dtype == "uint32"  # MED errors of 16-bit pixels exceed 16 bits once zigzagged
-    frames = np.zeros_like(detector[:2])
-    decode_keyframes({"keyframes": [0, 1], "stages": configs, "dtype_codes": dtype}, chunks, frames, [0, 1])
+    recorded = Chain.from_config(chain.get_config(), archive.KEYFRAME_FILE)  # what the decoder rebuilds
+    back = recorded.tail.decode(chunks, (1, 32, 48), dtype)
+    decoder = KeyframeCoder(recorded.head, 65535)
+    frames = to_interleaved(np.stack([decoder.decode_frame(c) for c in back]), np.uint16)
     np.testing.assert_array_equal(frames, detector[:2])
 
 
@@ -194,7 +205,7 @@ def test_16_bit_keyframes_decode_back(detector, entropy):
 
 def roundtrip(model, images, tmp_path, tag="", **options):
     comp, out = tmp_path / f"comp{tag}", tmp_path / f"out{tag}"
-    summary = compress_folder(model, images, comp, CompressOptions(**options))
+    summary = compress(model, images, comp, **options)
     decompress_folder(model, comp, out)
     return summary, comp, out
 
@@ -254,7 +265,7 @@ def test_tiff_stack_round_trip_from_the_command_line(tiny_model, tmp_path, detec
 
 def test_edited_stack_name_refused(tiny_model, tmp_path, detector):
     tifffile.imwrite(tmp_path / "run.tif", detector[:4, :, :, 0], photometric="minisblack")
-    compress_folder(tiny_model(1), tmp_path / "run.tif", tmp_path / "comp", CompressOptions(window=3))
+    compress(tiny_model(1), tmp_path / "run.tif", tmp_path / "comp", window=3)
     names = tmp_path / "comp" / archive.NAMES_FILE
     head, listed = archive_names.parse_names(names.read_text())
     names.write_text(archive_names.names_text(head["archive_id"], head["mode"], listed, "other.tif"))

@@ -28,11 +28,12 @@ import archive
 from archive import container
 from archive import names as archive_names
 from base import publish
-from base.errors import TezipError
+from base.errors import OptionError, TezipError
 from compress.images import read_sequence
-from compress.pipeline import CompressOptions, compress_folder
-from conftest import REPO_ROOT, make_sequence, moving_squares
+from compress.pipeline import compress_folder
+from conftest import REPO_ROOT, compress, make_sequence, moving_squares, plan_and_flags
 from decompress.pipeline import decompress_folder
+from sequence.plan import RunFlags
 
 N_FRAMES = 8
 OPTIONS = dict(window=3, mode="abs", bounds=(1,))
@@ -80,13 +81,14 @@ def rgb_images(folder, n=N_FRAMES, seed=1, **kw):
 
 
 def compress_fails(model, images, out, match, **options):
-    opts = CompressOptions(**{**OPTIONS, **options})
-    return fails(lambda: compress_folder(model, images, out, opts), match, inputs=[images, model], outputs=[out])
+    """The options are validated inside the call (CodecPlan.make refuses bad ones before any work)."""
+    return fails(lambda: compress(model, images, out, **{**OPTIONS, **options}), match, inputs=[images, model],
+                 outputs=[out])
 
 
 def decompress_fails(model, comp, out, match, overwrite=False):
-    return fails(lambda: decompress_folder(model, comp, out, overwrite=overwrite), match, inputs=[comp, model],
-                 outputs=[out])
+    return fails(lambda: decompress_folder(model, comp, out, RunFlags(overwrite=overwrite)), match,
+                 inputs=[comp, model], outputs=[out])
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +96,8 @@ def made(tiny_model, tmp_path_factory):
     """One real archive (and its images) shared by the decompression cases; copy before changing."""
     root = tmp_path_factory.mktemp("bad_inputs")
     images = rgb_images(root / "images")
-    compress_folder(tiny_model(3), images, root / "comp", CompressOptions(**OPTIONS))
-    compress_folder(tiny_model(3), images, root / "comp_b2", CompressOptions(window=3, mode="abs", bounds=(2,)))
+    compress(tiny_model(3), images, root / "comp", **OPTIONS)
+    compress(tiny_model(3), images, root / "comp_b2", window=3, mode="abs", bounds=(2,))
     return root
 
 
@@ -153,20 +155,32 @@ def test_bad_image_folder(tiny_model, tmp_path, make, match):
     compress_fails(tiny_model(3), images, tmp_path / "out", match)
 
 
-@pytest.mark.parametrize("options, match", [
-    (dict(warmup=N_FRAMES + 5), f"-p {N_FRAMES + 5} makes every one of the {N_FRAMES} frames a keyframe"),
-    (dict(window=None, threshold=0.0), "-t must be a positive finite number"),
-    (dict(window=None, threshold=float("nan")), "-t must be a positive finite number"),
-    (dict(window=None, threshold=float("inf")), "-t must be a positive finite number"),
-    (dict(mode="abs", bounds=(float("-inf"),)), "finite, got -inf"),
-    (dict(mode="pwrel", bounds=(0.1, 0.2)), "pwrel"),
-    (dict(mode="abs", bounds=()), "abs"),
-    (dict(mode="ABS"), "unknown error-bound mode 'ABS'"),
-    (dict(lanes=0), "--lanes must be at least 1"),
-    (dict(zstd_level=99), "zstd level must be between"),
-], ids=["warmup>frames", "t=0", "t=nan", "t=inf", "b=-inf", "pwrel-2-values", "no-bound", "mode-case", "lanes0", "zstd99"])
-def test_bad_options(tiny_model, tmp_path, options, match):
-    compress_fails(tiny_model(3), rgb_images(tmp_path / "images"), tmp_path / "out", match, **options)
+@pytest.mark.parametrize("options, match, exit_code", [
+    (dict(warmup=N_FRAMES + 5), f"-p {N_FRAMES + 5} makes every one of the {N_FRAMES} frames a keyframe", 1),
+    (dict(window=None, threshold=0.0), "-t must be a positive finite number", 2),
+    (dict(window=None, threshold=float("nan")), "-t must be a positive finite number", 2),
+    (dict(window=None, threshold=float("inf")), "-t must be a positive finite number", 2),
+    (dict(mode="abs", bounds=(float("-inf"),)), "finite, got -inf", 1),
+    (dict(mode="pwrel", bounds=(0.1, 0.2)), "pwrel", 1),
+    (dict(mode="abs", bounds=()), "abs", 1),
+    (dict(mode="ABS"), "unknown error-bound mode 'ABS'", 1),
+    (dict(lanes=0), "--lanes must be at least 1", 2),
+    (dict(zstd_level=99), "--zstd-level must be 1-22 \\(got 99\\)", 2),
+    (dict(block=-1), "--block must be 0 \\(off\\) or a block size up to 4096", 2),
+    (dict(motion=8), "--motion must be a search radius 0-7", 2),
+    (dict(quantizer="zfp"), "--quantizer must be one of auto, linquant, medquant, runmerge", 2),
+    (dict(loop="half"), "--loop must be closed or open", 2),
+], ids=["warmup>frames", "t=0", "t=nan", "t=inf", "b=-inf", "pwrel-2-values", "no-bound", "mode-case", "lanes0", "zstd99",
+        "block-1", "motion8", "quantizer", "loop"])
+def test_bad_options(tiny_model, tmp_path, options, match, exit_code):
+    """Option errors are OptionError (exit code 2, like argparse's); bad bounds and a warm-up longer
+    than the sequence are TezipError (exit code 1)."""
+    images = rgb_images(tmp_path / "images")
+    compress_fails(tiny_model(3), images, tmp_path / "out", match, **options)
+    with pytest.raises(TezipError) as info:
+        compress(tiny_model(3), images, tmp_path / "out", **{**OPTIONS, **options})
+    assert info.value.exit_code == exit_code
+    assert isinstance(info.value, OptionError) == (exit_code == 2)
 
 
 # --- the model folder ------------------------------------------------------------------------------
@@ -261,7 +275,7 @@ def test_non_empty_out_dir_refused_unless_overwrite(tiny_model, made, comp, tmp_
     (out / "keep.txt").write_text("mine")
     compress_fails(model, images, out, "is not empty \\(use --overwrite")
     decompress_fails(model, comp, out, "is not empty \\(use --overwrite")
-    compress_folder(model, images, out, CompressOptions(**OPTIONS, overwrite=True))
+    compress(model, images, out, **OPTIONS, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
     for name in archive.ARCHIVE_FILES:
         assert (out / name).read_bytes() == (comp / name).read_bytes()
@@ -340,8 +354,8 @@ def test_full_disk_compress_keeps_previous_archive(tiny_model, made, tmp_path, f
     shutil.copytree(made / "comp", out)  # an earlier archive, to be replaced with --overwrite
     images = made / "images"
     full_disk(out)
-    opts = CompressOptions(**OPTIONS, overwrite=True)
-    message = fails(lambda: compress_folder(tiny_model(3), images, out, opts), "No space left on device",
+    plan, flags = plan_and_flags(**OPTIONS, overwrite=True)
+    message = fails(lambda: compress_folder(tiny_model(3), images, out, plan, flags), "No space left on device",
                     inputs=[images], outputs=[out])
     assert str(out) in message
 
@@ -496,7 +510,14 @@ def _cli(*args):
     (["-c", "M", "I", "O", "-w", "2", "--lanes", "0"], 2, "--lanes must be at least 1"),
     (["-u", "M", "C"], 2, "expected 3 arguments"),
     (["-c", "M", "I", "O", "-u", "M", "C", "O", "-w", "2"], 2, "exactly one of -l"),
-], ids=["w0", "t-neg", "b-text", "lanes0", "u-2-args", "two-jobs"])
+    (["-c", "M", "I", "O", "-w", "2", "--zstd-level", "99"], 2, "--zstd-level must be 1-22 (got 99)"),
+    (["-c", "M", "I", "O", "-w", "2", "--motion", "9"], 2, "--motion must be a search radius 0-7"),
+    (["-c", "M", "I", "O", "-w", "2", "-m", "rel", "-b", "0.1", "--quantizer", "medquant"], 2,
+     "--quantizer medquant serves the abs mode only"),
+    (["-c", "M", "I", "O", "-w", "2", "-b", "-1"], 1, "error bound must not be negative"),
+    (["-c", "M", "I", "O", "-w", "2", "-m", "lossy"], 1, "unknown error-bound mode 'lossy'"),
+], ids=["w0", "t-neg", "b-text", "lanes0", "u-2-args", "two-jobs", "zstd99", "motion9", "medquant-rel", "b-neg",
+        "mode"])
 def test_cli_argument_errors(args, code, match):
     r = _cli(*args)
     assert r.returncode == code

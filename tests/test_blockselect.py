@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from sequence.blockselect import BlockSelector
 from base.errors import TezipError
 from compress.images import read_sequence
-from compress.pipeline import CompressOptions, compress_folder
+from compress.pipeline import compress_folder
 from conftest import moving_squares, write_frames
 from decompress.pipeline import decompress_folder
+from sequence.blockselect import BlockSelector
+from sequence.plan import CodecPlan
 
 
 def test_choose_and_combine_pick_the_closer_predictor_per_block():
@@ -45,19 +46,37 @@ def test_motion_search_finds_the_shift_and_combine_rebuilds_it():
     assert (BlockSelector(8, radius=0).choose(frame, model, previous) == 0).all()
 
 
-def test_pack_unpack_round_trip_and_corruption():
+def test_encode_decode_choices_round_trip_and_corruption():
     sel = BlockSelector(16, radius=1)
     choices = np.random.default_rng(1).integers(0, sel.n_codes, (5, 3, 4)).astype(np.uint8)
-    buf = sel.pack(choices)
-    np.testing.assert_array_equal(sel.unpack(buf, 5, 40, 60), choices)
+    chunk = sel.encode_choices(choices, level=3)
+    assert isinstance(chunk, bytes)
+    decoded = sel.decode_choices(chunk, 5, 40, 60)
+    assert decoded.dtype == np.uint8 and decoded.shape == (5, 3, 4)
+    np.testing.assert_array_equal(decoded, choices)
+    assert sel.encode_choices(choices, level=19) != chunk  # the level is the plan's zstd level
+    np.testing.assert_array_equal(sel.decode_choices(sel.encode_choices(choices, level=19), 5, 40, 60), choices)
     with pytest.raises(TezipError):
-        sel.unpack(buf[:-1], 5, 40, 60)
+        sel.decode_choices(chunk[:-1], 5, 40, 60)
+    with pytest.raises(TezipError):  # the chunk holds 5 frames' choices, not 4
+        sel.decode_choices(chunk, 4, 40, 60)
+    with pytest.raises(TezipError):  # nor those of another frame size
+        sel.decode_choices(chunk, 5, 40, 80)
     with pytest.raises(TezipError, match="beyond"):
-        sel.unpack(bytes([sel.n_codes]) + buf[1:], 5, 40, 60)
+        bad = choices.copy()
+        bad[2, 1, 1] = sel.n_codes
+        sel.decode_choices(sel.encode_choices(bad, level=3), 5, 40, 60)
     for bad in [dict(block=0), dict(radius=8), dict(radius=-1), dict(block=True)]:
         with pytest.raises(TezipError):
             BlockSelector(**bad)
     assert BlockSelector.from_config(sel.get_config()) == sel
+    assert sel.get_config() == {"id": "blockselect", "block": 16, "radius": 1}
+
+
+def test_no_predicted_frames_have_no_choices():
+    sel = BlockSelector(8, radius=2)
+    chunk = sel.encode_choices(np.zeros((0, 3, 4), np.uint8), level=3)
+    assert sel.decode_choices(chunk, 0, 24, 32).shape == (0, 3, 4)
 
 
 def test_static_background_compresses_smaller_with_block_choice(tiny_model, tmp_path):
@@ -68,7 +87,7 @@ def test_static_background_compresses_smaller_with_block_choice(tiny_model, tmp_
     sizes = {}
     for block in (0, 8):
         comp = tmp_path / f"c{block}"
-        sizes[block] = compress_folder(tiny_model(3), tmp_path / "img", comp, CompressOptions(window=11, block=block)).compressed_bytes
+        sizes[block] = compress_folder(tiny_model(3), tmp_path / "img", comp, CodecPlan.make(window=11, block=block)).compressed_bytes
         decompress_folder(tiny_model(3), comp, tmp_path / f"o{block}")
         np.testing.assert_array_equal(read_sequence(tmp_path / f"o{block}").frames, frames)
     assert sizes[8] < 0.8 * sizes[0], sizes

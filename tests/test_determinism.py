@@ -15,13 +15,11 @@ import sys
 import numpy as np
 import pytest
 
-import compress.pipeline
-import decompress.pipeline
 import archive
+import stages.chain
 from base.errors import TezipError
 from compress.images import read_sequence
-from compress.pipeline import CompressOptions, compress_folder
-from conftest import REPO_ROOT, make_sequence
+from conftest import REPO_ROOT, compress, make_sequence
 from decompress.pipeline import decompress_folder
 
 OPTIONS = dict(warmup=1, window=4, mode="abs", bounds=(1,), lanes=2)
@@ -48,17 +46,16 @@ def sequence(tmp_path_factory):
 def reference(tiny_model, sequence, tmp_path_factory):
     """The archive compressed in this process (default thread counts)."""
     comp = tmp_path_factory.mktemp("det_ref") / "comp"
-    compress_folder(tiny_model(3), sequence[0], comp, CompressOptions(**OPTIONS))
+    compress(tiny_model(3), sequence[0], comp, **OPTIONS)
     return comp
 
 
 def test_codec_thread_count_does_not_change_archive(tiny_model, sequence, reference, tmp_path, monkeypatch):
     for threads in (1, 2, 5):
-        monkeypatch.setattr(compress.pipeline, "CODEC_THREADS", threads)
-        monkeypatch.setattr(decompress.pipeline, "CODEC_THREADS", threads)
+        monkeypatch.setattr(stages.chain, "CODEC_THREADS", threads)  # the one setting, encoder and decoder
         comp = tmp_path / f"comp{threads}"
-        compress_folder(tiny_model(3), sequence[0], comp, CompressOptions(**OPTIONS))
-        assert archive_bytes(comp) == archive_bytes(reference), f"zstd threads {threads}"
+        compress(tiny_model(3), sequence[0], comp, **OPTIONS)
+        assert archive_bytes(comp) == archive_bytes(reference), f"codec threads {threads}"
         back = decompress_folder(tiny_model(3), comp, tmp_path / f"out{threads}")
         assert np.abs(back.astype(int) - sequence[1]).max() <= 1
 
@@ -97,15 +94,11 @@ def test_other_model_arithmetic_fails_with_clear_message(tiny_model, sequence, t
     """Another machine's arithmetic, simulated: every prediction of the real model moves by 1.5
     grey levels during decompression. The decoder must name the first frame that no longer
     matches its checksum and write nothing."""
-    import dataclasses
-
     from prednet.predictor import NextFramePredictor
 
     comp = tmp_path / "comp"
-    options = dict(OPTIONS, bounds=(bound,))
-    if "block" in {f.name for f in dataclasses.fields(CompressOptions)}:
-        options["block"] = 0  # every pixel predicted by the model (no block may fall back to the previous frame)
-    compress_folder(tiny_model(3), sequence[0], comp, CompressOptions(**options))
+    # block 0: every pixel predicted by the model (no block may fall back to the previous frame)
+    compress(tiny_model(3), sequence[0], comp, **dict(OPTIONS, bounds=(bound,), block=0))
     real_predict = NextFramePredictor.predict
 
     def other_machine(self, reset):

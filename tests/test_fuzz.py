@@ -104,7 +104,7 @@ def _assert_refused_cheaply(decoder, base, files):
 
 def test_chunk_declaring_huge_content_is_refused_before_allocating(fuzz):
     decoder, bases = fuzz
-    base = bases[0]  # rank-coded: entropy.dat chunk 0 holds the tables
+    base = bases[0]  # entropy.dat chunk 0 holds the block choices (zstd), then one chunk per predicted frame
     last = len(fz.split_dat(base.files[archive.ENTROPY_FILE])[3]) - 1  # a residual chunk
     for fname, index in ((archive.ENTROPY_FILE, 0), (archive.ENTROPY_FILE, last), (archive.KEYFRAME_FILE, 0)):
         for frame in (_zstd_frame_declaring(1 << 40), _zeros_declaring(1 << 30)):

@@ -21,9 +21,9 @@ import pytest
 import archive
 from base import publish
 from compress.images import read_image
-from compress.pipeline import CompressOptions, compress_folder
-from conftest import REPO_ROOT, make_sequence
+from conftest import REPO_ROOT, compress, make_sequence
 from decompress.pipeline import decompress_folder
+from sequence.plan import RunFlags
 
 # Long enough that prediction runs for seconds after start-up (one lane: one frame per model call).
 N_FRAMES, HEIGHT, WIDTH = 120, 64, 96
@@ -35,7 +35,7 @@ CLI_OPTIONS = ["-p", "1", "-w", "5", "--lanes", "1"]
 def long_sequence(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("interrupt")
     frames = make_sequence(root / "images", n_frames=N_FRAMES, height=HEIGHT, width=WIDTH, channels=3, seed=31, noise=3)
-    compress_folder(tiny_model(3), root / "images", root / "comp", CompressOptions(**OPTIONS))
+    compress(tiny_model(3), root / "images", root / "comp", **OPTIONS)
     return root, frames
 
 
@@ -118,7 +118,7 @@ def test_compress_killed_then_rerun(tiny_model, long_sequence, tmp_path):
     left = files_in(out)
     assert all(publish.is_partial(n) for n in left), f"a final-named file after SIGKILL: {left}"
     # Re-running works without --overwrite (temporary files of an interrupted run do not count).
-    compress_folder(tiny_model(3), root / "images", out, CompressOptions(**OPTIONS))
+    compress(tiny_model(3), root / "images", out, **OPTIONS)
     assert files_in(out) == sorted(archive.ARCHIVE_FILES)
     for name in archive.ARCHIVE_FILES:
         assert (out / name).read_bytes() == (root / "comp" / name).read_bytes()
@@ -158,7 +158,7 @@ def test_decompress_killed_while_writing_then_rerun(tiny_model, long_sequence, t
     assert_final_frames_complete(out, frames)  # whatever has a final name is complete
     finals = [n for n in left if not publish.is_partial(n)]
     # Re-running works: without --overwrite unless the kill fell among the renames.
-    back = decompress_folder(tiny_model(3), root / "comp", out, overwrite=bool(finals))
+    back = decompress_folder(tiny_model(3), root / "comp", out, RunFlags(overwrite=bool(finals)))
     np.testing.assert_array_equal(back, frames)
     assert files_in(out) == [f"frame_{i:04d}.png" for i in range(N_FRAMES)]
     assert_final_frames_complete(out, frames)

@@ -10,7 +10,12 @@ import pytest
 
 from conftest import REPO_ROOT
 
-PACKAGED = ("tezip.py", "train_data_create.py", "pyproject.toml", "README.md", "prednet", "compress", "decompress")
+# The code's packages: the command line imports every one of them.
+PACKAGES = ("base", "stages", "sequence", "archive", "prednet", "compress", "decompress")
+PACKAGED = ("tezip.py", "train_data_create.py", "pyproject.toml", "README.md") + PACKAGES
+MISSING_PACKAGES = pytest.mark.xfail(strict=True, reason=(
+    "production bug: pyproject.toml [tool.setuptools] packages lists only prednet, compress and decompress, so the "
+    "wheel lacks base, stages, sequence and archive (an installed tezip fails: No module named 'base')"))
 
 
 def requirement_lines(path):
@@ -45,6 +50,19 @@ def installed(tmp_path_factory):
     return wheel, tmp / "site"
 
 
+def test_every_package_of_the_code_is_listed():
+    """Every folder of the repository with an __init__.py is one of PACKAGES (which the wheel must hold)."""
+    found = {p.parent.name for p in REPO_ROOT.glob("*/__init__.py")}
+    assert found == set(PACKAGES)
+
+
+@MISSING_PACKAGES
+def test_pyproject_lists_every_package():
+    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert sorted(setuptools["packages"]) == sorted(PACKAGES)
+
+
+@MISSING_PACKAGES
 def test_wheel_holds_code_default_model_and_entry_points(installed):
     wheel, _ = installed
     with zipfile.ZipFile(wheel) as z:
@@ -52,11 +70,13 @@ def test_wheel_holds_code_default_model_and_entry_points(installed):
         entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     for needed in ("tezip.py", "train_data_create.py", "prednet/model.py", "compress/pipeline.py",
                    "decompress/pipeline.py", "prednet/default_model/prednet_model.json",
-                   "prednet/default_model/prednet_weights.hdf5"):
-        assert needed in names
+                   "prednet/default_model/prednet_weights.hdf5", "base/errors.py", "stages/chain.py",
+                   "sequence/plan.py", "archive/header.py"):
+        assert needed in names, needed
     assert "tezip = tezip:main" in entry_points and "train-data-create = train_data_create:main" in entry_points
 
 
+@MISSING_PACKAGES
 def test_installed_copy_compresses_with_its_default_model(installed, tmp_path):
     """Run from outside the repository, so only the installed copy can be imported."""
     from conftest import make_sequence
