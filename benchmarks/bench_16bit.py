@@ -60,18 +60,19 @@ def tezip_rows(model, frames, bounds, window, device, workdir):
     import tifffile
 
     from compress.images import read_sequence
-    from compress.pipeline import CompressOptions, compress_folder
+    from compress.pipeline import compress_folder
     from decompress.pipeline import decompress_folder
+    from sequence.plan import CodecPlan, RunFlags
 
     stack = workdir / "run.tif"
     tifffile.imwrite(stack, frames[..., 0], photometric="minisblack")
     rows = []
     for bound in [0] + list(bounds):
         comp, out = workdir / f"comp{bound}", workdir / f"out{bound}"
-        options = CompressOptions(warmup=1, window=window, mode="abs", bounds=(bound,), device=device)
+        plan, flags = CodecPlan.make(warmup=1, window=window, mode="abs", bounds=(bound,)), RunFlags(device=device)
         start = time.perf_counter()
-        summary = compress_folder(model, stack, comp, options)
-        decompress_folder(model, comp, out, device=device)
+        summary = compress_folder(model, stack, comp, plan, flags)
+        decompress_folder(model, comp, out, flags)
         decoded = read_sequence(out / stack.name).frames
         rows.append(row("tezip", bound or None, summary.compressed_bytes, frames, decoded, time.perf_counter() - start))
     return rows

@@ -6,8 +6,10 @@ Residuals are frame-to-frame differences (prediction = previous frame), a realis
 the network's residuals. For each abs bound (0 = lossless) the front stage makes the codes TEZip
 stores: medquant (in-loop MED prediction + quantization) for a bound, MED for lossless. Then both
 entropy back ends code them: the context range coder (the default) and `-n`'s zigzag + zstd.
-Every round trip is checked. Numba compile time is excluded (every kernel is warmed up first);
-each timing is the best of --repeat runs. Not part of the test suite.
+Every round trip is checked. The back ends run as TEZip runs them (stages.chain.Chain: one chunk per
+frame, --threads frames at a time; zstd's times include the zigzag mapping). Numba compile time is
+excluded (every kernel is warmed up first); each timing is the best of --repeat runs. Not part of
+the test suite.
 """
 
 import argparse
@@ -22,11 +24,12 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from stages.zigzag import ZigZagCoder  # noqa: E402
-from stages.zstd import DEFAULT_LEVEL, ZstdCodec  # noqa: E402
+from stages.chain import Chain  # noqa: E402
+from stages.ctxrange import ContextRangeCoder  # noqa: E402
 from stages.med import MedCoder  # noqa: E402
 from stages.medquant import MedQuantizer  # noqa: E402
-from stages.ctxrange import ContextRangeCoder  # noqa: E402
+from stages.zigzag import ZigZagCoder  # noqa: E402
+from stages.zstd import DEFAULT_LEVEL, ZstdCodec  # noqa: E402
 
 DEFAULT_FRAMES = REPO_ROOT.parent / "shared" / "data" / "megamind"
 
@@ -53,15 +56,9 @@ def front_stage(bound):
 
 
 def encode_front(front, residuals):
-    planes = residuals.reshape((-1,) + residuals.shape[2:])
-    codes = front.encode(planes)
-    codes = codes[0] if isinstance(codes, tuple) else codes  # medquant also returns the reconstruction
-    return codes.reshape(residuals.shape)
-
-
-def zstd_chunks(codes, level, threads):
-    payload = ZigZagCoder().encode(codes.reshape(len(codes), -1))
-    return ZstdCodec(level=level).encode_many(list(payload), threads), payload
+    """The front stage's codes of (F, C, H, W) residuals (every plane on its own); a quantizer's
+    encode keeps the codes only."""
+    return front.encode(residuals)
 
 
 def main():
@@ -81,10 +78,15 @@ def main():
     samples = residuals.size / 1e6
     print(f"{len(residuals)} residual frames {shape} from {args.frames}: {samples:.2f} M samples, "
           f"{raw_bytes / 1e6:.2f} MB as uint8; {args.threads} coder threads")
-    coder = ContextRangeCoder()
-    coder.decode_many(coder.encode_many(residuals[:1, :, :8, :8]), (shape[0], 8, 8))  # compile
-    encode_front(MedQuantizer(1), residuals[:1, :, :8, :8])
-    MedCoder().decode(MedCoder().encode(residuals[0, :, :8, :8]))
+    # The byte coders run as TEZip runs them: a chain codes one chunk per frame, --threads frames at a time.
+    ctx = Chain([ContextRangeCoder()])
+    zstd = Chain([ZigZagCoder(), ZstdCodec(level=DEFAULT_LEVEL)])
+    small = residuals[:1, :, :8, :8]
+    for chain in (ctx, zstd):  # compile
+        chunks, payload = chain.encode(small)
+        chain.decode(chunks, small.shape[1:], payload)
+    encode_front(MedQuantizer(1), small)
+    MedCoder().decode(MedCoder().encode(small))
 
     header = (f"{'abs':>4} {'front':>8} {'ctxrange B':>11} {'ratio':>6} {f'zstd{DEFAULT_LEVEL} B':>11} {'ratio':>6} "
               f"{'front Ms/s':>10} {'ctx enc':>8} {'ctx dec':>8} {'zstd enc':>8} {'zstd dec':>8}")
@@ -92,14 +94,12 @@ def main():
     for bound in args.bounds:
         front = front_stage(bound)
         t_front, codes = best_time(lambda: encode_front(front, residuals), args.repeat)
-        t_ce, chunks = best_time(lambda: coder.encode_many(list(codes), args.threads), args.repeat)
-        t_cd, back = best_time(lambda: coder.decode_many(chunks, shape, args.threads), args.repeat)
+        t_ce, (chunks, _) = best_time(lambda: ctx.encode(codes, args.threads), args.repeat)
+        t_cd, back = best_time(lambda: ctx.decode(chunks, shape, threads=args.threads), args.repeat)
         assert np.array_equal(back, codes)
-        t_ze, (zchunks, payload) = best_time(lambda: zstd_chunks(codes, DEFAULT_LEVEL, args.threads), args.repeat)
-        zstd = ZstdCodec(level=DEFAULT_LEVEL)
-        t_zd, parts = best_time(
-            lambda: zstd.decode_many(zchunks, payload.dtype, [payload.shape[1]] * len(zchunks), args.threads), args.repeat)
-        assert np.array_equal(ZigZagCoder().decode(np.stack(parts)).reshape(codes.shape), codes)
+        t_ze, (zchunks, payload) = best_time(lambda: zstd.encode(codes, args.threads), args.repeat)
+        t_zd, zback = best_time(lambda: zstd.decode(zchunks, shape, payload, args.threads), args.repeat)
+        assert np.array_equal(zback, codes)
         c_bytes, z_bytes = sum(map(len, chunks)), sum(map(len, zchunks))
         print(f"{bound:>4} {front.codec_id:>8} {c_bytes:>11} {raw_bytes / c_bytes:>6.2f} {z_bytes:>11} "
               f"{raw_bytes / z_bytes:>6.2f} {samples / t_front:>10.0f} {samples / t_ce:>8.0f} {samples / t_cd:>8.0f} "

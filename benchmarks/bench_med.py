@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Keyframe storage: what TEZip does now (raw pixels + zstd) against MED prediction errors.
 
-    python benchmarks/bench_med.py [--frames DIR] [--first 200] [--count 10] [--level 9]
+    python benchmarks/bench_med.py [--frames DIR] [--first 200] [--count 10] [--level 19]
 
 Each frame is treated as a keyframe and stored on its own. Variants:
 
     raw HWC + zstd          TEZip today: interleaved uint8 pixels, zstd (no shuffle), one chunk a frame
     raw planes + zstd       the same bytes channel by channel
-    delta1d + zigzag + zstd row differences (compress/spatial.py), zigzag, byte-shuffled zstd, a chunk per plane
-    MED + zigzag + zstd     compress/med.py errors, zigzag (compress/entropy.py), byte-shuffled zstd
-                            (compress/lossless.py), one chunk per channel plane, or one per frame
+    delta1d + zigzag + zstd row differences (stages/delta1d.py), zigzag, byte-shuffled zstd, a chunk per plane
+    MED + zigzag + zstd     stages/med.py errors, zigzag (stages/zigzag.py), byte-shuffled zstd
+                            (stages/zstd.py), one chunk per channel plane, or one per frame
 
 Every MED round trip is decoded and checked. Not part of the test suite.
 """
@@ -71,7 +71,7 @@ def main():
         zeros += int(np.count_nonzero(errors == 0))
 
         t = time.perf_counter()
-        decoded_codes = np.stack([shuffled.decode(chunk, codes.dtype, h * w).reshape(h, w) for chunk in chunks])
+        decoded_codes = np.stack([shuffled.decode(chunk, np.empty((h, w), codes.dtype)) for chunk in chunks])
         decoded = med.decode(zigzag.decode(decoded_codes))
         t_decode += time.perf_counter() - t
         if not np.array_equal(decoded, planes):

@@ -47,8 +47,9 @@ def main():
 
     device = select_device(args.force)
     from compress.images import read_sequence
-    from compress.pipeline import CompressOptions, compress_folder
+    from compress.pipeline import compress_folder
     from decompress.pipeline import decompress_folder
+    from sequence.plan import CodecPlan, RunFlags
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,14 +69,15 @@ def main():
             for b in args.bounds:
                 tag = f"{pred}_abs{b:g}"
                 comp, out = Path(tmp) / f"c_{tag}", Path(tmp) / f"o_{tag}"
-                o = CompressOptions(warmup=args.warmup, window=args.window if pred == "swp" else None,
-                                    threshold=args.threshold if pred == "dwp" else None, mode="abs", bounds=(b,), loop=args.loop,
-                                    lanes=args.lanes, device=device, quantizer=args.quantizer)
+                plan = CodecPlan.make(warmup=args.warmup, window=args.window if pred == "swp" else None,
+                                      threshold=args.threshold if pred == "dwp" else None, mode="abs", bounds=(b,),
+                                      loop=args.loop, lanes=args.lanes, quantizer=args.quantizer)
+                flags = RunFlags(device=device)
                 t = time.time()
-                s = compress_folder(args.model, args.images, comp, o)
+                s = compress_folder(args.model, args.images, comp, plan, flags)
                 t_c = time.time() - t
                 t = time.time()
-                decompress_folder(args.model, comp, out, device=device)
+                decompress_folder(args.model, comp, out, flags)
                 t_d = time.time() - t
                 decoded = read_sequence(out).frames.astype(np.int64)
                 err = np.abs(decoded - original)

@@ -85,7 +85,7 @@ def crc32(b):
 # --------------------------------------------------------------------------- base archives
 
 BASE_SPECS = (
-    # name, channels, frames, height, width, seed, CompressOptions
+    # name, channels, frames, height, width, seed, CodecPlan options
     ("rgb_lossless_swp", 3, 6, 16, 24, 3, dict(window=2, lanes=2)),
     ("gray_abs2_dwp_n", 1, 7, 17, 23, 4, dict(warmup=1, threshold=1.0, mode="abs", bounds=(2,), entropy=False, lanes=2)),
     ("rgb_pwrel_swp", 3, 5, 16, 24, 5, dict(window=3, mode="pwrel", bounds=(0.05,))),
@@ -108,13 +108,14 @@ def build_bases(models: dict, workdir: Path, bases=BASE_SPECS) -> list[Base]:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_sequence
 
-    from compress.pipeline import CompressOptions, compress_folder
+    from compress.pipeline import compress_folder
+    from sequence.plan import CodecPlan, RunFlags
 
     out = []
     for name, channels, n, h, w, seed, options in bases:
         images, comp = workdir / f"{name}_images", workdir / name
         make_sequence(images, n_frames=n, height=h, width=w, channels=channels, seed=seed, noise=3)
-        compress_folder(models[channels], images, comp, CompressOptions(overwrite=True, **options))
+        compress_folder(models[channels], images, comp, CodecPlan.make(**options), RunFlags(overwrite=True))
         out.append(load_base(comp, name, channels, n * h * w * channels))
     return out
 
@@ -394,7 +395,10 @@ class Decoder:
         self.tmp = Path(tempfile.mkdtemp(prefix="tezip-fuzz-"))
 
     def decode(self, files: dict, channels: int):
-        from decompress.pipeline import decode_archive, read_archive
+        """What decompress_folder does before writing: read and cross-check the files, check the
+        model, decode and verify every frame."""
+        from archive import read_archive
+        from decompress.pipeline import check_model, decode_sequence
 
         for f in FILES:
             (self.tmp / f).unlink(missing_ok=True)
@@ -402,9 +406,10 @@ class Decoder:
             if data is not None:
                 (self.tmp / f).write_bytes(data)
         prednet, doc = self.models[channels]
-        names_head, names, key, ent = read_archive(self.tmp)
-        frames, _ = decode_archive(prednet, doc["digest"], names_head, names, key, ent)
-        return frames, names
+        archive = read_archive(self.tmp)
+        check_model(archive, doc["digest"])
+        frames = decode_sequence(prednet, archive)
+        return frames, archive.names
 
 
 _traced_peak = [0]
