@@ -107,7 +107,7 @@ def as_rows(array, what):
     if array.ndim == 3:
         return array.reshape(1, -1)
     if array.ndim == 4:
-        return array.reshape(array.shape[0], -1)
+        return array.reshape(array.shape[0], int(np.prod(array.shape[1:])))
     raise TezipError(f"{what}: expected a frame or a stack of frames, got shape {array.shape}")
 
 

@@ -166,7 +166,7 @@ def as_planes(array, what):
     """(..., H, W) → (P, H, W): every plane is independent work for the MED kernels."""
     if array.ndim < 2:
         raise TezipError(f"{what}: expected planes (..., height, width), got shape {array.shape}")
-    return array.reshape((-1,) + tuple(array.shape[-2:]))
+    return array.reshape((int(np.prod(array.shape[:-2])),) + tuple(array.shape[-2:]))
 
 
 class MedCoder(Codec):

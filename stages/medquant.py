@@ -83,7 +83,8 @@ class MedQuantizer(Quantizer):
         if array.ndim < 2:
             raise TezipError(f"{what}: expected planes (..., height, width), got shape {array.shape}")
         xp = cupy if is_cupy_array(array) else np
-        return xp, xp.ascontiguousarray(array, dtype=np.int32).reshape((-1,) + tuple(array.shape[-2:]))
+        planes = (int(np.prod(array.shape[:-2])),) + tuple(array.shape[-2:])
+        return xp, xp.ascontiguousarray(array, dtype=np.int32).reshape(planes)
 
     def quantize(self, values, tolerances=None):
         """tolerances: unused (the tolerance is the config's, the same for every value)."""

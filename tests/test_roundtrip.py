@@ -292,9 +292,7 @@ def test_medquant_is_refused_outside_abs(tiny_model, rgb20, tmp_path):
 
 @pytest.mark.parametrize("mode, bounds", [
     ("abs", (2,)),
-    pytest.param("rel", (0.01,), marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-        "production bug: stages/delta1d.py as_rows reshapes the empty (0, C, H, W) residual stack with "
-        "reshape(0, -1), which numpy refuses, when every frame became a keyframe (runmerge -> delta1d)"))),
+    ("rel", (0.01,)),
 ], ids=["abs-linquant", "rel-runmerge-delta1d"])
 def test_dwp_lossy_every_frame_a_keyframe(tiny_model, tmp_path, mode, bounds):
     """A threshold no prediction meets makes every frame a keyframe: no residual frames at all."""

@@ -169,31 +169,14 @@ def test_registry_refuses_what_is_not_a_stage(config, match):
 
 SHAPES = [(2, 3, 5, 7), (1, 1, 1, 1), (4, 1, 9, 1), (3, 2, 1, 11), (0, 3, 4, 5), (2, 3, 0, 5), (2, 3, 5, 0),
           (0, 4, 4), (2, 0, 4)]
-# Known production bugs, reported, not yet fixed: a stage's (id, zero-sized shape) fails with ValueError.
-DELTA1D_EMPTY_STACK = ("stages/delta1d.py as_rows: reshape(0, -1) of an empty (0, C, H, W) stack is ambiguous for "
-                       "numpy (ValueError): a lossy DWP run (runmerge -> delta1d) whose frames all become keyframes "
-                       "crashes in Chain.encode")
-EMPTY_PLANES = ("stages/med.py as_planes and MedQuantizer._planes: reshape((-1, H, W)) of a zero-sized array with H or "
-                "W = 0 is ambiguous for numpy (ValueError); frames of a real archive always have H, W >= 1")
-
-
-def known_bug(cid, shape):
-    if cid == "delta1d" and len(shape) == 4 and shape[0] == 0:
-        return DELTA1D_EMPTY_STACK
-    if cid in ("med", "medquant") and 0 in shape[-2:]:
-        return EMPTY_PLANES
-    return None
 
 
 def stage_shape_params(which):
-    """(stage, shape) pairs of every stage of a kind, the known bugs marked as strict xfails."""
+    """(stage, shape) pairs of every stage of a kind."""
     params = []
     for stage in all_instances(which):
         for shape in SHAPES:
-            reason = known_bug(stage.values[0].codec_id, shape)
-            marks = [pytest.mark.xfail(strict=True, raises=ValueError, reason=reason)] if reason else []
-            params.append(pytest.param(stage.values[0], shape, id=f"{stage.id}-{'x'.join(map(str, shape))}",
-                                       marks=marks))
+            params.append(pytest.param(stage.values[0], shape, id=f"{stage.id}-{'x'.join(map(str, shape))}"))
     return params
 
 
