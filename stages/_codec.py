@@ -36,6 +36,14 @@ def map_in_threads(fn, items, threads=1):
         return list(pool.map(fn, items))
 
 
+def into(out, values):
+    """An array stage's decode result: `values` itself, or copied into the caller's `out`."""
+    if out is None:
+        return values
+    out[...] = values
+    return out
+
+
 def check_tolerance(codec_id, tolerance, maximum):
     """An integer abs tolerance 0..maximum (the quantizers' one config value), else TezipError."""
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or not 0 <= tolerance <= maximum:

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from base.errors import TezipError
-from stages._codec import Codec
+from stages._codec import Codec, into
 from stages._kernels import cupy, cuda_kernel, launch_elementwise, run_int32_kernel
 
 _INT32_MIN = -(2**31)
@@ -131,7 +131,4 @@ class DeltaCoder(Codec):
         if overflow:
             raise TezipError("corrupt delta data: decoded values overflow int32")
         values = values.reshape(differences.shape)
-        if out is None:
-            return values
-        out[...] = values
-        return out
+        return into(out, values)

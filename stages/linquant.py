@@ -21,7 +21,7 @@ same codes on either device).
 import numpy as np
 
 from base.errors import TezipError
-from stages._codec import MAX_TOLERANCE, Quantizer, check_tolerance
+from stages._codec import MAX_TOLERANCE, Quantizer, check_tolerance, into
 from stages._kernels import cupy, is_cupy_array
 
 _INT32 = np.iinfo(np.int32)
@@ -60,7 +60,4 @@ class LinearQuantizer(Quantizer):
         reconstructed = codes.astype(np.int64) * self.step
         if reconstructed.size and (int(reconstructed.min()) < _INT32.min or int(reconstructed.max()) > _INT32.max):
             raise TezipError("corrupt linquant data: decoded values overflow int32")
-        if out is None:
-            return xp.asarray(reconstructed, dtype=np.int32)
-        out[...] = reconstructed
-        return out
+        return into(out, xp.asarray(reconstructed, dtype=np.int32))

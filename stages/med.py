@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from base.errors import TezipError
-from stages._codec import Codec
+from stages._codec import Codec, into
 from stages._kernels import MED_DEVICE_SOURCE, cupy, cuda_kernel, med_predict, med_sweep_cupy, run_int32_kernel
 
 _INT32_MIN = -(2**31)
@@ -191,7 +191,4 @@ class MedCoder(Codec):
         if overflow:
             raise TezipError("corrupt MED data: decoded values overflow int32")
         values = values.reshape(errors.shape)
-        if out is None:
-            return values
-        out[...] = values
-        return out
+        return into(out, values)

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from base.errors import TezipError
-from stages._codec import MAX_TOLERANCE, Quantizer, check_tolerance
+from stages._codec import MAX_TOLERANCE, Quantizer, check_tolerance, into
 from stages._kernels import cupy, is_cupy_array, med_predict, med_sweep_cupy
 
 _INT32_MIN = -(2**31)
@@ -108,7 +108,4 @@ class MedQuantizer(Quantizer):
             if bool(overflow.any()):
                 raise TezipError("corrupt medquant data: decoded values overflow int32")
         rec = rec.reshape(codes.shape)
-        if out is None:
-            return rec
-        out[...] = rec
-        return out
+        return into(out, rec)

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from base.errors import TezipError
-from stages._codec import Quantizer
+from stages._codec import Quantizer, into
 from stages._kernels import cupy, cuda_kernel, is_cupy_array
 
 REPRESENTATIVES = ("nearest_previous", "midpoint")
@@ -206,7 +206,4 @@ class RunMerge(Quantizer):
     def decode(self, codes, out=None):
         if codes.dtype != np.int32:
             raise TezipError(f"corrupt runmerge data: expected int32, got {codes.dtype}")
-        if out is None:
-            return codes
-        out[...] = codes
-        return out
+        return into(out, codes)

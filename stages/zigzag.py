@@ -6,7 +6,7 @@ entropy-shaping stage before byte-shuffled zstd. With entropy coding on, the con
 import numpy as np
 
 from base.errors import TezipError
-from stages._codec import Codec
+from stages._codec import Codec, into
 from stages._kernels import cupy, is_cupy_array
 
 
@@ -29,7 +29,4 @@ class ZigZagCoder(Codec):
             raise TezipError(f"corrupt zigzag data: expected uint16 or uint32, got {codes.dtype}")
         u = codes.astype(np.uint32)
         values = ((u >> 1).view(np.int32) ^ -(u & 1).view(np.int32)).astype(np.int32)
-        if out is None:
-            return values
-        out[...] = values
-        return out
+        return into(out, values)
