@@ -10,6 +10,7 @@ TezipError naming the file and what is wrong with it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -118,20 +119,32 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _open(path: Path) -> Image.Image:
-    """Open an image lazily (header only); TezipError if Pillow cannot identify it."""
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """Open an image lazily (header only), from a regular file only (archive.open_regular: a
+    FIFO or a device is refused, never opened for reading); TezipError if it is not one or Pillow
+    cannot identify it."""
+    from compress.archive import NotARegularFile, open_regular
+
     try:
-        return Image.open(path)
+        fp = open_regular(path)
     except FileNotFoundError:
         raise TezipError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise TezipError(f"{path}: is a folder, not an image file") from None
+    except NotARegularFile as error:
+        raise TezipError(f"{path}: is {error.what}, not an image file") from None
     except PermissionError:
         raise TezipError(f"{path}: permission denied") from None
-    except Image.UnidentifiedImageError:
-        raise TezipError(f"{path}: not an image file (Pillow cannot identify it)") from None
-    except _PILLOW_READ_ERRORS as error:
-        raise TezipError(f"{path}: unreadable image: {_one_line(error)}") from None
+    except OSError as error:
+        raise TezipError(f"{path}: cannot be read: {error.strerror or error}") from None
+    with fp:
+        try:
+            image = Image.open(fp)
+        except Image.UnidentifiedImageError:
+            raise TezipError(f"{path}: not an image file (Pillow cannot identify it)") from None
+        except _PILLOW_READ_ERRORS as error:
+            raise TezipError(f"{path}: unreadable image: {_one_line(error)}") from None
+        with image:
+            yield image
 
 
 def _rawmodes(image: Image.Image) -> Iterator[tuple[str, tuple]]:

@@ -385,7 +385,7 @@ def model_threads():
 
 
 def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, model_digest, residual, key, choices,
-                  names_digest=None, scale=None):
+                  names_digest, scale=None):
     """The two .dat files (headers carry every decode setting and each frame's checksum).
     scale: the ValueScale the model worked with; recorded when it is not the type's full range."""
     from compress.quantize import is_lossless
@@ -439,8 +439,12 @@ def summarize(frames, coder, keyframes, predicted, times, files, scale):
     return summary
 
 
-def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, names_digest=None):
-    """Compress frames (N, H, W, C) uint8 or uint16 → ({.dat name: bytes}, archive id, Summary). The glue."""
+def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, *, names_digest):
+    """Compress frames (N, H, W, C) uint8 or uint16 → ({.dat name: bytes}, archive id, Summary). The glue.
+    names_digest: archive.names_digest of the names filename.txt will list (required: the decoder
+    refuses an entropy.dat without it)."""
+    if not isinstance(names_digest, str):
+        raise ValueError("encode_sequence needs the names digest of filename.txt's names")
     from compress.quantize import is_lossless
     from prednet.predictor import NextFramePredictor, ValueScale
 
@@ -478,13 +482,19 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, nam
 
 
 def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions, label=""):
-    """Compress one sequence folder into out_dir; prints one summary line (after `label`). Returns the Summary."""
+    """Compress one sequence folder into out_dir; prints one summary line (after `label`). Returns the Summary.
+    OUT_DIR is locked for the whole run (archive.OutputFolder): a second run into it is refused."""
+    bounds = validate_options(o)
+    check_output_folder(out_dir, image_dir, o.overwrite)
+    with archive.OutputFolder(out_dir, overwrite=o.overwrite) as out:
+        return _compress_into(model_dir, image_dir, out, o, bounds, label)
+
+
+def _compress_into(model_dir, image_dir, out, o, bounds, label):
     from compress.images import read_sequence
     from prednet.modelfile import load_model
 
     t0 = time.time()
-    bounds = validate_options(o)
-    check_output_folder(out_dir, image_dir, o.overwrite)
     seq = read_sequence(image_dir)
     archive.check_names(seq.names, seq.stack)
     n = len(seq.frames)
@@ -503,7 +513,7 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions, label="")
     progress = progress_bar(n, "predicting")
     try:
         files, aid, summary = encode_sequence(prednet, seq.frames, o, bounds, model_doc["digest"], progress,
-                                              archive.names_digest(seq.mode, seq.names, seq.stack))
+                                              names_digest=archive.names_digest(seq.mode, seq.names, seq.stack))
     finally:
         progress.close()
     files[archive.NAMES_FILE] = archive.names_text(aid, seq.mode, seq.names, seq.stack).encode("utf-8")
@@ -513,7 +523,7 @@ def compress_folder(model_dir, image_dir, out_dir, o: CompressOptions, label="")
 
         files[REPORT_FILE] = render_report(seq.frames, seq.names, summary, o.threshold, o.report_frame,
                                            max_value_of(seq.frames.dtype), title=Path(image_dir).name)
-    archive.write_files_atomically(out_dir, files)
+    archive.write_files_atomically(out, files)
     summary.seconds = time.time() - t0
     if o.verbose:
         _print_details(summary, seq.names)
@@ -525,9 +535,9 @@ def _print_details(summary, names):
     for i, is_key, pred_mse, dec_mse in summary.per_frame:
         if is_key:
             how = "stored exactly" if dec_mse == 0 else f"coded on its own within the bound, decoded MSE {dec_mse:.4f}"
-            print(f"  frame {i} {names[i]}: keyframe ({how})")
+            print(f"  frame {i} {archive.printable(names[i])}: keyframe ({how})")
         else:
-            print(f"  frame {i} {names[i]}: prediction MSE {pred_mse:.6f}, decoded MSE (pixel units) {dec_mse:.4f}")
+            print(f"  frame {i} {archive.printable(names[i])}: prediction MSE {pred_mse:.6f}, decoded MSE (pixel units) {dec_mse:.4f}")
     for stage, sec in summary.stage_seconds.items():
         print(f"  stage {stage}: {sec:.3f} s")
     for what, size in summary.stage_bytes.items():

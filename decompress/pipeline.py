@@ -55,13 +55,13 @@ def read_archive(comp_dir):
     comp = Path(comp_dir)
     if not comp.is_dir():
         raise TezipError(f"archive folder {comp_dir} does not exist")
-    names_raw = archive.read_archive_file(comp, archive.NAMES_FILE)
+    names_raw = archive.read_names_file(comp)
     try:
         names_head, names = archive.parse_names(names_raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise TezipError(f"{archive.NAMES_FILE} is corrupt (not UTF-8 text)") from None
-    key = archive.unpack_dat(archive.read_archive_file(comp, archive.KEYFRAME_FILE), archive.KEYFRAME_MAGIC, archive.KEYFRAME_FILE)
-    ent = archive.unpack_dat(archive.read_archive_file(comp, archive.ENTROPY_FILE), archive.ENTROPY_MAGIC, archive.ENTROPY_FILE)
+    key = archive.read_dat_file(comp, archive.KEYFRAME_FILE, archive.KEYFRAME_MAGIC)
+    ent = archive.read_dat_file(comp, archive.ENTROPY_FILE, archive.ENTROPY_MAGIC)
     aid = ent[0].get("archive_id")
     for fname, other in ((archive.KEYFRAME_FILE, key[0].get("archive_id")), (archive.NAMES_FILE, names_head.get("archive_id"))):
         if other != aid:
@@ -253,7 +253,10 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
     n, height, width, c, keys, lanes = validate_header(h, names, names_head.get("mode"))
     dtype, scale = pixel_format(h, names_head.get("mode"))
     bound_names = h.get("names_digest")
-    if bound_names is not None and bound_names != archive.names_digest(names_head.get("mode"), names, names_head.get("stack")):
+    if not isinstance(bound_names, str):  # every archive of this format binds its names: a header without is edited
+        raise TezipError(f"{archive.ENTROPY_FILE} is corrupt (its header lacks 'names_digest', which binds "
+                         f"{archive.NAMES_FILE} to it)")
+    if bound_names != archive.names_digest(names_head.get("mode"), names, names_head.get("stack")):
         raise TezipError(f"{archive.NAMES_FILE} was edited: its names or colour mode do not match {archive.ENTROPY_FILE}")
     loop = h["prediction"].get("loop", "open")
     if h.get("model_digest") != model_digest:
@@ -285,43 +288,51 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
             if isinstance(threads, int) and threads != model_threads():
                 hint = f" (it was compressed with TEZIP_MODEL_THREADS={threads}; set the same value to decode it)"
             raise TezipError(
-                f"frame {i} ({names[i]}, {kind}) does not match its checksum: the archive is corrupt or was made "
+                f"frame {i} ({archive.printable(names[i])}, {kind}) does not match its checksum: the archive is corrupt or was made "
                 f"on a machine whose model arithmetic differs{hint}; nothing was written"
             )
     return frames, h
 
 
-def write_frames_atomically(out_dir, frames, names, mode, stack=None):
-    """Write every frame under its output name, all published together (archive.publish_atomically);
-    or, for frames that came from one multi-page TIFF (`stack`, its file name), that one file.
-    Returns the notes about renamed lossy formats."""
+def write_frames_atomically(out, frames, names, mode, stack=None):
+    """Write every frame under its output name into the OutputFolder `out`, all published together
+    (archive.OutputFolder.publish); or, for frames that came from one multi-page TIFF (`stack`, its
+    file name), that one file. Returns the notes about renamed lossy formats."""
     from decompress.images import output_names, write_frame, write_tiff_stack
 
     if stack is not None:
-        archive.publish_atomically(out_dir, [stack], lambda i, tmp: write_tiff_stack(tmp, frames, mode))
-        return []
+        out_names, notes = [stack], []
+        write = lambda i, f: write_tiff_stack(f, frames, mode)  # noqa: E731
+    else:
+        out_names, notes = output_names(names)
+        write = lambda i, f: write_frame(f, frames[i], mode, format_of=out_names[i])  # noqa: E731
 
-    out_names, notes = output_names(names)
-
-    def write_one(i, tmp):
+    def write_one(i, f):
         try:
-            write_frame(tmp, frames[i], mode, format_of=out_names[i])
+            write(i, f)
         except TezipError as e:  # name the frame, not its temporary file
             cause = e.__context__
             if isinstance(cause, OSError):
-                raise TezipError(f"cannot write {out_names[i]} into {out_dir} ({cause.strerror or cause})") from None
+                raise TezipError(f"cannot write {archive.printable(out_names[i])} into {out.path} "
+                                 f"({cause.strerror or cause})") from None
             raise
 
-    archive.publish_atomically(out_dir, out_names, write_one)
+    out.publish(out_names, write_one)
     return notes
 
 
 def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU", overwrite=False, label=""):
     """Decode, verify and write one archive folder; prints one summary line (after `label`). Returns the frames."""
+    check_output_folder(out_dir, comp_dir, overwrite, what="COMP_DIR")
+    with archive.OutputFolder(out_dir, overwrite=overwrite) as out:  # locked for the whole run
+        return _decompress_into(model_dir, comp_dir, out, verbose, device, label)
+
+
+def _decompress_into(model_dir, comp_dir, out, verbose, device, label):
     from prednet.modelfile import load_model
 
     t0 = time.time()
-    check_output_folder(out_dir, comp_dir, overwrite, what="COMP_DIR")
+    out_dir = out.path
     names_head, names, key, ent = read_archive(comp_dir)
     prednet, model_doc = load_model(model_dir)
     progress = progress_bar(ent[0].get("n_frames", 0), "predicting")
@@ -335,7 +346,7 @@ def decompress_folder(model_dir, comp_dir, out_dir, verbose=False, device="CPU",
         ) from None
     finally:
         progress.close()
-    notes = write_frames_atomically(out_dir, frames, names, names_head["mode"], names_head.get("stack"))
+    notes = write_frames_atomically(out, frames, names, names_head["mode"], names_head.get("stack"))
     for note in notes:
         print(note)
     comp_bytes = sum((Path(comp_dir) / f).stat().st_size for f in archive.ARCHIVE_FILES)

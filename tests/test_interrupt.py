@@ -161,3 +161,19 @@ def test_decompress_killed_while_writing_then_rerun(tiny_model, long_sequence, t
     np.testing.assert_array_equal(back, frames)
     assert files_in(out) == [f"frame_{i:04d}.png" for i in range(N_FRAMES)]
     assert_final_frames_complete(out, frames)
+
+
+def test_two_runs_started_at_once_into_one_new_out_dir(tiny_model, long_sequence, tmp_path):
+    """The first to lock OUT_DIR compresses; the other stops with one line; no archive is lost."""
+    root, _ = long_sequence
+    out = tmp_path / "comp"
+    procs = [start("-c", tiny_model(3), root / "images", out, *CLI_OPTIONS) for _ in range(2)]
+    results = [finish(p) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    _, _, err = next(r for r in results if r[0] == 1)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tezip.py: error: OUT_DIR ") and "is in use by another TEZip run" in lines[0], err
+    assert files_in(out) == sorted(archive.ARCHIVE_FILES)
+    for name in archive.ARCHIVE_FILES:
+        assert (out / name).read_bytes() == (root / "comp" / name).read_bytes()
