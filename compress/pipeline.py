@@ -419,6 +419,18 @@ def build_archive(frames, decoded_frames, keyframes, lane_starts, o, bounds, mod
     return files, aid
 
 
+def check_model_memory(prednet, h, w, lanes):
+    """Refuse before the model starts when it cannot fit (TensorFlow's CPU kernels crash rather
+    than fail when an allocation is refused)."""
+    from prednet.device import memory_headroom
+    from prednet.predictor import model_memory
+
+    need, headroom = model_memory(prednet, h, w, lanes), memory_headroom()
+    if headroom is not None and need > headroom:
+        raise TezipError(f"not enough memory for the model on {lanes} lane(s) of {w}x{h} frames: it needs about "
+                         f"{need / 2**30:.1f} GiB, {headroom / 2**30:.1f} GiB are available (fewer --lanes need less)")
+
+
 def summarize(frames, coder, keyframes, predicted, times, files, scale):
     err = np.abs(to_planar(coder.decoded) - to_planar(frames))  # keyframes too: lossy ones are quantized
     sq = float(np.sum(err.astype(np.float64) ** 2))
@@ -454,6 +466,8 @@ def encode_sequence(prednet, frames, o, bounds, model_digest, progress=None, *, 
 
     t = time.time()
     is_key, lane_starts = plan_keyframes(prednet, n, h, w, o)
+    if o.device != "GPU":  # on a GPU the model's memory is the GPU's (TensorFlow reports running out)
+        check_model_memory(prednet, h, w, len(lane_starts))
     predictor = NextFramePredictor(prednet, h, w, len(lane_starts))
     coder = FrameQuantizer(frames, o, bounds, array_module(o.device))
     scale = ValueScale.for_frames(frames)

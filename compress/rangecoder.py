@@ -60,6 +60,19 @@ _OK, _OVERRUN, _BAD_VALUE = 0, 1, 2
 # Past the end of its input the decoder reads zeros; a valid stream needs at most the 4 bytes of
 # the final flush beyond what it consumed, so more than this means the data is truncated.
 _OVERRUN_SLACK = 8
+# What a chunk can hold at most. Every value costs at least one decision, and a decision narrows
+# the range by at least the factor 1 - _PROB_MIN / _PROB_ONE (+ rounding): at least 0.0007 bit,
+# so a byte carries at most ~11 400 values. A declared shape beyond this many values per byte
+# (with room for the slack above) cannot be what the chunk holds: it is refused before the output
+# is allocated, whatever the header says.
+_MAX_VALUES_PER_BYTE = 1 << 14
+_CAPACITY_SLACK = 32
+
+
+def _check_capacity(n_bytes, shape):
+    values = int(np.prod(shape, dtype=object))
+    if values > (n_bytes + _CAPACITY_SLACK) * _MAX_VALUES_PER_BYTE:
+        raise TezipError(f"corrupt ctxrange data: {n_bytes} bytes cannot hold the {values} values declared")
 
 
 @njit(cache=True, inline="always")
@@ -283,6 +296,7 @@ class ContextRangeCoder(Codec):
 
     def decode_frame(self, data, shape):
         """bytes → (C, H, W) int32; TezipError when the data cannot be what encode_frame made."""
+        _check_capacity(len(data), shape)
         out = np.empty(tuple(int(s) for s in shape), np.int32)
         status = _decode_planes(np.frombuffer(bytes(data), np.uint8), out, _fresh_models(), self.fast_rate, self.slow_rate)
         if status == _OVERRUN:
@@ -298,6 +312,8 @@ class ContextRangeCoder(Codec):
     def decode_many(self, chunks, shape, threads=1):
         """Inverse of encode_many: (F, C, H, W) int32."""
         chunks = list(chunks)
+        for chunk in chunks:  # before anything is allocated
+            _check_capacity(len(chunk), shape)
         out = np.empty((len(chunks),) + tuple(int(s) for s in shape), np.int32)
 
         def decode_one(f):

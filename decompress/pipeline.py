@@ -245,6 +245,28 @@ class FrameReconstructor:
         return self.frames[f]
 
 
+def check_decode_memory(prednet, n, height, width, c, dtype, n_lanes, device="CPU"):
+    """Refuse (before anything is allocated) a decode that cannot fit in the memory this process
+    may still use: the frames, the codes being decoded (int32, transiently twice), and the model
+    stepping `n_lanes` lanes. A header may declare frames far larger than its chunks would make
+    one believe (all-zero frames code to a few bytes), and TensorFlow's CPU kernels crash rather
+    than fail when an allocation is refused, so this is checked, not left to the allocator. (On a
+    GPU the model's memory is the GPU's, which TensorFlow reports as an error.)"""
+    from prednet.device import memory_headroom
+    from prednet.predictor import model_memory
+
+    values = n * height * width * c
+    need = values * np.dtype(dtype).itemsize + 8 * values
+    if device != "GPU":
+        need += model_memory(prednet, height, width, n_lanes)
+    headroom = memory_headroom()
+    if headroom is not None and need > headroom:
+        raise TezipError(
+            f"not enough memory to decode {n} frames of {width}x{height}x{c}: it needs about {need / 2**30:.1f} GiB, "
+            f"{headroom / 2**30:.1f} GiB are available; nothing was written"
+        )
+
+
 def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=None, device="CPU"):
     """Decode and verify every frame. Returns (frames (N, H, W, C) uint8 or uint16, entropy header)."""
     from prednet.predictor import NextFramePredictor
@@ -268,6 +290,7 @@ def decode_archive(prednet, model_digest, names_head, names, key, ent, progress=
             f"this archive was made with {which} (model digest "
             f"{str(h.get('model_digest'))[:12]}…, given model {model_digest[:12]}…): decompress with {use}"
         )
+    check_decode_memory(prednet, n, height, width, c, dtype, len(lanes), device)
     frames = np.zeros((n, height, width, c), dtype)
     decode_keyframes(key[0], key[1], frames, keys)
     is_key = np.zeros(n, bool)

@@ -140,3 +140,23 @@ def test_zigzag_round_trip_and_small_magnitudes_stay_small():
     np.testing.assert_array_equal(z.decode(z.encode(wide)), wide)
     with pytest.raises(TezipError):
         z.decode(np.zeros((1, 2), np.int16))
+
+
+def test_ctxrange_chunk_too_small_for_its_declared_shape_is_refused_before_allocating():
+    """A few bytes cannot hold 48 M values (a byte carries at most ~11 400): refused before the
+    192 MB output would be allocated, whatever the header declared."""
+    import tracemalloc
+
+    coder = ContextRangeCoder()
+    tracemalloc.start()
+    try:
+        with pytest.raises(TezipError, match="cannot hold"):
+            coder.decode_many([bytes(10)], (3, 4000, 4000))
+        with pytest.raises(TezipError, match="cannot hold"):
+            coder.decode_frame(bytes(10), (3, 4000, 4000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    zeros = np.zeros((1, 512, 512), np.int32)  # what a legitimate chunk holds still decodes
+    np.testing.assert_array_equal(coder.decode_frame(coder.encode_frame(zeros), zeros.shape), zeros)
