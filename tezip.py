@@ -178,25 +178,49 @@ def run_uncompress(args, device):
     return 0
 
 
+INTERRUPTED = "tezip.py: interrupted; no partial output was left"
+
+
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
     job = check_job(p, args)
 
-    from prednet.device import select_device
+    # Ctrl-C (or `kill`) is one line from here on, also while the frameworks are still importing
+    # (seconds at start-up): the handler only records the signal and raises KeyboardInterrupt.
+    received = []
 
-    device = select_device(args.force)
-    print(f"{device} MODE", flush=True)
-
-    from compress import archive
-    from compress.errors import TezipError
-
-    def interrupted(signum, frame):  # Ctrl-C or `kill`: clean up temporary files, publish nothing
-        archive.note_signal(signum)
+    def interrupted(signum, frame):  # clean up temporary files, publish nothing
+        received.append(signum)
+        if "compress.archive" in sys.modules:
+            sys.modules["compress.archive"].note_signal(signum)
         raise KeyboardInterrupt
 
-    archive.signals_received.clear()  # main() can run more than once in a process (tests, scripts)
     previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        from compress import archive
+        from compress.errors import TezipError
+
+        archive.signals_received.clear()  # main() can run more than once in a process (tests, scripts)
+        archive.signals_received.extend(received)
+
+        from prednet.device import select_device
+
+        device = select_device(args.force)
+        if received:  # a KeyboardInterrupt raised inside a library's import can be swallowed there
+            raise KeyboardInterrupt
+        print(f"{device} MODE", flush=True)
+        return _run(job, args, device, archive, TezipError)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _run(job, args, device, archive, TezipError):
     try:
         failed = 0
         if job == "learn":
@@ -207,23 +231,16 @@ def main(argv=None):
             failed = run_uncompress(args, device)
         if failed:
             return 1
-    except TezipError as e:
-        print(f"tezip.py: error: {e}", file=sys.stderr)
+    except TezipError as e:  # one line, whatever the message holds (names are escaped)
+        print(f"tezip.py: error: {archive.printable(e)}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("tezip.py: interrupted; no partial output was left", file=sys.stderr)
-        return 128 + (archive.signals_received[0] if archive.signals_received else signal.SIGINT)
     except MemoryError:
         print("tezip.py: error: not enough memory", file=sys.stderr)
         return 1
     except OSError as e:  # an I/O failure no check foresaw (disk error, file vanished)
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        where = f": {archive.printable(e.filename)}" if getattr(e, "filename", None) else ""
         print(f"tezip.py: error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:
-                signal.signal(sig, handler)
     return 0
 
 

@@ -86,6 +86,20 @@ def test_report_png(tiny_model, tmp_path, capsys):
     assert tezip.main(["-u", str(tiny_model(3)), str(comp), str(tmp_path / "out"), "-f"]) == 0
 
 
+@pytest.mark.parametrize("folder, prefix", [("run_$\\frac$", "frame_"), ("run", "f_$x^$_")], ids=["folder", "frame"])
+def test_report_with_tex_like_names(tiny_model, tmp_path, capsys, folder, prefix):
+    """A `$...$` in a folder or frame name is shown as written, not parsed as TeX (which failed
+    with a matplotlib traceback after the archive was written)."""
+    images = tmp_path / folder
+    make_sequence(images, n_frames=5, height=16, width=24, seed=5, prefix=prefix)
+    comp = tmp_path / "comp"
+    assert tezip.main(["-c", str(tiny_model(3)), str(images), str(comp), "-f", "-w", "2", "--report"]) == 0, \
+        capsys.readouterr().err
+    assert sorted(p.name for p in comp.iterdir()) == sorted((*archive.ARCHIVE_FILES, "report.png"))
+    with Image.open(comp / "report.png") as png:
+        assert png.format == "PNG"
+
+
 def test_report_frame_out_of_range_fails_before_any_work(tiny_model, tmp_path, capsys):
     make_sequence(tmp_path / "img", n_frames=5, height=16, width=16, seed=6)
     args = ["-c", str(tiny_model(3)), str(tmp_path / "img"), str(tmp_path / "comp"), "-f", "-w", "3", "--report-frame", "5"]

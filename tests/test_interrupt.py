@@ -163,6 +163,21 @@ def test_decompress_killed_while_writing_then_rerun(tiny_model, long_sequence, t
     assert_final_frames_complete(out, frames)
 
 
+def test_ctrl_c_while_the_frameworks_import(tiny_model, long_sequence, tmp_path):
+    """Ctrl-C in the first seconds, while TensorFlow is still importing: the usual one line, 130."""
+    root, _ = long_sequence
+    out = tmp_path / "comp"
+    proc = start("-c", tiny_model(3), root / "images", out, *CLI_OPTIONS)
+    time.sleep(1.0)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    code, stdout, err = finish(proc)
+    assert "MODE" not in stdout, "the run went on after Ctrl-C (or it came after the imports)"
+    assert code == 130, err
+    assert err.strip().splitlines() == ["tezip.py: interrupted; no partial output was left"], err
+    assert not out.exists()
+
+
 def test_two_runs_started_at_once_into_one_new_out_dir(tiny_model, long_sequence, tmp_path):
     """The first to lock OUT_DIR compresses; the other stops with one line; no archive is lost."""
     root, _ = long_sequence

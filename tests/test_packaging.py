@@ -71,3 +71,29 @@ def test_installed_copy_compresses_with_its_default_model(installed, tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         assert r.stdout.splitlines()[0].startswith(str(site))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in (tmp_path / "img").iterdir())
+
+
+def test_numba_cache_falls_back_when_neither_source_tree_nor_home_is_writable(tmp_path):
+    """A user whose HOME does not exist (and cannot be created) running a copy of TEZip whose
+    source tree they cannot write: numba's cache goes to a private folder of the temporary
+    directory instead of stopping with "cannot cache function". (Unwritable made so that root is
+    stopped too: a file where the folders would have to be.)"""
+    import os
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(REPO_ROOT / "compress", pkg / "compress", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (pkg / "compress" / "__pycache__").write_text("a file: no cache folder can be made here")
+    (tmp_path / "not_a_folder").write_text("")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_") and k != "XDG_CACHE_HOME"}
+    env.update(HOME=str(tmp_path / "not_a_folder" / "home"), PYTHONPATH=str(pkg), TMPDIR=str(temp),
+               PYTHONDONTWRITEBYTECODE="1")
+    code = ("import numpy as np, os, compress.rangecoder as r; c = r.ContextRangeCoder(); "
+            "x = np.arange(24, dtype=np.int32).reshape(2, 3, 4); "
+            "assert (c.decode_frame(c.encode_frame(x), x.shape) == x).all(); print(os.environ['NUMBA_CACHE_DIR'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cache = r.stdout.strip()
+    assert cache.startswith(str(temp)) and any(os.scandir(cache))  # kernels were cached there
+    assert (os.stat(cache).st_mode & 0o077) == 0
