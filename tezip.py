@@ -40,7 +40,7 @@ def build_parser():
     job.add_argument("-l", "--learn", nargs=2, metavar=("MODEL_DIR", "DATA_DIR"),
                      help="train PredNet on the .hkl files in DATA_DIR (from train_data_create.py), write MODEL_DIR")
     job.add_argument("-c", "--compress", nargs=3, metavar=("MODEL_DIR", "IMAGE_DIR", "OUT_DIR"),
-                     help="compress the images of IMAGE_DIR (sorted by name) into OUT_DIR. MODEL_DIR 'default' is "
+                     help="compress the images of IMAGE_DIR (in name order; numbered names by number) into OUT_DIR. MODEL_DIR 'default' is "
                           "the bundled model. An IMAGE_DIR holding only sequence folders is a batch: each "
                           "IMAGE_DIR/<name> goes to OUT_DIR/<name> (finished ones are skipped unless --overwrite)")
     job.add_argument("-u", "--uncompress", nargs=3, metavar=("MODEL_DIR", "COMP_DIR", "OUT_DIR"),

@@ -3,8 +3,8 @@
     python train_data_create.py DATA_DIR OUTPUT_DIR [-v VAL_DIR ...] [--seed N]
                                 [--val-fraction F]
 
-Each subfolder of DATA_DIR is one time sequence: its images, ordered by file name. OUTPUT_DIR
-receives the layout of coxlab PredNet's KITTI data:
+Each subfolder of DATA_DIR is one time sequence: its images, in frame order (as -c orders them:
+compress.images.frame_order). OUTPUT_DIR receives the layout of coxlab PredNet's KITTI data:
 
     X_train.hkl, X_val.hkl              uint8 (n_frames, H, W, C), all sequences' frames
                                         concatenated in order; uint16 for 16-bit grayscale

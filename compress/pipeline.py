@@ -524,6 +524,8 @@ def _compress_into(model_dir, image_dir, out, o, bounds, label):
             f"model {model_dir} was trained on {prednet.channels}-channel frames but {image_dir} holds "
             f"{seq.mode} ({seq.frames.shape[-1]}-channel) images"
         )
+    if o.verbose:
+        print(f"  frame order: {seq.order}", flush=True)
     progress = progress_bar(n, "predicting")
     try:
         files, aid, summary = encode_sequence(prednet, seq.frames, o, bounds, model_doc["digest"], progress,

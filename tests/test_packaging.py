@@ -73,6 +73,12 @@ def test_installed_copy_compresses_with_its_default_model(installed, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in (tmp_path / "img").iterdir())
 
 
+def test_imagecodecs_is_a_dependency():
+    """tifffile decodes LZW-, deflate- and zstd-compressed TIFF stacks with imagecodecs."""
+    names = [r.split(">")[0].split("=")[0].split("<")[0].strip() for r in requirement_lines(REPO_ROOT / "requirements.txt")]
+    assert "imagecodecs" in names
+
+
 def test_numba_cache_falls_back_when_neither_source_tree_nor_home_is_writable(tmp_path):
     """A user whose HOME does not exist (and cannot be created) running a copy of TEZip whose
     source tree they cannot write: numba's cache goes to a private folder of the temporary
