@@ -446,13 +446,16 @@ class OutputFolder:
         self.created, self.fd, self.lock_fd, self.published = [], None, None, False
 
     def __enter__(self):
-        self.created = make_output_folder(self.path)
         try:
-            try:
-                self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except OSError as e:
-                raise TezipError(f"OUT_DIR {self.path} cannot be opened ({e.strerror or e})") from None
-            self._lock()
+            # Ctrl-C is held while the folder is made and locked (and while leaving, below): an
+            # interrupt between creating the lock file and holding it would leave it behind.
+            with deferred_interrupts():
+                self.created = make_output_folder(self.path)
+                try:
+                    self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError as e:
+                    raise TezipError(f"OUT_DIR {self.path} cannot be opened ({e.strerror or e})") from None
+                self._lock()
             try:
                 entries = os.listdir(self.fd)
             except OSError as e:
@@ -466,20 +469,21 @@ class OutputFolder:
         return self
 
     def __exit__(self, *exc):
-        if self.lock_fd is not None:
-            try:
-                mine, there = os.fstat(self.lock_fd), os.stat(LOCK_NAME, dir_fd=self.fd, follow_symlinks=False)
-                if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
-                    os.unlink(LOCK_NAME, dir_fd=self.fd)
-            except OSError:
-                pass
-            os.close(self.lock_fd)  # releases the flock
-            self.lock_fd = None
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if not self.published:
-            remove_created(self.created)
+        with deferred_interrupts():
+            if self.lock_fd is not None:
+                try:
+                    mine, there = os.fstat(self.lock_fd), os.stat(LOCK_NAME, dir_fd=self.fd, follow_symlinks=False)
+                    if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                        os.unlink(LOCK_NAME, dir_fd=self.fd)
+                except OSError:
+                    pass
+                os.close(self.lock_fd)  # releases the flock
+                self.lock_fd = None
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+            if not self.published:
+                remove_created(self.created)
         return False
 
     def _unlink(self, name):

@@ -59,11 +59,12 @@ def wait_for_start(proc, timeout=120):
 
 
 def wait_for_partial_file(proc, folder, timeout=120):
-    """Until a temporary file appears in folder (the decoder is writing its frames)."""
+    """Until a temporary file appears in folder (the decoder is writing its frames; the run's lock,
+    there from the start, does not count)."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         try:
-            if any(e.name.endswith(archive.TMP_SUFFIX) for e in os.scandir(folder)):
+            if any(e.name.endswith(archive.TMP_SUFFIX) and e.name != archive.LOCK_NAME for e in os.scandir(folder)):
                 return True
         except FileNotFoundError:
             pass

@@ -158,6 +158,25 @@ def test_second_run_into_a_locked_out_dir_is_refused(tiny_model, made, tmp_path)
     assert not out.exists()  # the holder created it and published nothing: removed again
 
 
+def test_ctrl_c_while_locking_leaves_no_lock_behind(tmp_path, monkeypatch):
+    """Ctrl-C between creating the lock file and holding it is held until the lock is held, then
+    cleaned up like any interrupt: no lock file and no OUT_DIR are left."""
+    import signal
+
+    real_flock = archive.fcntl.flock
+
+    def flock(fd, how):
+        signal.raise_signal(signal.SIGINT)  # Python's handler: KeyboardInterrupt at the next bytecode
+        return real_flock(fd, how)
+
+    monkeypatch.setattr(archive.fcntl, "flock", flock)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        with archive.OutputFolder(out):
+            pass
+    assert not out.exists()
+
+
 def test_stale_lock_of_a_killed_run_does_not_block(tiny_model, made, tmp_path):
     root, _ = made
     out = tmp_path / "comp"
