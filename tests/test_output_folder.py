@@ -171,9 +171,13 @@ def test_ctrl_c_while_locking_leaves_no_lock_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(archive.fcntl, "flock", flock)
     out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        with archive.OutputFolder(out):
-            pass
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever earlier tests left
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with archive.OutputFolder(out):
+                pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not out.exists()
 
 
