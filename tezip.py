@@ -40,7 +40,7 @@ def build_parser():
     job.add_argument("-l", "--learn", nargs=2, metavar=("MODEL_DIR", "DATA_DIR"),
                      help="train PredNet on the .hkl files in DATA_DIR (from train_data_create.py), write MODEL_DIR")
     job.add_argument("-c", "--compress", nargs=3, metavar=("MODEL_DIR", "IMAGE_DIR", "OUT_DIR"),
-                     help="compress the images of IMAGE_DIR (sorted by name) into OUT_DIR. MODEL_DIR 'default' is "
+                     help="compress the images of IMAGE_DIR (in name order; numbered names by number) into OUT_DIR. MODEL_DIR 'default' is "
                           "the bundled model. An IMAGE_DIR holding only sequence folders is a batch: each "
                           "IMAGE_DIR/<name> goes to OUT_DIR/<name> (finished ones are skipped unless --overwrite)")
     job.add_argument("-u", "--uncompress", nargs=3, metavar=("MODEL_DIR", "COMP_DIR", "OUT_DIR"),
@@ -179,36 +179,57 @@ def run_uncompress(args, flags):
     return 0
 
 
+INTERRUPTED = "tezip.py: interrupted; no partial output was left"
+
+
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
     job = check_job(p, args)
 
-    from base.errors import OptionError, TezipError
-
-    plan = None
-    if job == "compress":
-        try:
-            plan = codec_plan(args)
-        except OptionError as e:
-            p.error(str(e))
-        except TezipError as e:
-            print(f"tezip.py: error: {e}", file=sys.stderr)
-            return e.exit_code
-
-    from prednet.device import select_device
-
-    device = select_device(args.force)
-    print(f"{device} MODE", flush=True)
-
+    # Ctrl-C (or `kill`) is one line from here on, also while the frameworks are still importing
+    # (seconds at start-up): the handler only records the signal and raises KeyboardInterrupt.
     from base import publish
 
-    def interrupted(signum, frame):  # Ctrl-C or `kill`: clean up temporary files, publish nothing
+    publish.signals_received.clear()  # main() can run more than once in a process (tests, scripts)
+
+    def interrupted(signum, frame):  # clean up temporary files, publish nothing
         publish.note_signal(signum)
         raise KeyboardInterrupt
 
-    publish.signals_received.clear()  # main() can run more than once in a process (tests, scripts)
     previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        from base.errors import OptionError, TezipError, printable
+
+        plan = None
+        if job == "compress":
+            try:
+                plan = codec_plan(args)
+            except OptionError as e:
+                p.error(str(e))
+            except TezipError as e:
+                print(f"tezip.py: error: {printable(e)}", file=sys.stderr)
+                return e.exit_code
+
+        from prednet.device import select_device
+
+        device = select_device(args.force)
+        if publish.signals_received:  # a KeyboardInterrupt raised inside a library's import can be swallowed there
+            raise KeyboardInterrupt
+        print(f"{device} MODE", flush=True)
+        return _run(job, args, plan, device)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 128 + (publish.signals_received[0] if publish.signals_received else signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _run(job, args, plan, device):
+    from base.errors import TezipError, printable
+
     try:
         failed = 0
         if job == "learn":
@@ -219,23 +240,16 @@ def main(argv=None):
             failed = run_uncompress(args, run_flags(args, device))
         if failed:
             return 1
-    except TezipError as e:
-        print(f"tezip.py: error: {e}", file=sys.stderr)
+    except TezipError as e:  # one line, whatever the message holds (names are escaped)
+        print(f"tezip.py: error: {printable(e)}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("tezip.py: interrupted; no partial output was left", file=sys.stderr)
-        return 128 + (publish.signals_received[0] if publish.signals_received else signal.SIGINT)
     except MemoryError:
         print("tezip.py: error: not enough memory", file=sys.stderr)
         return 1
     except OSError as e:  # an I/O failure no check foresaw (disk error, file vanished)
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        where = f": {printable(e.filename)}" if getattr(e, "filename", None) else ""
         print(f"tezip.py: error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:
-                signal.signal(sig, handler)
     return 0
 
 

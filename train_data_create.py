@@ -3,8 +3,8 @@
     python train_data_create.py DATA_DIR OUTPUT_DIR [-v VAL_DIR ...] [--seed N]
                                 [--val-fraction F]
 
-Each subfolder of DATA_DIR is one time sequence: its images, ordered by file name. OUTPUT_DIR
-receives the layout of coxlab PredNet's KITTI data:
+Each subfolder of DATA_DIR is one time sequence: its images, in frame order (as -c orders them:
+frames.read.frame_order). OUTPUT_DIR receives the layout of coxlab PredNet's KITTI data:
 
     X_train.hkl, X_val.hkl              uint8 (n_frames, H, W, C), all sequences' frames
                                         concatenated in order; uint16 for 16-bit grayscale
@@ -36,7 +36,7 @@ import hickle
 import numpy as np
 
 from base.errors import TezipError
-from compress.images import MODE_DTYPES, ImageHeader, list_image_files, read_image, sequence_header
+from frames.read import MODE_DTYPES, ImageHeader, list_image_files, read_image, sequence_header
 
 OUTPUT_FILES = ("X_train.hkl", "X_val.hkl", "sources_train.hkl", "sources_val.hkl")
 

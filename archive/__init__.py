@@ -23,7 +23,7 @@ from archive.header import (ENTROPY_FILE, KEYFRAME_FILE, FrameFormat, KeyframeHe
 from base.errors import TezipError
 from archive import container as _container
 from archive.container import FORMAT_VERSION
-from archive.names import NAMES_FILE, names_text, parse_names
+from archive.names import NAMES_FILE, names_text, parse_names, read_names_file
 
 ARCHIVE_FILES = (KEYFRAME_FILE, ENTROPY_FILE, NAMES_FILE)
 
@@ -57,15 +57,13 @@ def read_archive(comp_dir):
     comp = Path(comp_dir)
     if not comp.is_dir():
         raise TezipError(f"archive folder {comp_dir} does not exist")
-    names_raw = _container.read_archive_file(comp, NAMES_FILE)
+    names_raw = read_names_file(comp)
     try:
         names_head, names = parse_names(names_raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise TezipError(f"{NAMES_FILE} is corrupt (not UTF-8 text)") from None
-    key_json, key_chunks = _container.unpack_dat(_container.read_archive_file(comp, KEYFRAME_FILE),
-                                                 _container.KEYFRAME_MAGIC, KEYFRAME_FILE)
-    ent_json, ent_chunks = _container.unpack_dat(_container.read_archive_file(comp, ENTROPY_FILE),
-                                                 _container.ENTROPY_MAGIC, ENTROPY_FILE)
+    key_json, key_chunks = _container.read_dat_file(comp, KEYFRAME_FILE, _container.KEYFRAME_MAGIC)
+    ent_json, ent_chunks = _container.read_dat_file(comp, ENTROPY_FILE, _container.ENTROPY_MAGIC)
     aid = ent_json.get("archive_id")
     for fname, other in ((KEYFRAME_FILE, key_json.get("archive_id")), (NAMES_FILE, names_head.get("archive_id"))):
         if other != aid:

@@ -4,18 +4,21 @@
     | chunk 0 | chunk 1 | ...
 
 The header (archive/header.py says what it holds) gets the size and crc32 of every chunk, so a
-truncated or corrupted file is caught and the damaged chunk named.
+truncated or corrupted file is caught and the damaged chunk named. A file is read only when it is
+a regular file, and only once its size matches what its header declares.
 """
 
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
 
 from archive.header import ENTROPY_FILE, KEYFRAME_FILE
 from base.errors import TezipError
+from base.files import NotARegularFile, open_regular
 
-# 2: residuals and keyframes are context range coded (compress/rangecoder.py); entropy.dat has no
+# 2: residuals and keyframes are context range coded (stages/ctxrange.py); entropy.dat has no
 # rank-table chunk. Version 1 archives (rank tables + zstd) are no longer decoded.
 FORMAT_VERSION = 2
 OLDEST_DAT_VERSION = 2
@@ -41,14 +44,16 @@ def pack_dat(magic, header, chunks):
     return b"".join(parts + list(chunks))
 
 
-def unpack_dat(data, magic, name):
-    """Parse and check a .dat file. Returns (header, list of chunk memoryviews)."""
-    if len(data) < _PREFIX.size or data[:8] != magic:
-        other = {KEYFRAME_MAGIC: KEYFRAME_FILE, ENTROPY_MAGIC: ENTROPY_FILE}.get(bytes(data[:8]))
+def _parse_header(buf, magic, name, total):
+    """Check the prefix and header of a .dat file of `total` bytes whose first bytes are `buf`
+    (at least the prefix, and the header when the prefix is valid). Returns (header, position of
+    the first chunk)."""
+    if len(buf) < _PREFIX.size or bytes(buf[:8]) != magic:
+        other = {KEYFRAME_MAGIC: KEYFRAME_FILE, ENTROPY_MAGIC: ENTROPY_FILE}.get(bytes(buf[:8]))
         if other:
             raise TezipError(f"{name} is not what its name says: it holds a {other} file")
         raise TezipError(f"{name} is not a TEZip archive file")
-    _, version, hlen = _PREFIX.unpack_from(data, 0)
+    _, version, hlen = _PREFIX.unpack_from(buf, 0)
     if version > FORMAT_VERSION:
         raise TezipError(f"{name} was written by a newer TEZip (format version {version}); this one reads up to {FORMAT_VERSION}")
     if version < 1:
@@ -57,10 +62,10 @@ def unpack_dat(data, magic, name):
         raise TezipError(f"{name} was written by an older TEZip (format version {version}, rank-table coding), "
                          f"which this one no longer decodes: decompress it with the TEZip that made it")
     pos = _PREFIX.size
-    if hlen > MAX_HEADER_BYTES or pos + hlen + _CRC.size > len(data):
+    if hlen > MAX_HEADER_BYTES or pos + hlen + _CRC.size > total:
         raise TezipError(f"{name} is truncated (header incomplete)")
-    hbytes = bytes(data[pos : pos + hlen])
-    (stored,) = _CRC.unpack_from(data, pos + hlen)
+    hbytes = bytes(buf[pos : pos + hlen])
+    (stored,) = _CRC.unpack_from(buf, pos + hlen)
     if crc32(hbytes) != stored:
         raise TezipError(f"{name} is corrupt (header checksum mismatch)")
     try:
@@ -69,31 +74,72 @@ def unpack_dat(data, magic, name):
         raise TezipError(f"{name} is corrupt (header is not valid JSON)") from None
     if not isinstance(header, dict) or not isinstance(header.get("chunks"), list):
         raise TezipError(f"{name} is corrupt (header lacks its chunk table)")
-    pos += hlen + _CRC.size
-    view = memoryview(data)
-    chunks = []
+    return header, pos + hlen + _CRC.size
+
+
+def _chunk_layout(header, pos, total, name):
+    """[(start, size, crc)] of the chunks the header declares, checked against the file's size
+    `total` (nothing is read: a file larger or smaller than its header says is refused first)."""
+    layout = []
     for i, entry in enumerate(header["chunks"]):
-        if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(v, int) and v >= 0 for v in entry)):
+        if not (isinstance(entry, list) and len(entry) == 2 and all(type(v) is int and v >= 0 for v in entry)):
             raise TezipError(f"{name} is corrupt (bad chunk table entry {i})")
         size, crc = entry
-        if pos + size > len(data):
+        if pos + size > total:
             raise TezipError(f"{name} is truncated (chunk {i} of {len(header['chunks'])} incomplete)")
-        chunk = view[pos : pos + size]
-        if crc32(chunk) != crc:
-            chunks.append(None)  # the caller names what this chunk held
-        else:
-            chunks.append(chunk)
+        layout.append((pos, size, crc))
         pos += size
-    if pos != len(data):
-        raise TezipError(f"{name} has {len(data) - pos} unexpected bytes at its end")
-    return header, chunks
+    if pos != total:
+        raise TezipError(f"{name} has {total - pos} unexpected bytes at its end")
+    return layout
 
 
-def read_archive_file(folder, name):
-    path = Path(folder) / name
+def _chunks(data, layout):
+    """The chunks (memoryviews; None where the crc does not match: the caller names what it held)."""
+    view = memoryview(data)
+    chunks = []
+    for start, size, crc in layout:
+        chunk = view[start : start + size]
+        chunks.append(chunk if crc32(chunk) == crc else None)
+    return chunks
+
+
+def unpack_dat(data, magic, name):
+    """Parse and check a .dat file. Returns (header, list of chunk memoryviews)."""
+    header, pos = _parse_header(data, magic, name, len(data))
+    return header, _chunks(data, _chunk_layout(header, pos, len(data), name))
+
+
+def open_archive_file(path):
     try:
-        return path.read_bytes()
+        return open_regular(path)
     except FileNotFoundError:
         raise TezipError(f"{path} is missing: not a complete TEZip archive") from None
+    except NotARegularFile as e:
+        raise TezipError(f"{path} cannot be read (it is {e.what}, not a regular file)") from None
     except OSError as e:
-        raise TezipError(f"{path} cannot be read ({e.strerror})") from None
+        raise TezipError(f"{path} cannot be read ({e.strerror or e})") from None
+
+
+def read_dat_file(folder, name, magic):
+    """Read and check one .dat file of an archive folder: (header, chunks) as unpack_dat. The
+    file's size is compared with what its header declares (prefix + header + chunk table) before
+    any chunk is read, so a file larger or smaller than that is refused having read its header
+    only."""
+    path = Path(folder) / name
+    with open_archive_file(path) as f:
+        try:
+            total = os.fstat(f.fileno()).st_size
+            buf = f.read(_PREFIX.size)
+            if len(buf) == _PREFIX.size and buf[:8] == magic:
+                hlen = _PREFIX.unpack_from(buf, 0)[2]
+                if hlen <= MAX_HEADER_BYTES and _PREFIX.size + hlen + _CRC.size <= total:
+                    buf += f.read(hlen + _CRC.size)
+            header, pos = _parse_header(buf, magic, name, total)
+            layout = _chunk_layout(header, pos, total, name)
+            data = buf + f.read(total - len(buf))
+        except OSError as e:
+            raise TezipError(f"{path} cannot be read ({e.strerror or e})") from None
+    if len(data) != total:
+        raise TezipError(f"{name} changed while it was read")
+    return header, _chunks(data, layout)

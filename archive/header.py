@@ -228,7 +228,9 @@ class SequenceHeader:
         if not isinstance(h.get("stages"), list) or len(h["stages"]) < 2:
             raise TezipError(f"{where} is corrupt (codec stages missing)")
         digest = h.get("names_digest")
-        if digest is not None and digest != names_digest(mode, names, stack):
+        if not isinstance(digest, str):  # every archive of this format binds its names: a header without is edited
+            raise TezipError(f"{where} is corrupt (its header lacks 'names_digest', which binds filename.txt to it)")
+        if digest != names_digest(mode, names, stack):
             raise TezipError(f"filename.txt was edited: its names or colour mode do not match {where}")
         bound = h.get("bound") if isinstance(h.get("bound"), dict) else {}
         return cls(

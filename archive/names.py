@@ -5,18 +5,25 @@ the frames were one multi-page TIFF) — a header line, then one name a line. en
 
 import json
 import os
+from pathlib import Path
 
-from archive.container import FORMAT_VERSION, crc32
+from archive.container import FORMAT_VERSION, open_archive_file, crc32
 from base.errors import TezipError
 from base.pixels import IMAGE_EXTENSIONS, TIFF_EXTENSIONS
 
 NAMES_FILE = "filename.txt"
 NAMES_MAGIC = "#TEZIP-NAMES"
+# File names are at most this many bytes (Linux, macOS, Windows): longer ones cannot be written back.
+NAME_MAX = 255
+# filename.txt: its header line, and each name's line (a frame name, or a stack page's made-up name).
+MAX_NAMES_HEAD = 64 << 10
+MAX_NAME_LINE = 300
 
 
-def name_problem(n):
+def name_problem(n, is_file=True):
     """Why a frame's file name cannot be stored or written back (None if it can): a plain file
-    name in this folder, on one line, with an image extension TEZip reads."""
+    name in this folder, on one line, with an image extension TEZip reads, and (when it names a
+    file of its own: not a TIFF stack's page) at most NAME_MAX bytes."""
     if not isinstance(n, str) or n in ("", ".", "..") or n.startswith("."):
         return "is not a plain file name"
     if "\n" in n or "\r" in n or "\x00" in n or "/" in n or n != os.path.basename(n):
@@ -25,6 +32,8 @@ def name_problem(n):
         n.encode("utf-8")
     except UnicodeEncodeError:
         return "is not valid UTF-8"
+    if is_file and len(n.encode("utf-8")) > NAME_MAX:
+        return f"is longer than {NAME_MAX} bytes"
     if os.path.splitext(n)[1].lower() not in IMAGE_EXTENSIONS:
         return "does not have an image file extension"
     return None
@@ -38,13 +47,21 @@ def stack_problem(stack):
 
 
 def check_names(names, stack=None):
-    """Refuse (before any work) a frame or TIFF stack file name the archive cannot store."""
-    problems = [(n, name_problem(n)) for n in names]
+    """Refuse (before any work) a frame or TIFF stack file name the archive cannot store or the
+    decoder could not write back (a lossy format's frame is written back as PNG: that name too)."""
+    problems = [(n, name_problem(n, is_file=stack is None)) for n in names]
     if stack is not None:
         problems.append((stack, stack_problem(stack)))
     for n, problem in problems:
         if problem:
             raise TezipError(f"file name {n!r} cannot be stored: it {problem}")
+    if stack is None:
+        from frames.write import output_names
+
+        for n, out in zip(names, output_names(names)[0]):
+            if len(out.encode("utf-8")) > NAME_MAX:
+                raise TezipError(f"file name {n!r} cannot be stored: it would be written back as {out!r}, "
+                                 f"longer than {NAME_MAX} bytes")
 
 
 def names_text(archive_id_, mode, names, stack=None):
@@ -85,7 +102,7 @@ def parse_names(text, name=NAMES_FILE):
         raise TezipError(f"{name} lists {len(names)} names, its header says {head.get('count')!r}")
     seen = set()
     for i, n in enumerate(names):
-        problem = name_problem(n)
+        problem = name_problem(n, is_file="stack" not in head)
         if problem:
             raise TezipError(f"{name} is corrupt: name {i + 1} {n[:80]!r} {problem}")
         if n in seen:
@@ -94,3 +111,33 @@ def parse_names(text, name=NAMES_FILE):
     return head, names
 
 
+def _declared_name_count(first_line):
+    """The name count filename.txt's header line (bytes) declares, or None."""
+    magic = NAMES_MAGIC.encode() + b" "
+    if not first_line.startswith(magic):
+        return None
+    try:
+        head = json.loads(first_line[len(magic):])
+    except (ValueError, RecursionError):
+        return None
+    count = head.get("count") if isinstance(head, dict) else None
+    return count if type(count) is int and count >= 0 else None
+
+
+def read_names_file(folder):
+    """filename.txt's bytes, read only as far as its header line allows: at most MAX_NAME_LINE
+    bytes for each name it declares (a larger file is refused unread); without a readable count,
+    the header line alone (parse_names then names what is wrong with it)."""
+    path = Path(folder) / NAMES_FILE
+    with open_archive_file(path) as f:
+        try:
+            total = os.fstat(f.fileno()).st_size
+            first = f.readline(MAX_NAMES_HEAD)
+            count = _declared_name_count(first)
+            if count is not None and total > len(first) + count * MAX_NAME_LINE:
+                raise TezipError(f"{NAMES_FILE} is corrupt ({total} bytes for the {count} names its header declares)")
+            if count is None and total > MAX_NAMES_HEAD:
+                return first
+            return first + f.read()
+        except OSError as e:
+            raise TezipError(f"{path} cannot be read ({e.strerror or e})") from None

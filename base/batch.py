@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from base.errors import TezipError
+from base.errors import TezipError, printable
 from base.progress import progress_bar
 from base.publish import check_output_folder
 
@@ -50,8 +50,13 @@ def run_batch(sequences, out_root, process, already_done, overwrite, verb):
     try:
         for i, src in enumerate(sequences, 1):
             out = Path(out_root) / src.name
-            label = f"[{i}/{len(sequences)}] {src.name}: "
-            if not overwrite and already_done(out):
+            label = f"[{i}/{len(sequences)}] {printable(src.name)}: "
+            if out.is_symlink():  # never written through: it could point anywhere
+                message = (f"{printable(out)} is a symbolic link: TEZip writes a sequence only into a real "
+                           f"folder of OUT_DIR (remove the link)")
+                print(f"{label}error: {message}", file=sys.stderr, flush=True)
+                results.append(SequenceResult(src.name, "FAILED", message=message))
+            elif not overwrite and already_done(out):
                 print(f"{label}skipped ({out} is already done; --overwrite redoes it)", flush=True)
                 results.append(SequenceResult(src.name, "skipped"))
             else:
@@ -73,7 +78,7 @@ def print_table(results, verb):
     rows = [("sequence", "status", "frames", "ratio", "max err", "seconds")]
     for r in results:
         rows.append((
-            r.name, r.status, str(r.frames) if r.frames else "-",
+            printable(r.name), r.status, str(r.frames) if r.frames else "-",
             "-" if math.isnan(r.ratio) else f"{r.ratio:.2f}",
             "-" if r.max_abs_error is None else str(r.max_abs_error),
             f"{r.seconds:.1f}" if r.seconds else "-",
@@ -88,7 +93,7 @@ def print_table(results, verb):
     done = sum(r.status == "ok" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     print(f"{verb} {done} of {len(results)} sequences, {skipped} skipped, {len(failed)} failed"
-          + (": " + ", ".join(r.name for r in failed) if failed else ""))
+          + (": " + ", ".join(printable(r.name) for r in failed) if failed else ""))
 
 
 def check_batch_folders(root, out_root, what):

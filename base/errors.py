@@ -1,4 +1,5 @@
-"""The one exception type for problems a user can fix (bad input, bad archive, bad option).
+"""The one exception type for problems a user can fix (bad input, bad archive, bad option), and
+how names go into its one-line messages.
 
 The CLI prints its message on one line and exits non-zero; any other exception is a bug.
 """
@@ -14,3 +15,11 @@ class OptionError(TezipError):
     """A bad command-line option or option combination (exit code 2, like argparse's errors)."""
 
     exit_code = 2
+
+
+def printable(text):
+    """`text` with its control and other non-printable characters escaped as repr() writes them
+    (`\x1b`, `\u202e`): names from an archive or a folder are printed with this, so they can
+    never send a terminal escape sequence or break a one-line message."""
+    text = str(text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

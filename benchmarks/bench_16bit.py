@@ -59,7 +59,7 @@ def timed(function, *args):
 def tezip_rows(model, frames, bounds, window, device, workdir):
     import tifffile
 
-    from compress.images import read_sequence
+    from frames.read import read_sequence
     from compress.pipeline import compress_folder
     from decompress.pipeline import decompress_folder
     from sequence.plan import CodecPlan, RunFlags

@@ -56,7 +56,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from compress.images import list_image_files, read_image  # noqa: E402  (Pillow + numpy only)
+from frames.read import list_image_files, read_image  # noqa: E402  (Pillow + numpy only)
 
 DEFAULT_FRAMES = REPO_ROOT.parent / "shared" / "data" / "megamind"
 DEFAULT_FIRST, DEFAULT_COUNT = 200, 60

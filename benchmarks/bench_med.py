@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from stages.zigzag import ZigZagCoder  # noqa: E402
-from compress.images import list_image_files, read_image  # noqa: E402
+from frames.read import list_image_files, read_image  # noqa: E402
 from stages.zstd import DEFAULT_LEVEL, ZstdCodec  # noqa: E402
 from stages.med import MedCoder  # noqa: E402
 from stages.delta1d import DeltaCoder  # noqa: E402

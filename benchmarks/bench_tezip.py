@@ -46,7 +46,7 @@ def main():
     from prednet.device import select_device
 
     device = select_device(args.force)
-    from compress.images import read_sequence
+    from frames.read import read_sequence
     from compress.pipeline import compress_folder
     from decompress.pipeline import decompress_folder
     from sequence.plan import CodecPlan, RunFlags

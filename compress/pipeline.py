@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from archive import Archive, FrameFormat, KeyframeHeader, SequenceHeader, frame_checksum, names_digest
-from base.errors import TezipError
+from archive import (ENTROPY_FILE, KEYFRAME_FILE, Archive, FrameFormat, KeyframeHeader, SequenceHeader, frame_checksum,
+                     names_digest)
+from base.errors import TezipError, printable
 from base.pixels import max_value_of
 from base.progress import progress_bar
 from archive.names import check_names
-from base.publish import check_output_folder, write_files_atomically
+from base.publish import OutputFolder, check_output_folder, write_files_atomically
 from sequence.coding import SequenceEncoder
 from sequence.framecoder import to_planar
 from sequence.plan import CodecPlan, RunFlags, default_lanes
@@ -78,6 +79,8 @@ def encode_sequence(prednet, frames, plan: CodecPlan, model_digest, progress=Non
 
     t = time.time()
     is_key, lane_starts = plan.keyframe_schedule(n, lambda windows, dynamic: default_lanes(prednet, n, h, w, windows, dynamic))
+    if device != "GPU":  # on a GPU the model's memory is the GPU's (TensorFlow reports running out)
+        check_model_memory(prednet, h, w, len(lane_starts))
     predictor = NextFramePredictor(prednet, h, w, len(lane_starts))
     encoder = SequenceEncoder(frames, plan, array_module(device))
     scale = ValueScale.for_frames(frames)
@@ -118,6 +121,18 @@ def encode_sequence(prednet, frames, plan: CodecPlan, model_digest, progress=Non
         summary.frame_bytes[f] = len(chunk)
     summary.seconds = time.time() - t_start
     return archive, summary
+
+
+def check_model_memory(prednet, h, w, lanes):
+    """Refuse before the model starts when it cannot fit (TensorFlow's CPU kernels crash rather
+    than fail when an allocation is refused)."""
+    from prednet.device import memory_headroom
+    from prednet.predictor import model_memory
+
+    need, headroom = model_memory(prednet, h, w, lanes), memory_headroom()
+    if headroom is not None and need > headroom:
+        raise TezipError(f"not enough memory for the model on {lanes} lane(s) of {w}x{h} frames: it needs about "
+                         f"{need / 2**30:.1f} GiB, {headroom / 2**30:.1f} GiB are available (fewer --lanes need less)")
 
 
 def _empty_choices(level):
@@ -162,12 +177,18 @@ def summarize(frames, encoder, keyframes, predicted, scale):
 
 def compress_folder(model_dir, image_dir, out_dir, plan: CodecPlan, flags: RunFlags = RunFlags(), label=""):
     """Compress one sequence (a folder of images or a TIFF stack) into out_dir; prints one summary
-    line (after `label`). Returns the Summary."""
-    from compress.images import read_sequence
+    line (after `label`). Returns the Summary. OUT_DIR is locked for the whole run
+    (base.publish.OutputFolder): a second run into it is refused."""
+    check_output_folder(out_dir, image_dir, flags.overwrite)
+    with OutputFolder(out_dir, overwrite=flags.overwrite) as out:
+        return _compress_into(model_dir, image_dir, out, plan, flags, label)
+
+
+def _compress_into(model_dir, image_dir, out, plan, flags, label):
+    from frames.read import read_sequence
     from prednet.modelfile import load_model
 
     t0 = time.time()
-    check_output_folder(out_dir, image_dir, flags.overwrite)
     seq = read_sequence(image_dir)
     check_names(seq.names, seq.stack)
     n = len(seq.frames)
@@ -180,6 +201,8 @@ def compress_folder(model_dir, image_dir, out_dir, plan: CodecPlan, flags: RunFl
             f"model {model_dir} was trained on {prednet.channels}-channel frames but {image_dir} holds "
             f"{seq.mode} ({seq.frames.shape[-1]}-channel) images"
         )
+    if flags.verbose:
+        print(f"  frame order: {seq.order}", flush=True)
     progress = progress_bar(n, "predicting")
     try:
         archive, summary = encode_sequence(prednet, seq.frames, plan, model_doc["digest"], progress,
@@ -187,14 +210,14 @@ def compress_folder(model_dir, image_dir, out_dir, plan: CodecPlan, flags: RunFl
     finally:
         progress.close()
     files = archive.files()
-    summary.stage_bytes = {"keyframes": len(files["key_frame.dat"]), "residuals": len(files["entropy.dat"])}
+    summary.stage_bytes = {"keyframes": len(files[KEYFRAME_FILE]), "residuals": len(files[ENTROPY_FILE])}
     summary.compressed_bytes = sum(len(b) for b in files.values())
     if flags.report or flags.report_frame is not None:
         from compress.report import REPORT_FILE, render_report
 
         files[REPORT_FILE] = render_report(seq.frames, seq.names, summary, plan.threshold, flags.report_frame,
                                            max_value_of(seq.frames.dtype), title=Path(image_dir).name)
-    write_files_atomically(out_dir, files)
+    write_files_atomically(out, files)
     summary.seconds = time.time() - t0
     if flags.verbose:
         _print_details(summary, seq.names)
@@ -206,9 +229,9 @@ def _print_details(summary, names):
     for i, is_key, pred_mse, dec_mse in summary.per_frame:
         if is_key:
             how = "stored exactly" if dec_mse == 0 else f"coded on its own within the bound, decoded MSE {dec_mse:.4f}"
-            print(f"  frame {i} {names[i]}: keyframe ({how})")
+            print(f"  frame {i} {printable(names[i])}: keyframe ({how})")
         else:
-            print(f"  frame {i} {names[i]}: prediction MSE {pred_mse:.6f}, decoded MSE (pixel units) {dec_mse:.4f}")
+            print(f"  frame {i} {printable(names[i])}: prediction MSE {pred_mse:.6f}, decoded MSE (pixel units) {dec_mse:.4f}")
     for stage, sec in summary.stage_seconds.items():
         print(f"  stage {stage}: {sec:.3f} s")
     for what, size in summary.stage_bytes.items():

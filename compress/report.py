@@ -8,6 +8,8 @@ needs no display.
 
 import numpy as np
 
+from base.errors import printable
+
 REPORT_FILE = "report.png"
 
 
@@ -51,9 +53,12 @@ def render_report(frames, names, summary, threshold=None, frame=None, max_value=
     ax_bytes.bar(index[is_key], bytes_[is_key], color="tab:orange", label="keyframe (coded on its own)")
     ax_bytes.set_ylabel("compressed bytes")
     ax_bytes.legend(loc="upper right", fontsize=8)
+    # Folder and frame names are shown as they are: parse_math=False keeps matplotlib from
+    # reading a `$...$` in a name as TeX (which fails on most such names); printable() escapes
+    # control characters.
     ax_bytes.set_title(
-        f"{title}  {summary.frames} frames, {len(keys)} keyframes, ratio {summary.ratio:.2f}, "
-        f"max abs error {summary.max_abs_error}".strip()
+        f"{printable(title)}  {summary.frames} frames, {len(keys)} keyframes, ratio {summary.ratio:.2f}, "
+        f"max abs error {summary.max_abs_error}".strip(), parse_math=False
     )
 
     ax_mse = fig.add_subplot(grid[1, :], sharex=ax_bytes)
@@ -75,10 +80,10 @@ def render_report(frames, names, summary, threshold=None, frame=None, max_value=
         prediction, note = np.moveaxis(summary.predictions[frame], 0, -1).astype(np.int64), ""
     residual = (actual - prediction).mean(axis=2)
     gray = dict(cmap="gray", vmin=0, vmax=1) if actual.shape[2] == 1 else {}
-    for col, (image, label) in enumerate(((actual, f"frame {frame}: {names[frame]}"), (prediction, "prediction" + note))):
+    for col, (image, label) in enumerate(((actual, f"frame {frame}: {printable(names[frame])}"), (prediction, "prediction" + note))):
         ax = fig.add_subplot(grid[2, col])
         ax.imshow(_display(image, max_value), **gray)
-        ax.set_title(label, fontsize=9)
+        ax.set_title(label, fontsize=9, parse_math=False)
         ax.axis("off")
     ax = fig.add_subplot(grid[2, 2])
     limit = max(1.0, float(np.abs(residual).max()))

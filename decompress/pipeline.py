@@ -11,9 +11,9 @@ import numpy as np
 
 from archive import Archive, archive_size, frame_checksum, read_archive
 from archive.header import ENTROPY_FILE, KEYFRAME_FILE
-from base.errors import TezipError
+from base.errors import TezipError, printable
 from base.progress import progress_bar
-from base.publish import check_output_folder, publish_atomically
+from base.publish import OutputFolder, check_output_folder
 from sequence.coding import SequenceDecoder
 from sequence.framecoder import FrameCoder, KeyframeCoder
 from sequence.plan import RunFlags
@@ -72,6 +72,28 @@ def check_model(archive: Archive, model_digest):
         )
 
 
+def check_decode_memory(prednet, fmt, n_lanes, device="CPU"):
+    """Refuse (before anything is allocated) a decode that cannot fit in the memory this process
+    may still use: the frames, the codes being decoded (int32, transiently twice), and the model
+    stepping `n_lanes` lanes. A header may declare frames far larger than its chunks would make
+    one believe (all-zero frames code to a few bytes), and TensorFlow's CPU kernels crash rather
+    than fail when an allocation is refused, so this is checked, not left to the allocator. (On a
+    GPU the model's memory is the GPU's, which TensorFlow reports as an error.)"""
+    from prednet.device import memory_headroom
+    from prednet.predictor import model_memory
+
+    values = fmt.n_frames * fmt.height * fmt.width * fmt.channels
+    need = values * fmt.dtype.itemsize + 8 * values
+    if device != "GPU":
+        need += model_memory(prednet, fmt.height, fmt.width, n_lanes)
+    headroom = memory_headroom()
+    if headroom is not None and need > headroom:
+        raise TezipError(
+            f"not enough memory to decode {fmt.n_frames} frames of {fmt.width}x{fmt.height}x{fmt.channels}: it needs "
+            f"about {need / 2**30:.1f} GiB, {headroom / 2**30:.1f} GiB are available; nothing was written"
+        )
+
+
 def decode_sequence(prednet, archive: Archive, progress=None, device="CPU"):
     """Decode and verify every frame → frames (N, H, W, C) uint8 or uint16."""
     from prednet.predictor import NextFramePredictor
@@ -80,6 +102,7 @@ def decode_sequence(prednet, archive: Archive, progress=None, device="CPU"):
 
     seq = archive.sequence
     fmt = seq.frames
+    check_decode_memory(prednet, fmt, len(seq.lanes), device)
     codes, choices, coder, key_coder = decode_codes(archive, array_module(device))
     frames = np.zeros((fmt.n_frames, fmt.height, fmt.width, fmt.channels), fmt.dtype)
     decoder = SequenceDecoder(frames, codes, choices, coder, key_coder)
@@ -105,42 +128,50 @@ def verify(frames, seq, names, is_key):
             if isinstance(threads, int) and threads != model_threads():
                 hint = f" (it was compressed with TEZIP_MODEL_THREADS={threads}; set the same value to decode it)"
             raise TezipError(
-                f"frame {i} ({names[i]}, {kind}) does not match its checksum: the archive is corrupt or was made "
+                f"frame {i} ({printable(names[i])}, {kind}) does not match its checksum: the archive is corrupt or was made "
                 f"on a machine whose model arithmetic differs{hint}; nothing was written"
             )
 
 
-def write_frames_atomically(out_dir, frames, names, mode, stack=None):
-    """Write every frame under its output name, all published together (base.publish); or, for
-    frames that came from one multi-page TIFF (`stack`, its file name), that one file. Returns the
-    notes about renamed lossy formats."""
-    from decompress.images import output_names, write_frame, write_tiff_stack
+def write_frames_atomically(out, frames, names, mode, stack=None):
+    """Write every frame under its output name into the OutputFolder `out`, all published together
+    (base.publish.OutputFolder.publish); or, for frames that came from one multi-page TIFF (`stack`,
+    its file name), that one file. Returns the notes about renamed lossy formats."""
+    from frames.write import output_names, write_frame, write_tiff_stack
 
     if stack is not None:
-        publish_atomically(out_dir, [stack], lambda i, tmp: write_tiff_stack(tmp, frames, mode))
-        return []
+        out_names, notes = [stack], []
+        write = lambda i, f: write_tiff_stack(f, frames, mode)  # noqa: E731
+    else:
+        out_names, notes = output_names(names)
+        write = lambda i, f: write_frame(f, frames[i], mode, format_of=out_names[i])  # noqa: E731
 
-    out_names, notes = output_names(names)
-
-    def write_one(i, tmp):
+    def write_one(i, f):
         try:
-            write_frame(tmp, frames[i], mode, format_of=out_names[i])
+            write(i, f)
         except TezipError as e:  # name the frame, not its temporary file
             cause = e.__context__
             if isinstance(cause, OSError):
-                raise TezipError(f"cannot write {out_names[i]} into {out_dir} ({cause.strerror or cause})") from None
+                raise TezipError(f"cannot write {printable(out_names[i])} into {out.path} "
+                                 f"({cause.strerror or cause})") from None
             raise
 
-    publish_atomically(out_dir, out_names, write_one)
+    out.publish(out_names, write_one)
     return notes
 
 
 def decompress_folder(model_dir, comp_dir, out_dir, flags: RunFlags = RunFlags(), label=""):
-    """Decode, verify and write one archive folder; prints one summary line (after `label`). Returns the frames."""
+    """Decode, verify and write one archive folder; prints one summary line (after `label`). Returns
+    the frames. OUT_DIR is locked for the whole run (base.publish.OutputFolder)."""
+    check_output_folder(out_dir, comp_dir, flags.overwrite, what="COMP_DIR")
+    with OutputFolder(out_dir, overwrite=flags.overwrite) as out:
+        return _decompress_into(model_dir, comp_dir, out, flags, label)
+
+
+def _decompress_into(model_dir, comp_dir, out, flags, label):
     from prednet.modelfile import load_model
 
     t0 = time.time()
-    check_output_folder(out_dir, comp_dir, flags.overwrite, what="COMP_DIR")
     archive = read_archive(comp_dir)
     prednet, model_doc = load_model(model_dir)
     check_model(archive, model_doc["digest"])
@@ -155,14 +186,14 @@ def decompress_folder(model_dir, comp_dir, out_dir, flags: RunFlags = RunFlags()
         ) from None
     finally:
         progress.close()
-    for note in write_frames_atomically(out_dir, frames, archive.names, archive.mode, archive.stack):
+    for note in write_frames_atomically(out, frames, archive.names, archive.mode, archive.stack):
         print(note)
     comp_bytes = archive_size(comp_dir)
     seconds = time.time() - t0
-    bound = archive.sequence
-    exact = "bit-exact" if bound.lossless else f"within {bound.mode} bound {bound.bounds}"
+    seq = archive.sequence
+    exact = "bit-exact" if seq.lossless else f"within {seq.mode} bound {seq.bounds}"
     print(
-        f"{label}decompressed {fmt.n_frames} frames ({len(archive.sequence.keyframes)} keyframes) into {out_dir}, "
+        f"{label}decompressed {fmt.n_frames} frames ({len(seq.keyframes)} keyframes) into {out.path}, "
         f"every frame verified against its checksum ({exact}): {comp_bytes} -> {frames.nbytes} bytes, "
         f"ratio {frames.nbytes / max(1, comp_bytes):.2f}, {seconds:.2f} s",
         flush=True,

@@ -100,3 +100,65 @@ def select_device(force_cpu):
         import_framework()
         return "CPU"
     return "GPU" if gpu_available() else "CPU"
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_headroom():
+    """Bytes the process's memory cgroup still allows (v2 memory.max, or v1 limit_in_bytes), or None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2
+            base = os.path.join("/sys/fs/cgroup", path.lstrip("/"))
+            limit, used = _read_int(os.path.join(base, "memory.max")), _read_int(os.path.join(base, "memory.current"))
+        elif "memory" in controllers.split(","):  # cgroup v1 (the namespace root when the path is not visible)
+            for base in (os.path.join("/sys/fs/cgroup/memory", path.lstrip("/")), "/sys/fs/cgroup/memory"):
+                limit = _read_int(os.path.join(base, "memory.limit_in_bytes"))
+                used = _read_int(os.path.join(base, "memory.usage_in_bytes"))
+                if limit is not None:
+                    break
+        else:
+            continue
+        if limit is not None and used is not None and limit < 1 << 60:
+            return max(0, limit - used)
+    return None
+
+
+def memory_headroom():
+    """About how many more bytes this process can allocate, from what the machine tells: the
+    address-space limit (`ulimit -v`) less what is mapped, the memory cgroup's limit less its use,
+    and the kernel's MemAvailable. The smallest; None when none is known. (Native code such as
+    TensorFlow's CPU kernels can crash, not fail cleanly, when an allocation is refused: callers
+    check what they are about to ask for against this first.)"""
+    import resource
+
+    known = []
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            with open("/proc/self/status") as f:
+                mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+            known.append(max(0, soft - mapped))
+        except (OSError, StopIteration, ValueError):
+            known.append(soft)
+    cgroup = _cgroup_headroom()
+    if cgroup is not None:
+        known.append(cgroup)
+    try:
+        with open("/proc/meminfo") as f:
+            known.extend(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, ValueError):
+        pass
+    return min(known) if known else None

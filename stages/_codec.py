@@ -73,6 +73,10 @@ class Codec:
     lossy = False  # a quantizer: decode(encode(x)) is within its bound of x, not x
     emits_bytes = False  # a byte coder: the last stage of a chain, one chunk per frame
 
+    def check_chunk(self, chunk, shape, dtype):
+        """A byte coder's check, before anything is allocated, that `chunk` can hold a frame of
+        `shape` and `dtype` (TezipError if not); the chain runs it on every chunk first."""
+
     def get_config(self):
         return {"id": self.codec_id, **{k: getattr(self, k) for k in self.config_keys}}
 

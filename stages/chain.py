@@ -79,11 +79,13 @@ class Chain:
         payload_dtype = payload_dtype or "int32"
         if payload_dtype not in self.payload_dtypes():
             raise TezipError(f"bad code dtype {str(payload_dtype)[:40]!r}")
-        chunks = list(chunks)
-        x = np.empty((len(chunks),) + tuple(frame_shape), np.dtype(payload_dtype))
+        chunks = [bytes(c) for c in chunks]
         coder = self.stages[-1]
+        for chunk in chunks:  # a header may declare frames far larger than its chunks can hold
+            coder.check_chunk(chunk, frame_shape, payload_dtype)
+        x = np.empty((len(chunks),) + tuple(frame_shape), np.dtype(payload_dtype))
         threads = CODEC_THREADS if threads is None else threads
-        map_in_threads(lambda f: coder.decode(bytes(chunks[f]), x[f]), range(len(chunks)), threads)
+        map_in_threads(lambda f: coder.decode(chunks[f], x[f]), range(len(chunks)), threads)
         for stage in reversed(self.stages[:-1]):
             x = stage.decode(x)
         return x

@@ -60,6 +60,19 @@ _OK, _OVERRUN, _BAD_VALUE = 0, 1, 2
 # Past the end of its input the decoder reads zeros; a valid stream needs at most the 4 bytes of
 # the final flush beyond what it consumed, so more than this means the data is truncated.
 _OVERRUN_SLACK = 8
+# What a chunk can hold at most. Every value costs at least one decision, and a decision narrows
+# the range by at least the factor 1 - _PROB_MIN / _PROB_ONE (+ rounding): at least 0.0007 bit,
+# so a byte carries at most ~11 400 values. A declared shape beyond this many values per byte
+# (with room for the slack above) cannot be what the chunk holds: it is refused before the output
+# is allocated, whatever the header says.
+_MAX_VALUES_PER_BYTE = 1 << 14
+_CAPACITY_SLACK = 32
+
+
+def _check_capacity(n_bytes, shape):
+    values = int(np.prod(shape, dtype=object))
+    if values > (n_bytes + _CAPACITY_SLACK) * _MAX_VALUES_PER_BYTE:
+        raise TezipError(f"corrupt ctxrange data: {n_bytes} bytes cannot hold the {values} values declared")
 
 
 @njit(cache=True, inline="always")
@@ -283,11 +296,17 @@ class ContextRangeCoder(Codec):
             raise ValueError(f"ctxrange codes (C, H, W) planes, got shape {planes.shape}")
         return _encode_planes(planes, _fresh_models(), self.fast_rate, self.slow_rate).tobytes()
 
+    def check_chunk(self, data, shape, dtype):
+        """Before anything is allocated: can `data` hold a frame of `shape`? (A header may declare
+        frames far larger than its chunks can code.)"""
+        _check_capacity(len(data), shape)
+
     def decode(self, data, out):
         """bytes → `out`, an int32 (C, H, W) array of the frame's declared shape, which it returns;
         TezipError when the data cannot be what encode made."""
         if out.dtype != np.int32 or out.ndim != 3 or not out.flags.c_contiguous:
             raise TezipError(f"ctxrange decodes into a contiguous int32 (C, H, W) array, got {out.dtype} {out.shape}")
+        _check_capacity(len(data), out.shape)
         status = _decode_planes(np.frombuffer(bytes(data), np.uint8), out, _fresh_models(), self.fast_rate, self.slow_rate)
         if status == _OVERRUN:
             raise TezipError("corrupt ctxrange data: truncated")

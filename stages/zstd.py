@@ -106,11 +106,13 @@ class ZstdCodec(Codec):
         )
         return compressor.compress(raw)
 
-    def decode(self, buf, out):
-        """Decompress exactly out.size items of out.dtype into `out` (the shape and dtype the archive
-        header declares) and return it; anything else raises TezipError."""
-        dtype, count = out.dtype, int(out.size)
-        expected = count * dtype.itemsize
+    def check_chunk(self, buf, shape, dtype):
+        """Before anything is allocated: does `buf`'s zstd frame declare exactly the bytes of a frame
+        of `shape` and `dtype`?"""
+        self._declared_size(buf, int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize)
+
+    @staticmethod
+    def _declared_size(buf, expected):
         try:
             declared = zstandard.frame_content_size(buf)
         except zstandard.ZstdError:
@@ -121,6 +123,13 @@ class ZstdCodec(Codec):
         # allocate more than the caller's declared size.
         if declared != expected:
             raise TezipError(f"corrupt zstd data: frame holds {declared} bytes, expected {expected}")
+
+    def decode(self, buf, out):
+        """Decompress exactly out.size items of out.dtype into `out` (the shape and dtype the archive
+        header declares) and return it; anything else raises TezipError."""
+        dtype, count = out.dtype, int(out.size)
+        expected = count * dtype.itemsize
+        self._declared_size(buf, expected)
         decompressor = zstandard.ZstdDecompressor().decompressobj()
         try:
             raw = decompressor.decompress(buf)

@@ -14,10 +14,10 @@ import archive
 from archive import container
 from archive import names as archive_names
 from base.errors import TezipError
-from compress.images import GRAY16, read_image, read_sequence, read_tiff_stack
+from frames.read import GRAY16, read_image, read_sequence, read_tiff_stack
 from compress.pipeline import encode_chunks
 from conftest import compress, detector_frames, moving_squares, write_frames
-from decompress.images import write_frame, write_tiff_stack
+from frames.write import write_frame, write_tiff_stack
 from decompress.pipeline import decompress_folder
 from prednet.scale import ValueScale
 from sequence.framecoder import KeyframeCoder, to_interleaved, to_planar

@@ -9,12 +9,13 @@ model of the same kind (test_roundtrip.test_different_model_refused) and the ima
 (test_images). Mutated archives in bulk: test_fuzz.py. Interruption: test_interrupt.py.
 """
 
-import builtins
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -24,12 +25,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tezip
 import archive
 from archive import container
 from archive import names as archive_names
 from base import publish
 from base.errors import OptionError, TezipError
-from compress.images import read_sequence
+from frames.read import read_sequence
 from compress.pipeline import compress_folder
 from conftest import REPO_ROOT, compress, make_sequence, moving_squares, plan_and_flags
 from decompress.pipeline import decompress_folder
@@ -312,9 +314,10 @@ def test_out_dir_unwritable(tiny_model, comp, tmp_path):
 
 @pytest.fixture
 def full_disk(monkeypatch):
-    """full_disk(folder): from now on, every file opened for writing under folder takes half of
-    the first write and then fails with ENOSPC, as on a full disk."""
-    real_open = builtins.open
+    """full_disk(folder): from now on, every file a run creates in folder (publish.OutputFolder.new_file,
+    the one way files get into an output folder) takes half of the first write and then fails with
+    ENOSPC, as on a full disk."""
+    real_new_file = publish.OutputFolder.new_file
 
     class Full:
         def __init__(self, f):
@@ -335,16 +338,13 @@ def full_disk(monkeypatch):
             self._f.close()
 
     def start(*folders):
-        prefixes = [str(Path(folder).resolve()) + os.sep for folder in folders]
+        full = [Path(folder).resolve() for folder in folders]
 
-        def fake_open(file, mode="r", *args, **kwargs):
-            f = real_open(file, mode, *args, **kwargs)
-            if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+"):
-                if str(Path(file).resolve()).startswith(tuple(prefixes)):
-                    return Full(f)
-            return f
+        def new_file(self, track):
+            f = real_new_file(self, track)
+            return Full(f) if self.path.resolve() in full else f
 
-        monkeypatch.setattr(builtins, "open", fake_open)
+        monkeypatch.setattr(publish.OutputFolder, "new_file", new_file)
 
     return start
 
@@ -537,3 +537,133 @@ def test_cli_errors_one_line_exit_1(tiny_model, made, tmp_path):
         assert r.returncode == 1, r.stderr
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("tezip.py: error: ") and match in r.stderr, r.stderr
     assert not (made / "images" / "o").exists() and not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+# --- only regular files are read; sizes are checked before reading ---------------------------------
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """A blocking open or read (a FIFO) fails the test instead of hanging it."""
+    def expired(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def address_space_limited(extra):
+    """Lower this process's address-space limit to what it has mapped + `extra` bytes meanwhile, so
+    a read that never ends (a device) fails with MemoryError instead of filling the machine."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as f:
+        mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + extra, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_fifo_among_the_images_is_refused_without_blocking(tiny_model, tmp_path):
+    images, model = rgb_images(tmp_path / "images"), tiny_model(3)
+    os.mkfifo(images / "frame_0003b.png")
+    with deadline(20):
+        compress_fails(model, images, tmp_path / "out", "frame_0003b.png: is a FIFO \\(named pipe\\), not an image file")
+
+
+@pytest.mark.parametrize("name", archive.ARCHIVE_FILES)
+def test_fifo_as_an_archive_file_is_refused_without_blocking(tiny_model, comp, tmp_path, name):
+    (comp / name).unlink()
+    os.mkfifo(comp / name)
+    model = tiny_model(3)
+    with deadline(20):
+        decompress_fails(model, comp, tmp_path / "out", f"{name} cannot be read \\(it is a FIFO")
+
+
+def test_link_to_dev_zero_as_an_archive_file_is_refused_unread(tiny_model, comp, tmp_path):
+    (comp / archive.KEYFRAME_FILE).unlink()
+    os.symlink("/dev/zero", comp / archive.KEYFRAME_FILE)
+    model = tiny_model(3)
+    with deadline(20), address_space_limited(1 << 30):
+        decompress_fails(model, comp, tmp_path / "out", "key_frame.dat cannot be read \\(it is a character device")
+
+
+@pytest.mark.parametrize("name", [archive.KEYFRAME_FILE, archive.ENTROPY_FILE, archive.NAMES_FILE])
+def test_sparse_huge_archive_file_is_refused_after_reading_its_header(tiny_model, comp, tmp_path, name):
+    """A file far larger than its header declares (here 1 GiB, sparse) is refused having read only
+    its header: the traced memory stays small."""
+    import tracemalloc
+
+    os.truncate(comp / name, 1 << 30)
+    model = tiny_model(3)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TezipError, match="unexpected bytes at its end|is corrupt") as info:
+            decompress_folder(model, comp, tmp_path / "out")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"{peak} bytes read for: {info.value}"
+    assert not (tmp_path / "out").exists()
+
+
+# --- names: bound to the archive, written back whatever their length, printed escaped --------------
+
+
+def test_entropy_dat_without_names_digest_is_refused(tiny_model, comp, tmp_path):
+    """The current format binds filename.txt into entropy.dat; a header without the binding (crc made
+    valid again) is refused, so names cannot be edited by removing it."""
+    from benchmarks import fuzz_decoder as fz
+
+    path = comp / archive.ENTROPY_FILE
+    magic, version, header, chunks = fz.split_dat(path.read_bytes())
+    del header["names_digest"]
+    path.write_bytes(fz.join_dat(magic, version, header, chunks))
+    decompress_fails(tiny_model(3), comp, tmp_path / "out", "entropy.dat is corrupt \\(its header lacks 'names_digest'")
+
+
+def test_frame_names_of_255_bytes_round_trip(tiny_model, tmp_path):
+    images, out = tmp_path / "images", tmp_path / "out"
+    stem = "n" * (255 - len("_0000.png"))
+    frames = make_sequence(images, n_frames=4, height=16, width=24, prefix=stem + "_")
+    assert max(len(p.name.encode()) for p in images.iterdir()) == 255
+    compress_folder(tiny_model(3), images, tmp_path / "comp", *plan_and_flags(window=2))
+    back = decompress_folder(tiny_model(3), tmp_path / "comp", out)
+    np.testing.assert_array_equal(back, frames)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in images.iterdir())
+
+
+def test_name_that_could_not_be_written_back_is_refused_at_compression(tiny_model, tmp_path):
+    """x.jpg and x.jpeg both become x.png on the way back, so each is written as its name + .png:
+    for a 252-byte name that is 256 bytes, which no file system takes. Refused before any work."""
+    images = tmp_path / "images"
+    images.mkdir()
+    stem = "j" * 247
+    frames = moving_squares(2, 16, 24, 3, seed=4)
+    Image.fromarray(frames[0]).save(images / f"{stem}.jpeg")
+    Image.fromarray(frames[1]).save(images / f"{stem}.jpg")
+    compress_fails(tiny_model(3), images, tmp_path / "comp", "would be written back as .*longer than 255 bytes",
+                   window=1)
+
+
+def test_names_are_printed_escaped(tiny_model, tmp_path, capsys):
+    """A frame name holding a terminal escape sequence is printed escaped (-v, the notes of -u)."""
+    images, comp, out = tmp_path / "images", tmp_path / "comp", tmp_path / "out"
+    make_sequence(images, n_frames=3, height=16, width=24, ext=".jpg", prefix="f\x1b[2J\x1b]0;owned\x07_")
+    assert tezip.main(["-c", str(tiny_model(3)), str(images), str(comp), "-f", "-w", "2", "-v"]) == 0
+    assert tezip.main(["-u", str(tiny_model(3)), str(comp), str(out), "-f"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "\x1b" not in printed and "\x07" not in printed
+    assert "f\\x1b[2J\\x1b]0;owned\\x07_0000.jpg is written as f\\x1b[2J\\x1b]0;owned\\x07_0000.png" in printed
+    assert "frame 0 f\\x1b[2J" in printed
+    assert sorted(os.listdir(out)) == [f"f\x1b[2J\x1b]0;owned\x07_{i:04d}.png" for i in range(3)]

@@ -6,7 +6,7 @@ from PIL import Image
 
 import tezip
 import archive
-from compress.images import read_sequence
+from frames.read import read_sequence
 from conftest import make_sequence
 
 ARGS = ["-f", "-w", "4", "-m", "abs", "-b", "0"]
@@ -84,6 +84,20 @@ def test_report_png(tiny_model, tmp_path, capsys):
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # plots and images, not a blank canvas
     # The report is not part of the archive: decompression reads the three archive files only.
     assert tezip.main(["-u", str(tiny_model(3)), str(comp), str(tmp_path / "out"), "-f"]) == 0
+
+
+@pytest.mark.parametrize("folder, prefix", [("run_$\\frac$", "frame_"), ("run", "f_$x^$_")], ids=["folder", "frame"])
+def test_report_with_tex_like_names(tiny_model, tmp_path, capsys, folder, prefix):
+    """A `$...$` in a folder or frame name is shown as written, not parsed as TeX (which failed
+    with a matplotlib traceback after the archive was written)."""
+    images = tmp_path / folder
+    make_sequence(images, n_frames=5, height=16, width=24, seed=5, prefix=prefix)
+    comp = tmp_path / "comp"
+    assert tezip.main(["-c", str(tiny_model(3)), str(images), str(comp), "-f", "-w", "2", "--report"]) == 0, \
+        capsys.readouterr().err
+    assert sorted(p.name for p in comp.iterdir()) == sorted((*archive.ARCHIVE_FILES, "report.png"))
+    with Image.open(comp / "report.png") as png:
+        assert png.format == "PNG"
 
 
 def test_report_frame_out_of_range_fails_before_any_work(tiny_model, tmp_path, capsys):

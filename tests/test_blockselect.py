@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from base.errors import TezipError
-from compress.images import read_sequence
+from frames.read import read_sequence
 from compress.pipeline import compress_folder
 from conftest import moving_squares, write_frames
 from decompress.pipeline import decompress_folder

@@ -131,3 +131,25 @@ def test_rates_change_the_stream():
     fast, slow = ContextRangeCoder(3, 6), ContextRangeCoder(5, 9)
     assert fast.encode(frames) != slow.encode(frames)
     np.testing.assert_array_equal(slow.decode(slow.encode(frames), np.empty(frames.shape, np.int32)), frames)
+
+
+def test_ctxrange_chunk_too_small_for_its_declared_shape_is_refused_before_allocating():
+    """A few bytes cannot hold 48 M values (a byte carries at most ~11 400): refused before the
+    192 MB output would be allocated, whatever the header declared."""
+    import tracemalloc
+
+    from stages.chain import Chain
+
+    coder = ContextRangeCoder()
+    tracemalloc.start()
+    try:
+        with pytest.raises(TezipError, match="cannot hold"):
+            Chain([coder]).decode([bytes(10)], (3, 4000, 4000))
+        with pytest.raises(TezipError, match="cannot hold"):
+            coder.check_chunk(bytes(10), (3, 4000, 4000), "int32")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    zeros = np.zeros((1, 512, 512), np.int32)  # what a legitimate chunk holds still decodes
+    np.testing.assert_array_equal(coder.decode(coder.encode(zeros), np.empty(zeros.shape, np.int32)), zeros)

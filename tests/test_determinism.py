@@ -18,7 +18,7 @@ import pytest
 import archive
 import stages.chain
 from base.errors import TezipError
-from compress.images import read_sequence
+from frames.read import read_sequence
 from conftest import REPO_ROOT, compress, make_sequence
 from decompress.pipeline import decompress_folder
 

@@ -155,3 +155,46 @@ def test_tracemalloc_left_off(fuzz):
     fz.run_case(decoder, bases[0], dict(bases[0].files))
     assert not tracemalloc.is_tracing()
 
+
+
+def test_hostile_huge_frames_under_a_memory_limit_end_in_one_line(fuzz, tiny_model, tmp_path):
+    """A small archive (valid all-zero chunks) whose headers declare 3000x3000 frames, decoded under
+    an 8 GB address-space limit: the model would need far more than that, and TensorFlow's CPU
+    kernels crashed (exit 139) or raised a 60-line OOM traceback when it ran anyway. Refused with
+    one line before anything is allocated."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from conftest import REPO_ROOT
+    from stages.ctxrange import ContextRangeCoder
+    from stages.zstd import ZstdCodec
+
+    _, bases = fuzz
+    base = bases[0]  # RGB, ctxrange-coded, 2 lanes
+    comp = tmp_path / "comp"
+    comp.mkdir()
+    height = width = 3000
+    zero = ContextRangeCoder().encode(np.zeros((3, height, width), np.int32))
+    for fname in (archive.KEYFRAME_FILE, archive.ENTROPY_FILE):
+        magic, version, header, chunks = fz.split_dat(base.files[fname])
+        header["height"], header["width"] = height, width
+        if fname == archive.ENTROPY_FILE:
+            header["partitions"]["values"] = 3 * height * width
+            block = header["block_select"]["block"]
+            blocks = header["partitions"]["count"] * (-(-height // block)) * (-(-width // block))
+            chunks = [ZstdCodec(shuffle=False).encode(np.zeros(blocks, np.uint8))] + [zero] * (len(chunks) - 1)
+        else:
+            chunks = [zero] * len(chunks)
+        (comp / fname).write_bytes(fz.join_dat(magic, version, header, chunks))
+    (comp / archive.NAMES_FILE).write_bytes(base.files[archive.NAMES_FILE])
+    assert sum(p.stat().st_size for p in comp.iterdir()) < 100_000
+    out = tmp_path / "out"
+    command = (f"ulimit -v {8 * 10**6}; exec {sys.executable} {REPO_ROOT / 'tezip.py'} -f "
+               f"-u {tiny_model(3)} {comp} {out}")
+    r = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tezip.py: error: not enough memory to decode 6 frames of 3000x3000x3"), r.stderr[-2000:]
+    assert not out.exists()

@@ -8,7 +8,7 @@ import pytest
 
 import archive
 from decompress.pipeline import decompress_folder
-from compress.images import read_sequence
+from frames.read import read_sequence
 from sequence.plan import RunFlags
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"

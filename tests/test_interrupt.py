@@ -20,7 +20,7 @@ import pytest
 
 import archive
 from base import publish
-from compress.images import read_image
+from frames.read import read_image
 from conftest import REPO_ROOT, compress, make_sequence
 from decompress.pipeline import decompress_folder
 from sequence.plan import RunFlags
@@ -60,11 +60,12 @@ def wait_for_start(proc, timeout=120):
 
 
 def wait_for_partial_file(proc, folder, timeout=120):
-    """Until a temporary file appears in folder (the decoder is writing its frames)."""
+    """Until a temporary file appears in folder (the decoder is writing its frames; the run's lock,
+    there from the start, does not count)."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         try:
-            if any(e.name.endswith(publish.TMP_SUFFIX) for e in os.scandir(folder)):
+            if any(e.name.endswith(publish.TMP_SUFFIX) and e.name != publish.LOCK_NAME for e in os.scandir(folder)):
                 return True
         except FileNotFoundError:
             pass
@@ -162,3 +163,34 @@ def test_decompress_killed_while_writing_then_rerun(tiny_model, long_sequence, t
     np.testing.assert_array_equal(back, frames)
     assert files_in(out) == [f"frame_{i:04d}.png" for i in range(N_FRAMES)]
     assert_final_frames_complete(out, frames)
+
+
+def test_ctrl_c_while_the_frameworks_import(tiny_model, long_sequence, tmp_path):
+    """Ctrl-C in the first seconds, while TensorFlow is still importing: the usual one line, 130."""
+    root, _ = long_sequence
+    out = tmp_path / "comp"
+    proc = start("-c", tiny_model(3), root / "images", out, *CLI_OPTIONS)
+    time.sleep(1.0)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    code, stdout, err = finish(proc)
+    assert "MODE" not in stdout, "the run went on after Ctrl-C (or it came after the imports)"
+    assert code == 130, err
+    assert err.strip().splitlines() == ["tezip.py: interrupted; no partial output was left"], err
+    assert not out.exists()
+
+
+def test_two_runs_started_at_once_into_one_new_out_dir(tiny_model, long_sequence, tmp_path):
+    """The first to lock OUT_DIR compresses; the other stops with one line; no archive is lost."""
+    root, _ = long_sequence
+    out = tmp_path / "comp"
+    procs = [start("-c", tiny_model(3), root / "images", out, *CLI_OPTIONS) for _ in range(2)]
+    results = [finish(p) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    _, _, err = next(r for r in results if r[0] == 1)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tezip.py: error: OUT_DIR ") and "is in use by another TEZip run" in lines[0], err
+    assert files_in(out) == sorted(archive.ARCHIVE_FILES)
+    for name in archive.ARCHIVE_FILES:
+        assert (out / name).read_bytes() == (root / "comp" / name).read_bytes()

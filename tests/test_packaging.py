@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO_ROOT
 
 # The code's packages: the command line imports every one of them.
-PACKAGES = ("base", "stages", "sequence", "archive", "prednet", "compress", "decompress")
+PACKAGES = ("base", "stages", "sequence", "archive", "frames", "prednet", "compress", "decompress")
 PACKAGED = ("tezip.py", "train_data_create.py", "pyproject.toml", "README.md") + PACKAGES
 def requirement_lines(path):
     lines = path.read_text().split("# tests")[0].splitlines()
@@ -83,3 +83,36 @@ def test_installed_copy_compresses_with_its_default_model(installed, tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         assert r.stdout.splitlines()[0].startswith(str(site))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in (tmp_path / "img").iterdir())
+
+
+def test_imagecodecs_is_a_dependency():
+    """tifffile decodes LZW-, deflate- and zstd-compressed TIFF stacks with imagecodecs."""
+    names = [r.split(">")[0].split("=")[0].split("<")[0].strip() for r in requirement_lines(REPO_ROOT / "requirements.txt")]
+    assert "imagecodecs" in names
+
+
+def test_numba_cache_falls_back_when_neither_source_tree_nor_home_is_writable(tmp_path):
+    """A user whose HOME does not exist (and cannot be created) running a copy of TEZip whose
+    source tree they cannot write: numba's cache goes to a private folder of the temporary
+    directory instead of stopping with "cannot cache function". (Unwritable made so that root is
+    stopped too: a file where the folders would have to be.)"""
+    import os
+
+    pkg = tmp_path / "pkg"
+    for package in ("base", "stages"):
+        shutil.copytree(REPO_ROOT / package, pkg / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (pkg / package / "__pycache__").write_text("a file: no cache folder can be made here")
+    (tmp_path / "not_a_folder").write_text("")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_") and k != "XDG_CACHE_HOME"}
+    env.update(HOME=str(tmp_path / "not_a_folder" / "home"), PYTHONPATH=str(pkg), TMPDIR=str(temp),
+               PYTHONDONTWRITEBYTECODE="1")
+    code = ("import numpy as np, os, stages.ctxrange as r; c = r.ContextRangeCoder(); "
+            "x = np.arange(24, dtype=np.int32).reshape(2, 3, 4); "
+            "assert (c.decode(c.encode(x), np.empty(x.shape, np.int32)) == x).all(); print(os.environ['NUMBA_CACHE_DIR'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cache = r.stdout.strip()
+    assert cache.startswith(str(temp)) and any(os.scandir(cache))  # kernels were cached there
+    assert (os.stat(cache).st_mode & 0o077) == 0

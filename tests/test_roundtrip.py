@@ -11,7 +11,7 @@ import pytest
 import archive
 from archive import container
 from base.errors import OptionError, TezipError
-from compress.images import read_sequence
+from frames.read import read_sequence
 from conftest import REPO_ROOT, compress, make_sequence, write_frames
 from decompress.pipeline import decompress_folder
 
@@ -301,3 +301,20 @@ def test_dwp_lossy_every_frame_a_keyframe(tiny_model, tmp_path, mode, bounds):
                                     bounds=bounds)
     assert header(comp)["prediction"]["keyframes"] == list(range(6))
     assert np.all(np.abs(back.astype(np.int64) - frames) <= allowed_error(frames, mode, bounds))
+
+
+def test_numbered_names_without_padding_are_ordered_by_number_and_v_says_so(tiny_model, tmp_path, capsys):
+    """f-1, f-2, ..., f-10 is the frame order (not f-1, f-10, f-2); -v names the order used, and
+    filename.txt records it, so the frames come back under their names."""
+    frames = make_sequence(tmp_path / "tmp", n_frames=11, height=16, width=24, seed=3)
+    images = tmp_path / "img"
+    images.mkdir()
+    for t in range(11):
+        (tmp_path / "tmp" / f"frame_{t:04d}.png").rename(images / f"f-{t + 1}.png")
+    summary = compress(tiny_model(3), images, tmp_path / "comp", window=3, verbose=True)
+    printed = capsys.readouterr().out
+    assert "frame order: by number (the names differ only in their numbers: f-1.png, f-2.png, ..., f-11.png)" in printed
+    assert summary.max_abs_error == 0
+    back = decompress_folder(tiny_model(3), tmp_path / "comp", tmp_path / "out")
+    np.testing.assert_array_equal(back, frames)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"f-{t + 1}.png" for t in range(11))

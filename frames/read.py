@@ -2,14 +2,22 @@
 
 Frames are 8-bit RGB, 8-bit grayscale ("L") or 16-bit grayscale ("I;16", as detectors write them:
 16-bit PNG, TIFF or PGM). A sequence is the image files of one folder, ordered by file name
-(plain string order, so frame numbers need zero padding: frame_10.png sorts before frame_2.png),
-or the pages of one TIFF file given in place of the folder (a "stack", read with tifffile). Every
+(frame_order: numerically when the names differ only by their numbers, so f-2.png comes before
+f-10.png; otherwise plain string order), or the pages of one TIFF file given in place of the
+folder (a "stack", read with tifffile). Only regular files are read (a FIFO or a device among the
+frames is refused, never opened for reading). What decides how an image looks beyond its pixels
+(EXIF orientation, transparency, MinIsWhite, a colour profile other than sRGB) is not carried
+through the archive, so such images are refused rather than restored looking different. Every
 problem a user can fix (missing folder, stray file, corrupt or unsupported image) raises
 TezipError naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -42,12 +50,14 @@ class ImageSequence:
     names: the file name of each frame, in frame order (for a stack, one made-up name per page).
     mode: the mode shared by all frames, "RGB", "L" or "I;16".
     stack: the file name of the multi-page TIFF the frames are the pages of, or None.
+    order: how the frames were ordered, in words (for -v; see frame_order).
     """
 
     frames: np.ndarray
     names: list[str]
     mode: str
     stack: str | None = None
+    order: str = "by file name"
 
     @property
     def height(self) -> int:
@@ -85,20 +95,32 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _open(path: Path) -> Image.Image:
-    """Open an image lazily (header only); TezipError if Pillow cannot identify it."""
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """Open an image lazily (header only), from a regular file only (base.files.open_regular: a
+    FIFO or a device is refused, never opened for reading); TezipError if it is not one or Pillow
+    cannot identify it."""
+    from base.files import NotARegularFile, open_regular
+
     try:
-        return Image.open(path)
+        fp = open_regular(path)
     except FileNotFoundError:
         raise TezipError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise TezipError(f"{path}: is a folder, not an image file") from None
+    except NotARegularFile as error:
+        raise TezipError(f"{path}: is {error.what}, not an image file") from None
     except PermissionError:
         raise TezipError(f"{path}: permission denied") from None
-    except Image.UnidentifiedImageError:
-        raise TezipError(f"{path}: not an image file (Pillow cannot identify it)") from None
-    except _PILLOW_READ_ERRORS as error:
-        raise TezipError(f"{path}: unreadable image: {_one_line(error)}") from None
+    except OSError as error:
+        raise TezipError(f"{path}: cannot be read: {error.strerror or error}") from None
+    with fp:
+        try:
+            image = Image.open(fp)
+        except Image.UnidentifiedImageError:
+            raise TezipError(f"{path}: not an image file (Pillow cannot identify it)") from None
+        except _PILLOW_READ_ERRORS as error:
+            raise TezipError(f"{path}: unreadable image: {_one_line(error)}") from None
+        with image:
+            yield image
 
 
 def _rawmodes(image: Image.Image) -> Iterator[tuple[str, tuple]]:
@@ -125,8 +147,92 @@ def _tezip_mode(image: Image.Image) -> str | None:
     return None
 
 
+# --- what decides how an image looks beyond its pixels ------------------------------------------
+# The archive stores pixels; a frame whose file also says "rotate me", "this colour is
+# transparent", "0 is white" or "these are not sRGB colours" would come back looking different
+# while its pixels are exact. Such frames are refused, naming the file and the metadata.
+
+_ORIENTATIONS = {
+    2: "mirrored left-right", 3: "rotated 180 degrees", 4: "mirrored top-bottom",
+    5: "mirrored and rotated 90 degrees", 6: "rotated 90 degrees clockwise",
+    7: "mirrored and rotated 90 degrees", 8: "rotated 90 degrees counter-clockwise",
+}
+_SRGB_GAMMA = 1 / 2.2  # what PNG's gAMA says for sRGB (0.45455), the display's default
+
+
+def _exif_orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation tag (274) from the image's header (TIFF tags, EXIF block, XMP), None
+    when absent or unreadable. (Pillow's getexif would decode a PNG's pixels to look for a late
+    eXIf chunk: read_image checks again after decoding.)"""
+    value = None
+    if hasattr(image, "tag_v2"):  # TIFF: the tag is in the IFD itself
+        value = image.tag_v2.get(274)
+    elif image.info.get("exif"):
+        try:
+            exif = Image.Exif()
+            exif.load(image.info["exif"])
+            value = exif.get(274)
+        except Exception:  # noqa: BLE001 - a damaged EXIF block: no orientation a viewer could read
+            value = None
+    if value is None:
+        xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
+        if isinstance(xmp, bytes):
+            xmp = xmp.decode("utf-8", "replace")
+        match = re.search(r'tiff:Orientation(?:="|>)([0-9])', xmp) if isinstance(xmp, str) else None
+        value = int(match.group(1)) if match else None
+    if isinstance(value, tuple) and value:
+        value = value[0]
+    return value if isinstance(value, int) else None
+
+
+def icc_problem(profile: bytes | None) -> str | None:
+    """Why an embedded ICC colour profile changes how the frame looks (None when there is none or
+    it is sRGB, what a viewer assumes without one, so dropping it changes nothing)."""
+    if not profile:
+        return None
+    try:
+        import io
+
+        from PIL import ImageCms
+
+        description = ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.profile_description or ""
+    except Exception:  # noqa: BLE001 - no littlecms, or a damaged profile: it cannot be shown to be sRGB
+        description = ""
+    if "srgb" in description.lower():
+        return None
+    shown = f" '{_one_line(description)[:60]}'" if description else ""
+    return (f"embedded ICC colour profile{shown} (not sRGB) is not carried through the archive: the restored "
+            f"frame would show other colours")
+
+
+def _appearance_problem(image: Image.Image) -> str | None:
+    """What in this image's metadata decides how it looks and would be lost (module docstring)."""
+    orientation = _exif_orientation(image)
+    if orientation in _ORIENTATIONS:
+        return (f"EXIF orientation {orientation} ({_ORIENTATIONS[orientation]} for display) is not carried through "
+                f"the archive: the restored frame would display differently; apply the rotation to the pixels "
+                f"or remove the tag first")
+    if "transparency" in image.info:
+        key = image.info["transparency"]
+        shown = f" {key}" if isinstance(key, (int, tuple)) else ""
+        return (f"colour-key transparency (PNG tRNS{shown}) is not carried through the archive: the restored "
+                f"frame would be opaque")
+    if hasattr(image, "tag_v2") and image.tag_v2.get(262) == 0:
+        return ("TIFF photometric MinIsWhite (0 is white) is not carried through the archive: the restored frame "
+                "would be written MinIsBlack; store it MinIsBlack first")
+    problem = icc_problem(image.info.get("icc_profile"))
+    if problem:
+        return problem
+    gamma = image.info.get("gamma")
+    if isinstance(gamma, (int, float)) and "srgb" not in image.info and abs(gamma - _SRGB_GAMMA) > 5e-4:
+        return (f"PNG gamma {gamma:g} (gAMA; sRGB is {_SRGB_GAMMA:.5f}) is not carried through the archive: the "
+                f"restored frame would display lighter or darker")
+    return None
+
+
 def _check_header(image: Image.Image, path: Path) -> ImageHeader:
-    """Reject anything we cannot hand out as exact RGB, L or I;16 pixels."""
+    """Reject anything we cannot hand out as exact RGB, L or I;16 pixels, or whose metadata
+    decides how it looks in a way the archive does not carry."""
     if image.format not in IMAGE_FORMATS:
         supported = ", ".join(sorted(IMAGE_FORMATS))
         raise TezipError(
@@ -155,6 +261,9 @@ def _check_header(image: Image.Image, path: Path) -> ImageHeader:
             f"(store each frame as its own file, or give the TIFF file itself in place of the "
             f"folder)"
         )
+    problem = _appearance_problem(image)
+    if problem:
+        raise TezipError(f"{path}: {problem}")
     width, height = image.size
     return ImageHeader(height=height, width=width, mode=mode, format=image.format)
 
@@ -184,6 +293,9 @@ def read_image(path: str | Path) -> tuple[np.ndarray, str]:
             image.load()
         except _PILLOW_READ_ERRORS as error:
             raise TezipError(f"{path}: corrupt or truncated image: {_one_line(error)}") from None
+        problem = _appearance_problem(image)  # chunks after the pixels (a PNG's late eXIf) are read now
+        if problem:
+            raise TezipError(f"{path}: {problem}")
         # Values, not bytes: big-endian I;16B and 32-bit "I" holding 16-bit values convert exactly.
         pixels = np.asarray(image).astype(MODE_DTYPES[header.mode])
     # Some decoders settle the mode only while loading; what we hand out must match it.
@@ -197,8 +309,33 @@ def read_image(path: str | Path) -> tuple[np.ndarray, str]:
     return pixels, header.mode
 
 
+_NUMBER = re.compile(r"([0-9]+)")
+
+
+def frame_order(names: list[str]) -> tuple[list[str], str]:
+    """The names in frame order, and that order in words (-v prints it).
+
+    Names that share one pattern and differ only in their numbers (f-1.png, f-2.png, f-10.png;
+    run3_7.tif, run3_12.tif) are ordered by those numbers, so frames need no zero padding;
+    otherwise (or where the two agree) by plain file name."""
+    plain = sorted(names)
+    split = [_NUMBER.split(name) for name in names]
+    if len(names) > 1 and len(split[0]) > 1 and all(parts[0::2] == split[0][0::2] for parts in split):
+        numeric = sorted(names, key=lambda name: ([int(x) for x in _NUMBER.split(name)[1::2]], name))
+        if numeric != plain:
+            shown = ", ".join(printable_name(n) for n in numeric[:2]) + f", ..., {printable_name(numeric[-1])}"
+            return numeric, f"by number (the names differ only in their numbers: {shown})"
+    return plain, "by file name"
+
+
+def printable_name(name: str) -> str:
+    from base.errors import printable
+
+    return printable(name)
+
+
 def list_image_files(folder: str | Path) -> list[Path]:
-    """The image files of a folder, sorted by file name; hidden files (".name") are skipped.
+    """The image files of a folder in frame order (frame_order); hidden files (".name") are skipped.
 
     Raises TezipError if the folder is missing or not a folder, holds a subfolder or a file
     that is not a supported image (checked with Pillow, not just by extension), or holds no
@@ -210,12 +347,10 @@ def list_image_files(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise TezipError(f"{folder}: not a folder (nor a multi-page TIFF file: {' '.join(TIFF_EXTENSIONS)})")
     try:
-        entries = sorted(
-            (entry for entry in folder.iterdir() if not entry.name.startswith(".")),
-            key=lambda entry: entry.name,
-        )
+        by_name = {entry.name: entry for entry in folder.iterdir() if not entry.name.startswith(".")}
     except PermissionError:
         raise TezipError(f"{folder}: permission denied") from None
+    entries = [by_name[name] for name in frame_order(list(by_name))[0]]
     for entry in entries:
         if entry.is_dir():
             raise TezipError(
@@ -291,7 +426,8 @@ def read_sequence(folder: str | Path) -> ImageSequence:
             paths[0],
         )
         frames[index] = pixels
-    return ImageSequence(frames=frames, names=[path.name for path in paths], mode=first.mode)
+    names = [path.name for path in paths]
+    return ImageSequence(frames=frames, names=names, mode=first.mode, order=frame_order(names)[1])
 
 
 # --- TIFF stacks: one multi-page file is one sequence ---------------------------------------
@@ -310,6 +446,9 @@ def _stack_page_mode(page, index: int, path: Path) -> str:
     from tifffile import PHOTOMETRIC
 
     where = f"{path}: page {index + 1}"
+    if page.photometric == PHOTOMETRIC.MINISWHITE:
+        raise TezipError(f"{where}: TIFF photometric MinIsWhite (0 is white) is not carried through the archive: the "
+                         f"restored stack would be written MinIsBlack; store it MinIsBlack first")
     dtype = np.dtype(page.dtype).newbyteorder("=") if page.dtype is not None else None
     if page.photometric == PHOTOMETRIC.MINISBLACK and page.axes == "YX":
         mode = {np.dtype(np.uint8): "L", np.dtype(np.uint16): GRAY16}.get(dtype)
@@ -332,41 +471,104 @@ def _stack_page_mode(page, index: int, path: Path) -> str:
     )
 
 
+class _TiffComplaints(logging.Handler):
+    """Collects what tifffile logs while a stack is read: it reports a damaged file (a page chain
+    cut off in the middle, an offset past the end) by logging and carrying on with fewer pages."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tiff_complaints_are_errors(path: Path):
+    import warnings
+
+    handler = _TiffComplaints()
+    log = logging.getLogger("tifffile")
+    log.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning about the file is an error too
+            yield handler
+    finally:
+        log.removeHandler(handler)
+    if handler.messages:
+        raise TezipError(f"{path}: damaged TIFF file: {_one_line(handler.messages[0])[:200]}")
+
+
+def _stack_page_appearance(page, index: int, path: Path) -> None:
+    """Refuse a page whose tags decide how it looks in a way the archive does not carry."""
+    where = f"{path}: page {index + 1}"
+    tag = page.tags.get(274)
+    orientation = tag.value if tag is not None else None
+    if orientation in _ORIENTATIONS:
+        raise TezipError(f"{where}: TIFF orientation {orientation} ({_ORIENTATIONS[orientation]} for display) is "
+                         f"not carried through the archive; apply it to the pixels or remove the tag first")
+    tag = page.tags.get(34675)  # InterColorProfile
+    problem = icc_problem(bytes(tag.value) if tag is not None else None)
+    if problem:
+        raise TezipError(f"{where}: {problem}")
+
+
+def _check_stack_extents(page, index: int, path: Path, size: int) -> None:
+    """Every strip or tile of the page lies inside the file (a stack cut off in the middle does
+    not decode to fewer or zero-filled frames)."""
+    for offset, count in zip(page.dataoffsets, page.databytecounts):
+        if count and offset + count > size:
+            raise TezipError(f"{path}: page {index + 1} is cut off: its data ends {offset + count - size} bytes past "
+                             f"the end of the file ({size} bytes): the file is truncated")
+
+
 def read_tiff_stack(path: str | Path) -> ImageSequence:
     """Every page of one TIFF file as one frame: 8-bit RGB, 8-bit grayscale or 16-bit grayscale
     pages, all of the same size and kind (checked before any pixels are decoded).
 
     Frame names come from stack_page_names; ImageSequence.stack is the file name. Raises
-    TezipError naming the file and page when the file is not a TIFF or a page does not fit.
+    TezipError naming the file and page when the file is not a TIFF, is damaged or cut off
+    (whatever tifffile logs about it, and any page data past the end of the file, is an error:
+    it would otherwise carry on with fewer pages), or a page does not fit. Compressed pages (LZW,
+    deflate, zstd, ...) are decoded by imagecodecs.
     """
     import tifffile
 
+    from base.files import NotARegularFile, open_regular
+
     path = Path(path)
     try:
-        with tifffile.TiffFile(path) as tif:
-            pages = list(tif.pages)
-            if not pages:
-                raise TezipError(f"{path}: TIFF file holds no pages")
-            first_mode = _stack_page_mode(pages[0], 0, path)
-            first_shape = pages[0].shape
-            for index, page in enumerate(pages[1:], start=1):
-                mode = _stack_page_mode(page, index, path)
-                if mode != first_mode or page.shape != first_shape:
-                    raise TezipError(
-                        f"{path}: page {index + 1} ({mode} {page.shape}) differs from page 1 "
-                        f"({first_mode} {first_shape}); all pages of a stack must have the same "
-                        f"size and kind"
-                    )
-            height, width = first_shape[:2] if pages[0].axes != "SYX" else first_shape[1:]
-            channels = SUPPORTED_MODES[first_mode]
-            frames = np.empty((len(pages), height, width, channels), dtype=MODE_DTYPES[first_mode])
-            for index, page in enumerate(pages):
-                pixels = page.asarray()
-                if page.axes == "SYX":
-                    pixels = np.moveaxis(pixels, 0, -1)
-                frames[index] = pixels.reshape(height, width, channels)
+        with open_regular(path) as fh, _tiff_complaints_are_errors(path):
+            size = os.fstat(fh.fileno()).st_size
+            with tifffile.TiffFile(fh, name=path.name) as tif:
+                pages = list(tif.pages)
+                if not pages:
+                    raise TezipError(f"{path}: TIFF file holds no pages")
+                first_mode = _stack_page_mode(pages[0], 0, path)
+                first_shape = pages[0].shape
+                for index, page in enumerate(pages):
+                    mode = _stack_page_mode(page, index, path) if index else first_mode
+                    if mode != first_mode or page.shape != first_shape:
+                        raise TezipError(
+                            f"{path}: page {index + 1} ({mode} {page.shape}) differs from page 1 "
+                            f"({first_mode} {first_shape}); all pages of a stack must have the same "
+                            f"size and kind"
+                        )
+                    _stack_page_appearance(page, index, path)
+                    _check_stack_extents(page, index, path, size)
+                height, width = first_shape[:2] if pages[0].axes != "SYX" else first_shape[1:]
+                channels = SUPPORTED_MODES[first_mode]
+                frames = np.empty((len(pages), height, width, channels), dtype=MODE_DTYPES[first_mode])
+                for index, page in enumerate(pages):
+                    pixels = page.asarray()
+                    if page.axes == "SYX":
+                        pixels = np.moveaxis(pixels, 0, -1)
+                    frames[index] = pixels.reshape(height, width, channels)
     except TezipError:
         raise
+    except NotARegularFile as error:
+        raise TezipError(f"{path}: is {error.what}, not a TIFF file") from None
     except PermissionError:
         raise TezipError(f"{path}: permission denied") from None
     except Exception as error:  # tifffile raises many kinds of errors on a damaged file

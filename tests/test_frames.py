@@ -1,4 +1,4 @@
-"""Reading sequences (compress.images) and writing decoded frames (decompress.images)."""
+"""Reading sequences (frames.read) and writing decoded frames (frames.write)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from base.errors import TezipError
-from compress.images import (
+from frames.read import (
     IMAGE_EXTENSIONS,
     ImageSequence,
     list_image_files,
@@ -21,7 +21,7 @@ from compress.images import (
     read_sequence,
 )
 from conftest import make_sequence, moving_squares, write_frames
-from decompress.images import LOSSLESS_EXTENSIONS, LOSSY_EXTENSIONS, output_names, write_frame
+from frames.write import LOSSLESS_EXTENSIONS, LOSSY_EXTENSIONS, output_names, write_frame
 
 
 def raises_tezip(*fragments: str):
@@ -404,3 +404,169 @@ def test_decoded_sequence_written_and_read_back(rgb_sequence, tmp_path):
 def test_write_frames_helper_names(tmp_path):
     paths = write_frames(tmp_path / "w", moving_squares(3, 4, 4, 1), ext=".bmp", prefix="img")
     assert [path.name for path in paths] == ["img0000.bmp", "img0001.bmp", "img0002.bmp"]
+
+
+# --- metadata that decides how an image looks: refused with one line naming it -------------------
+
+
+def _exif(orientation):
+    exif = Image.Exif()
+    exif[274] = orientation
+    return exif
+
+
+def _rgb(t):
+    return moving_squares(2, 8, 12, 3, seed=11)[t]
+
+
+def _gray16(t):
+    return moving_squares(2, 8, 12, 1, seed=12)[t][:, :, 0].astype(np.uint16) * 200
+
+
+def _save(kind, path, t, orientation=6):
+    """Write frame t of one metadata case to path (its extension chosen by the case)."""
+    import tifffile
+    from PIL import ImageCms, PngImagePlugin
+
+    if kind == "png-exif":
+        Image.fromarray(_rgb(t)).save(path, exif=_exif(orientation))
+    elif kind == "jpeg-exif":
+        Image.fromarray(_rgb(t)).save(path, exif=_exif(orientation), quality=95)
+    elif kind == "webp-exif":
+        Image.fromarray(_rgb(t)).save(path, exif=_exif(orientation), lossless=True)
+    elif kind == "tiff-rgb-orientation":
+        tifffile.imwrite(path, _rgb(t), photometric="rgb", extratags=[(274, 3, 1, orientation, False)])
+    elif kind == "tiff-16-orientation":
+        tifffile.imwrite(path, _gray16(t), photometric="minisblack", extratags=[(274, 3, 1, orientation, False)])
+    elif kind == "png-trns-rgb":
+        Image.fromarray(_rgb(t)).save(path, transparency=(0, 0, 0))
+    elif kind == "png-trns-gray":
+        Image.fromarray(_rgb(t)[:, :, 0]).save(path, transparency=7)
+    elif kind == "tiff-miniswhite-8":
+        tifffile.imwrite(path, _rgb(t)[:, :, 1], photometric="miniswhite")
+    elif kind == "tiff-miniswhite-16":
+        tifffile.imwrite(path, _gray16(t), photometric="miniswhite")
+    elif kind == "png-icc-lab":
+        lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+        Image.fromarray(_rgb(t)).save(path, icc_profile=lab)
+    elif kind == "png-icc-srgb":
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        Image.fromarray(_rgb(t)).save(path, icc_profile=srgb)
+    elif kind in ("png-gamma-1", "png-gamma-srgb"):
+        info = PngImagePlugin.PngInfo()
+        info.add(b"gAMA", struct.pack(">I", 100000 if kind == "png-gamma-1" else 45455))
+        Image.fromarray(_rgb(t)).save(path, pnginfo=info)
+    else:
+        raise ValueError(kind)
+
+
+REFUSED = {
+    "png-exif": (".png", "EXIF orientation 6"),
+    "jpeg-exif": (".jpg", "EXIF orientation 6"),
+    "webp-exif": (".webp", "EXIF orientation 6"),
+    "tiff-rgb-orientation": (".tif", "EXIF orientation 6"),
+    "tiff-16-orientation": (".tif", "EXIF orientation 6"),
+    "png-trns-rgb": (".png", "colour-key transparency (PNG tRNS"),
+    "png-trns-gray": (".png", "colour-key transparency (PNG tRNS"),
+    "tiff-miniswhite-8": (".tif", "TIFF photometric MinIsWhite"),
+    "tiff-miniswhite-16": (".tif", "TIFF photometric MinIsWhite"),
+    "png-icc-lab": (".png", "ICC colour profile"),
+    "png-gamma-1": (".png", "PNG gamma 1"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSED))
+def test_metadata_that_changes_how_a_frame_looks_is_refused(tmp_path, kind):
+    """Dropped, the restored frame would display differently while its pixels check exact: refused
+    before any work, naming the file and the metadata."""
+    ext, what = REFUSED[kind]
+    for t in range(2):
+        _save(kind, tmp_path / f"f{t}{ext}", t)
+    with raises_tezip(f"f0{ext}: ", what, "is not carried through the archive"):
+        read_sequence(tmp_path)
+
+
+@pytest.mark.parametrize("kind, ext", [("png-exif", ".png"), ("tiff-rgb-orientation", ".tif"),
+                                       ("png-icc-srgb", ".png"), ("png-gamma-srgb", ".png")])
+def test_metadata_that_changes_nothing_is_accepted(tmp_path, kind, ext):
+    """Orientation 1 (as stored), an sRGB profile and the sRGB gamma display as no metadata does."""
+    for t in range(2):
+        _save(kind, tmp_path / f"f{t}{ext}", t, orientation=1)
+    sequence = read_sequence(tmp_path)
+    np.testing.assert_array_equal(sequence.frames[1], _rgb(1))
+
+
+def test_stack_page_with_orientation_refused(tmp_path):
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "s.tif") as tif:
+        for t in range(2):
+            tif.write(_gray16(t), photometric="minisblack", extratags=[(274, 3, 1, 8, False)])
+    with raises_tezip("s.tif: page 1: TIFF orientation 8", "not carried through the archive"):
+        read_sequence(tmp_path / "s.tif")
+
+
+# --- TIFF stacks: damage is an error, compressed pages are read -----------------------------------
+
+
+def _stack(path, pages=5, compression=None):
+    import tifffile
+
+    frames = np.stack([_gray16(t % 2) + t for t in range(pages)])
+    tifffile.imwrite(path, frames, photometric="minisblack", compression=compression)
+    return frames
+
+
+@pytest.mark.parametrize("where", ["ifd-chain", "page-data", "strip-past-end"])
+def test_stack_cut_off_in_the_middle_is_refused(tmp_path, where):
+    """A stack cut off midway is not read as fewer (or zero-filled) frames: tifffile's complaint
+    (a page chain cut off, logged) or a strip that ends past the end of the file is an error."""
+    import tifffile
+
+    full = tmp_path / "full.tif"
+    _stack(full)
+    data = full.read_bytes()
+    with tifffile.TiffFile(full) as tif:
+        cut = {"ifd-chain": tif.pages[-1].offset + 8, "page-data": tif.pages[-1].dataoffsets[0] + 10}.get(where)
+    if cut is not None:
+        (tmp_path / "cut.tif").write_bytes(data[:cut])
+    else:  # every page's tags intact, page 3's strip said to run 100 kB (past the file's end)
+        (tmp_path / "cut.tif").write_bytes(data)
+        with tifffile.TiffFile(tmp_path / "cut.tif", mode="r+") as tif:
+            tif.pages[2].tags["StripByteCounts"].overwrite((100000,))
+    with raises_tezip("cut.tif: "):
+        read_sequence(tmp_path / "cut.tif")
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd", "packbits"])
+def test_compressed_stack_reads_exact(tmp_path, compression):
+    frames = _stack(tmp_path / "s.tif", pages=3, compression=compression)
+    sequence = read_sequence(tmp_path / "s.tif")
+    np.testing.assert_array_equal(sequence.frames[:, :, :, 0], frames)
+
+
+# --- frame order -------------------------------------------------------------------------------------
+
+
+def test_names_differing_only_by_a_number_are_ordered_by_it(tmp_path):
+    frames = moving_squares(11, 8, 8, 3, seed=13)
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / f"f-{t + 1}.png")
+    sequence = read_sequence(tmp_path)
+    assert sequence.names == [f"f-{t + 1}.png" for t in range(11)]
+    np.testing.assert_array_equal(sequence.frames, frames)
+    assert sequence.order.startswith("by number")
+    assert [p.name for p in list_image_files(tmp_path)] == sequence.names
+
+
+@pytest.mark.parametrize("names, expected, how", [
+    (["run3_f10.tif", "run3_f2.tif", "run3_f1.tif"], ["run3_f1.tif", "run3_f2.tif", "run3_f10.tif"], "by number"),
+    (["a10.png", "b2.png", "a9.png"], ["a10.png", "a9.png", "b2.png"], "by file name"),  # two patterns
+    (["f_0010.png", "f_0002.png"], ["f_0002.png", "f_0010.png"], "by file name"),  # padded: the same
+    (["x.png", "y.png"], ["x.png", "y.png"], "by file name"),
+])
+def test_frame_order(names, expected, how):
+    from frames.read import frame_order
+
+    ordered, said = frame_order(names)
+    assert ordered == expected and said.startswith(how)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from base.errors import TezipError
+from base.errors import TezipError, printable
 from base.pixels import MODE_DTYPES, SUPPORTED_MODES
 
 # Extensions whose Pillow writers are lossy by default (JPEG always; WebP and JPEG 2000 unless
@@ -84,15 +84,16 @@ def output_names(names: list[str]) -> tuple[list[str], list[str]]:
         out_names.append(candidate)
         substituted.append((name, candidate))
 
+    # Names come from an archive: printed escaped (no terminal escape sequences get through).
     notes: list[str] = []
     if len(substituted) <= _MAX_NOTES_PER_FILE:
-        notes = [f"{old} is written as {new}: {_EXPLANATION}" for old, new in substituted]
+        notes = [f"{printable(old)} is written as {printable(new)}: {_EXPLANATION}" for old, new in substituted]
     else:
-        extensions = sorted({Path(old).suffix.lower() for old, _ in substituted})
+        extensions = sorted({printable(Path(old).suffix.lower()) for old, _ in substituted})
         old, new = substituted[0]
         notes = [
             f"{len(substituted)} frames stored as {', '.join(extensions)} are written as PNG "
-            f"(e.g. {old} as {new}): {_EXPLANATION}"
+            f"(e.g. {printable(old)} as {printable(new)}): {_EXPLANATION}"
         ]
     return out_names, notes
 
@@ -110,33 +111,39 @@ def _check_frames(path: Path, frames: np.ndarray, mode: str) -> None:
         )
 
 
-def _cannot_write(path: Path, error: BaseException) -> TezipError:
-    return TezipError(f"{path}: cannot write image: {' '.join(str(error).split())}")
+def _cannot_write(path, error: BaseException) -> TezipError:
+    return TezipError(f"{printable(path)}: cannot write image: {' '.join(str(error).split())}")
 
 
 def write_frame(
-    path: str | Path, frame: np.ndarray, mode: str, format_of: str | Path | None = None
+    path, frame: np.ndarray, mode: str, format_of: str | Path | None = None
 ) -> None:
     """Write one frame (H, W, C) losslessly: mode "RGB" uint8 C=3, "L" uint8 C=1, or "I;16"
     uint16 C=1 (a 16-bit grayscale file).
 
-    The format follows the extension of format_of if given (so a frame can be written under a
-    temporary name and renamed later), else of path; see LOSSLESS_EXTENSIONS. PNG uses
+    path: a file name, or a binary file object open for writing (a file the caller created, as
+    base.publish.OutputFolder.new_file does; format_of then names the format). The format follows the
+    extension of format_of if given (so a frame can be written under a temporary name and renamed
+    later), else of path; see LOSSLESS_EXTENSIONS. PNG uses
     Pillow's default compression. A lossy or unknown extension is a programming error
     (ValueError): output_names never produces one. A file that cannot be written raises
     TezipError.
     """
-    path = Path(path)
+    is_file = hasattr(path, "write")
+    if not is_file:
+        path = Path(path)
     named = Path(format_of) if format_of is not None else path
+    if is_file and format_of is None:
+        raise ValueError("write_frame into a file object needs format_of")
     extension = named.suffix.lower()
     if extension not in _LOSSLESS_WRITERS:
         raise ValueError(
             f"{named}: cannot write extension '{named.suffix}' losslessly "
             f"(use one of {' '.join(sorted(LOSSLESS_EXTENSIONS))})"
         )
-    _check_frames(path, frame, mode)
+    _check_frames(named, frame, mode)
     if frame.ndim != 3:
-        raise ValueError(f"{path}: expected one (H, W, C) frame, got shape {frame.shape}")
+        raise ValueError(f"{named}: expected one (H, W, C) frame, got shape {frame.shape}")
     pixels = frame[:, :, 0] if frame.shape[2] == 1 else frame
     # Pillow infers the mode from the array: 2-D uint8 is L, (H, W, 3) uint8 is RGB, 2-D uint16
     # is I;16 (written as 16-bit PNG / TIFF / PGM).
@@ -145,16 +152,18 @@ def write_frame(
     try:
         image.save(path, format=pillow_format, **options)
     except OSError as error:
-        raise _cannot_write(path, error) from None
+        raise _cannot_write(named, error) from None
 
 
-def write_tiff_stack(path: str | Path, frames: np.ndarray, mode: str) -> None:
+def write_tiff_stack(path, frames: np.ndarray, mode: str) -> None:
     """Write frames (N, H, W, C) as one uncompressed multi-page TIFF, one page per frame, in the
-    mode's bit depth (what compress.images.read_tiff_stack reads back). The format does not
-    depend on path's extension, so a temporary name works."""
+    mode's bit depth (what frames.read.read_tiff_stack reads back). path: a file name or a
+    binary file object open for writing; the format does not depend on the name's extension, so a
+    temporary name works."""
     import tifffile
 
-    path = Path(path)
+    if not hasattr(path, "write"):
+        path = Path(path)
     _check_frames(path, frames, mode)
     if frames.ndim != 4:
         raise ValueError(f"{path}: expected (N, H, W, C) frames, got shape {frames.shape}")
