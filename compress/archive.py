@@ -253,7 +253,7 @@ def parse_names(text, name=NAMES_FILE):
 
 
 def printable(text):
-    """`text` with its control and other non-printable characters escaped as repr() writes them
+    r"""`text` with its control and other non-printable characters escaped as repr() writes them
     (`\x1b`, `\u202e`): names from an archive or a folder are printed with this, so they can
     never send a terminal escape sequence or break a one-line message."""
     text = str(text)
