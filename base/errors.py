@@ -18,7 +18,7 @@ class OptionError(TezipError):
 
 
 def printable(text):
-    """`text` with its control and other non-printable characters escaped as repr() writes them
+    r"""`text` with its control and other non-printable characters escaped as repr() writes them
     (`\x1b`, `\u202e`): names from an archive or a folder are printed with this, so they can
     never send a terminal escape sequence or break a one-line message."""
     text = str(text)

@@ -576,12 +576,19 @@ def run_parallel(args, work, n_cases):
                     except queue.Empty:
                         line = "HANG"
                     if line is None or line == "HANG":
+                        died = None  # a dead worker's own exit status (negative: the signal that ended it)
+                        if line is None:
+                            try:
+                                died = proc.wait(timeout=10)
+                            except subprocess.TimeoutExpired:
+                                pass
                         proc.kill()
                         proc.wait()
                         with lock:
                             results.append(dict(index=lo, base="?", kind=KINDS[lo % len(KINDS)], mutation="?",
                                                 outcome="HANG" if line == "HANG" else "CRASH", seconds=float(limit),
-                                                peak=0, detail="worker silent" if line == "HANG" else "worker died"))
+                                                peak=0, detail="worker silent" if line == "HANG" else
+                                                f"worker died (exit status {died})"))
                         lo += 1
                         break
                     try:

@@ -473,14 +473,16 @@ def _stack_page_mode(page, index: int, path: Path) -> str:
 
 class _TiffComplaints(logging.Handler):
     """Collects what tifffile logs while a stack is read: it reports a damaged file (a page chain
-    cut off in the middle, an offset past the end) by logging and carrying on with fewer pages."""
+    cut off in the middle, an offset past the end) by logging an error and carrying on with fewer
+    pages. (Its warnings, about odd but harmless tags, are only kept off the terminal.)"""
 
     def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+        super().__init__(logging.DEBUG)
+        self.errors: list[str] = []
 
     def emit(self, record):
-        self.messages.append(record.getMessage())
+        if record.levelno >= logging.ERROR:
+            self.errors.append(record.getMessage())
 
 
 @contextlib.contextmanager
@@ -491,13 +493,13 @@ def _tiff_complaints_are_errors(path: Path):
     log = logging.getLogger("tifffile")
     log.addHandler(handler)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a warning about the file is an error too
+        with warnings.catch_warnings(record=True):  # kept off the terminal: one line stays one line
+            warnings.simplefilter("always")
             yield handler
     finally:
         log.removeHandler(handler)
-    if handler.messages:
-        raise TezipError(f"{path}: damaged TIFF file: {_one_line(handler.messages[0])[:200]}")
+    if handler.errors:
+        raise TezipError(f"{path}: damaged TIFF file: {_one_line(handler.errors[0])[:200]}")
 
 
 def _stack_page_appearance(page, index: int, path: Path) -> None:
