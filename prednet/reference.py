@@ -14,7 +14,7 @@ float32 operations (+ - * / and comparisons), which IEEE 754 makes the same ever
   accumulator) and split work by lane, output channels and pixels, never inside one sum;
 - relu, min with pixel_max, Keras 3's hard_sigmoid (relu6(x + 3) / 6) and max-pooling are written
   out as comparisons and float32 arithmetic;
-- tanh is this module's own (`tanh32`): a degree-5 odd polynomial in x^2 below |x| = 0.75, above it
+- tanh is this module's own (`tanh32`): x + x^3 P(x^2), P of degree 5, below |x| = 0.75, above it
   1 - 2 / (e^2|x| + 1) with e^y from a Cody-Waite reduction y = k ln2 + r, a degree-7 Taylor
   polynomial of e^r and an exact scaling by 2^k, and 1 beyond |x| = 9.1. No libm call: libm's tanh
   and exp differ between machines. Max error against np.tanh, every float32 in [0, 9.2] checked:
@@ -35,6 +35,7 @@ denormal flush (FTZ/DAZ, which a library built with -ffast-math can switch on fo
 process) would change results; the CPU kernels probe for it in every task and refuse to go on.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -148,27 +149,26 @@ def _pack_numba(xf, Wp, pb, H, W, a, b, up, keep):
     its border stays zero). Lanes with keep[n] == 0 get zeros for a and b (a reset)."""
     N, C, _ = xf.shape
     Ca, Cb = a.shape[1], b.shape[1]
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for y in range(H):
-            row = xf[n, c, (y + pb) * Wp + pb: (y + pb) * Wp + pb + W]
-            if c < Ca + Cb:
-                if keep[n] == 0:
-                    for x in range(W):
-                        row[x] = ZERO
-                elif c < Ca:
-                    src = a[n, c, y]
-                    for x in range(W):
-                        row[x] = src[x]
-                else:
-                    src = b[n, c - Ca, y]
-                    for x in range(W):
-                        row[x] = src[x]
-            else:
-                src = up[n, c - Ca - Cb, y // 2]
+    for t in prange(N * C * H):
+        n = t // (C * H)
+        r = t - n * (C * H)
+        c = r // H
+        y = r - c * H
+        row = xf[n, c, (y + pb) * Wp + pb: (y + pb) * Wp + pb + W]
+        if c < Ca + Cb:
+            if keep[n] == 0:
                 for x in range(W):
-                    row[x] = src[x // 2]
+                    row[x] = ZERO
+            else:
+                src = a[n, c, y] if c < Ca else b[n, c - Ca, y]
+                for x in range(W):
+                    row[x] = src[x]
+        else:
+            src = up[n, c - Ca - Cb, y // 2]
+            for x in range(W // 2):
+                v = src[x]
+                row[2 * x] = v
+                row[2 * x + 1] = v
 
 
 @njit(cache=True, inline="always")
@@ -182,29 +182,43 @@ def _accumulate(xf, n, Wp, K, w, b, o0, o1, p0, acc):
         row = acc[o - o0]
         for p in range(lc):
             row[p] = bo
+    if K == 3:
+        # The nine taps of one input channel in one pass over the positions: the running sum
+        # stays in a register for nine terms instead of going through memory after each.
+        for c in range(Cin):
+            plane = xf[n, c]
+            r0 = plane[p0: p0 + lc + 2]
+            r1 = plane[p0 + Wp: p0 + Wp + lc + 2]
+            r2 = plane[p0 + 2 * Wp: p0 + 2 * Wp + lc + 2]
+            for o in range(o0, o1):
+                w00, w01, w02 = w[o, c, 0, 0], w[o, c, 0, 1], w[o, c, 0, 2]
+                w10, w11, w12 = w[o, c, 1, 0], w[o, c, 1, 1], w[o, c, 1, 2]
+                w20, w21, w22 = w[o, c, 2, 0], w[o, c, 2, 1], w[o, c, 2, 2]
+                a = acc[o - o0]
+                for p in range(lc):
+                    s = a[p]
+                    s = s + w00 * r0[p]
+                    s = s + w01 * r0[p + 1]
+                    s = s + w02 * r0[p + 2]
+                    s = s + w10 * r1[p]
+                    s = s + w11 * r1[p + 1]
+                    s = s + w12 * r1[p + 2]
+                    s = s + w20 * r2[p]
+                    s = s + w21 * r2[p + 1]
+                    s = s + w22 * r2[p + 2]
+                    a[p] = s
+        return
     for c in range(Cin):
         plane = xf[n, c]
         for dy in range(K):
             for dx in range(K):
-                s = p0 + dy * Wp + dx
-                seg = plane[s: s + lc]
-                o = o0
-                while o + 4 <= o1:  # four outputs per pass share each input load
-                    w0, w1, w2, w3 = w[o, c, dy, dx], w[o + 1, c, dy, dx], w[o + 2, c, dy, dx], w[o + 3, c, dy, dx]
-                    a0, a1, a2, a3 = acc[o - o0], acc[o - o0 + 1], acc[o - o0 + 2], acc[o - o0 + 3]
-                    for p in range(lc):
-                        v = seg[p]
-                        a0[p] = a0[p] + w0 * v
-                        a1[p] = a1[p] + w1 * v
-                        a2[p] = a2[p] + w2 * v
-                        a3[p] = a3[p] + w3 * v
-                    o += 4
-                while o < o1:
+                s0 = p0 + dy * Wp + dx
+                seg = plane[s0: s0 + lc]
+                for o in range(o0, o1):
                     wv = w[o, c, dy, dx]
-                    a0 = acc[o - o0]
+                    a = acc[o - o0]
                     for p in range(lc):
-                        a0[p] = a0[p] + wv * seg[p]
-                    o += 1
+                        a[p] = a[p] + wv * seg[p]
 
 
 @njit(cache=True, parallel=True)
@@ -232,13 +246,18 @@ def _conv_numba(xf, Wp, K, w, b, out, mode, pixel_max, ob, lc, probe, flags):
             for y in range(p0 // Wp, y_last + 1):
                 x0 = max(0, p0 - y * Wp)
                 x1 = min(W, p0 + lc - y * Wp)
-                for x in range(x0, x1):
-                    v = acc[o - o0, y * Wp + x - p0]
-                    if mode >= 1:
-                        v = _relu(v)
-                    if mode == 2:
-                        v = pixel_max if v > pixel_max else v
-                    out[n, o, y, x] = v
+                src = acc[o - o0, y * Wp + x0 - p0: y * Wp + x1 - p0]
+                dst = out[n, o, y, x0:x1]
+                if mode == 0:
+                    for x in range(x1 - x0):
+                        dst[x] = src[x]
+                elif mode == 1:
+                    for x in range(x1 - x0):
+                        dst[x] = _relu(src[x])
+                else:
+                    for x in range(x1 - x0):
+                        v = _relu(src[x])
+                        dst[x] = pixel_max if v > pixel_max else v
 
 
 @njit(cache=True, parallel=True)
@@ -285,34 +304,37 @@ def _conv_lstm_numba(xf, Wp, K, w, b, c_prev, keep, R_out, c_out, ob, lc, probe,
 def _errors_numba(ahat, a, e):
     """e = [relu(ahat - a), relu(a - ahat)] along channels."""
     N, C, H, W = a.shape
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for y in range(H):
-            for x in range(W):
-                d = ahat[n, c, y, x] - a[n, c, y, x]
-                u = a[n, c, y, x] - ahat[n, c, y, x]
-                e[n, c, y, x] = _relu(d)
-                e[n, C + c, y, x] = _relu(u)
+    for t in prange(N * C * H):
+        n = t // (C * H)
+        r = t - n * (C * H)
+        c = r // H
+        y = r - c * H
+        hr, ar = ahat[n, c, y], a[n, c, y]
+        d, u = e[n, c, y], e[n, C + c, y]
+        for x in range(W):
+            d[x] = _relu(hr[x] - ar[x])
+            u[x] = _relu(ar[x] - hr[x])
 
 
 @njit(cache=True, parallel=True)
 def _pool_numba(src, dst):
     """2x2 max pooling, stride 2; the four values compared in row order."""
     N, C, H, W = dst.shape
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for y in range(H):
-            for x in range(W):
-                m = src[n, c, 2 * y, 2 * x]
-                v = src[n, c, 2 * y, 2 * x + 1]
-                m = v if v > m else m
-                v = src[n, c, 2 * y + 1, 2 * x]
-                m = v if v > m else m
-                v = src[n, c, 2 * y + 1, 2 * x + 1]
-                m = v if v > m else m
-                dst[n, c, y, x] = m
+    for t in prange(N * C * H):
+        n = t // (C * H)
+        r = t - n * (C * H)
+        c = r // H
+        y = r - c * H
+        s0, s1, d = src[n, c, 2 * y], src[n, c, 2 * y + 1], dst[n, c, y]
+        for x in range(W):
+            m = s0[2 * x]
+            v = s0[2 * x + 1]
+            m = v if v > m else m
+            v = s1[2 * x]
+            m = v if v > m else m
+            v = s1[2 * x + 1]
+            m = v if v > m else m
+            d[x] = m
 
 
 # ----------------------------------------------------------------------------------- CUDA kernels
@@ -564,8 +586,29 @@ class CupyLauncher:
 
 
 def _chunk(H, Wp):
-    """Positions per numba task: about 512 (a multiple of 16: whole vectors)."""
-    return min(512, -(-H * Wp // 16) * 16)
+    """Positions per numba task: about 512 or fewer, a multiple of 16 (whole vectors), in chunks of
+    about equal length."""
+    n_chunks = -(-H * Wp // 512)
+    return -(-H * Wp // (16 * n_chunks)) * 16
+
+
+# Below these sizes a kernel runs on the calling thread alone: waking the worker threads would
+# cost more than the work (much more when the CPUs are shared). The result is the same either way.
+# (On shared CPUs numba's OpenMP layer also loses time to its spinning workers: OMP_WAIT_POLICY=passive
+# or NUMBA_THREADING_LAYER=workqueue in the environment avoids that.)
+SERIAL_ELEMENTS = 1 << 18
+SERIAL_FLOPS = 1 << 23
+
+
+def _run(work, limit, kernel, *args):
+    threads = numba.get_num_threads()
+    if work >= limit or threads == 1:
+        return kernel(*args)
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
 
 
 class NumbaOps:
@@ -595,29 +638,31 @@ class NumbaOps:
                 "-ffast-math): the reference kernel's results would not be portable")
 
     def pack(self, xf, Wp, pb, H, W, a, b, up, keep):
-        _pack_numba(xf, Wp, pb, H, W, a, b, up, keep)
+        _run(xf.shape[0] * xf.shape[1] * H * W, SERIAL_ELEMENTS, _pack_numba, xf, Wp, pb, H, W, a, b, up, keep)
 
     def conv(self, xf, Wp, K, w, b, out, mode, pixel_max):
-        H, Wd = out.shape[2], out.shape[3]
+        N, Cout, H, Wd = out.shape
         lc = _chunk(H, Wp)
-        n_tasks = out.shape[0] * (-(-w.shape[0] // self.conv_ob)) * (-(-H * Wp // lc))
+        n_tasks = N * (-(-Cout // self.conv_ob)) * (-(-H * Wp // lc))
         flags = np.zeros(n_tasks, np.uint8)
-        _conv_numba(xf, Wp, K, w, b, out, mode, f32(pixel_max), self.conv_ob, lc, FP_PROBE, flags)
+        _run(2 * w.size * N * H * Wd, SERIAL_FLOPS, _conv_numba, xf, Wp, K, w, b, out, mode, f32(pixel_max),
+             self.conv_ob, lc, FP_PROBE, flags)
         self._check(flags)
 
     def conv_lstm(self, xf, Wp, K, w, b, c_prev, keep, R_out, c_out):
-        H = R_out.shape[2]
+        N, _, H, Wd = R_out.shape
         lc = _chunk(H, Wp)
-        n_tasks = R_out.shape[0] * (-(-w.shape[0] // self.lstm_ob)) * (-(-H * Wp // lc))
+        n_tasks = N * (-(-w.shape[0] // self.lstm_ob)) * (-(-H * Wp // lc))
         flags = np.zeros(n_tasks, np.uint8)
-        _conv_lstm_numba(xf, Wp, K, w, b, c_prev, keep, R_out, c_out, self.lstm_ob, lc, FP_PROBE, flags)
+        _run(2 * w.size * N * H * Wd, SERIAL_FLOPS, _conv_lstm_numba, xf, Wp, K, w, b, c_prev, keep, R_out, c_out,
+             self.lstm_ob, lc, FP_PROBE, flags)
         self._check(flags)
 
     def errors(self, ahat, a, e):
-        _errors_numba(ahat, a, e)
+        _run(e.size, SERIAL_ELEMENTS, _errors_numba, ahat, a, e)
 
     def pool(self, src, dst):
-        _pool_numba(src, dst)
+        _run(src.size, SERIAL_ELEMENTS, _pool_numba, src, dst)
 
 
 class CudaOps:

@@ -47,12 +47,20 @@ def weights(tiny_model):
     return ref.ReferenceWeights.from_model_dir(tiny_model(3))
 
 
+@pytest.fixture
+def all_threads(monkeypatch):
+    """Small kernels run on the calling thread alone; make them use every thread too."""
+    monkeypatch.setattr(ref, "SERIAL_ELEMENTS", 0)
+    monkeypatch.setattr(ref, "SERIAL_FLOPS", 0)
+
+
 # ------------------------------------------------------------------------------------------ (a)
 
 CHILD = r"""
 import sys, numpy as np
 sys.path.insert(0, sys.argv[1])
 from prednet import reference as ref
+ref.SERIAL_ELEMENTS = ref.SERIAL_FLOPS = 0  # every kernel on every thread, however small
 frames, resets = np.load(sys.argv[3]), np.load(sys.argv[4])
 p = ref.ReferencePredictor(ref.ReferenceWeights.from_model_dir(sys.argv[2]), frames.shape[2], frames.shape[3],
                            frames.shape[1])
@@ -66,11 +74,15 @@ print(numba.get_num_threads())
 """
 
 
-def test_thread_count_does_not_change_a_bit(weights, tiny_model, tmp_path):
+def test_thread_count_does_not_change_a_bit(weights, tiny_model, tmp_path, all_threads):
     frames = frames_for(3)
     np.save(tmp_path / "frames.npy", frames)
     np.save(tmp_path / "resets.npy", RESETS3)
     here = run_schedule(ref.ReferencePredictor(weights, H, W, 3), frames, RESETS3)
+    serial = ref.SERIAL_ELEMENTS, ref.SERIAL_FLOPS
+    ref.SERIAL_ELEMENTS = ref.SERIAL_FLOPS = 1 << 40  # and all on one thread here
+    assert run_schedule(ref.ReferencePredictor(weights, H, W, 3), frames, RESETS3).tobytes() == here.tobytes()
+    ref.SERIAL_ELEMENTS, ref.SERIAL_FLOPS = serial
     for threads in (1, 3):
         env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
         out = tmp_path / f"pred{threads}.npy"
@@ -81,7 +93,7 @@ def test_thread_count_does_not_change_a_bit(weights, tiny_model, tmp_path):
         assert np.load(out).tobytes() == here.tobytes(), f"NUMBA_NUM_THREADS={threads}"
 
 
-def test_lane_alone_equals_lane_in_a_batch(weights):
+def test_lane_alone_equals_lane_in_a_batch(weights, all_threads):
     batch_frames = frames_for(3, seed=10)
     in_batch = run_schedule(ref.ReferencePredictor(weights, H, W, 3), batch_frames, RESETS3)
     for k in range(3):
@@ -258,7 +270,7 @@ def test_kernels_have_no_fma():
     conv = fresh_asm(ref._conv_numba, xf, 12, 3, w, b, out, 2, np.float32(1), 8, 64, ref.FP_PROBE, flags)
     c_prev, keep = np.zeros((1, 2, 6, 10), np.float32), np.ones(1, np.uint8)
     lstm = fresh_asm(ref._conv_lstm_numba, xf, 12, 3, w, b, c_prev, keep, c_prev.copy(), c_prev.copy(), 8, 64,
-                     ref.FP_PROBE, flags)
+                     ref.FP_PROBE, flags, parallel=False)  # the same loops; compiles faster
     tanh = fresh_asm(ref._tanh, np.float32(0.5), parallel=False)
     for name, asm in (("conv", conv), ("conv_lstm", lstm), ("tanh", tanh)):
         assert not re.search(r"\bv?fn?m(add|sub)", asm), f"FMA in {name}"
