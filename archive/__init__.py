@@ -6,54 +6,81 @@ Each .dat file is self-describing (archive/container.py):
     magic (8 bytes) | format version (u16) | header length (u32) | header (JSON) | header crc32 (u32)
     | chunk 0 | chunk 1 | ...
 
-entropy.dat's header (archive/header.py, SequenceHeader) holds everything needed to decode: shape,
-pixel format, bound, keyframes, lanes, the residual chain's stage configs, model digest, a checksum
-per decoded frame, the names' digest, and the size and crc32 of every chunk, so a truncated or
-corrupted file is caught and the damaged chunk named. Its chunks: the block choices, then one per
-predicted frame. key_frame.dat (KeyframeHeader): the keyframe chain, one chunk per keyframe.
-filename.txt (archive/names.py) begins with one header line, then one frame name a line. All three
-carry the same `archive_id`, so files of different archives are never mixed.
+entropy.dat's header holds everything needed to decode (archive/v3.py: shape, pixel format, model,
+bound, keyframes, the frame coder's config, a checksum per decoded frame, the names' digest) and the
+size and crc32 of every chunk, so a truncated or corrupted file is caught and the damaged chunk
+named; one chunk per predicted frame. key_frame.dat: one chunk per keyframe. filename.txt
+(archive/names.py) begins with one header line, then one frame name a line. All three carry the same
+`archive_id`, so files of different archives are never mixed.
+
+Format 3 (written now) is streamed: ArchiveWriter takes each frame's chunk as it is coded, in any
+order, and writes the files at the end; read_archive gives the chunks one at a time. Format 2
+(archive/v2.py, whole-sequence chunks) is still read.
 """
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from archive.header import (ENTROPY_FILE, KEYFRAME_FILE, FrameFormat, KeyframeHeader, SequenceHeader, frame_checksum,
-                            names_digest)
-from base.errors import TezipError
 from archive import container as _container
-from archive.container import FORMAT_VERSION
+from archive.common import ENTROPY_FILE, KEYFRAME_FILE, FrameFormat, frame_checksum, names_digest
+from archive.container import FORMAT_VERSION, DatFile
 from archive.names import NAMES_FILE, names_text, parse_names, read_names_file
+from archive.v2 import KeyframeHeaderV2, SequenceHeaderV2
+from archive.v3 import REFERENCE_ARITHMETIC, KeyframeHeader, SequenceHeader
+from base.errors import TezipError
 
 ARCHIVE_FILES = (KEYFRAME_FILE, ENTROPY_FILE, NAMES_FILE)
 
 
 @dataclass
 class Archive:
-    """One compressed sequence, as written or as read back (headers validated, chunks crc-checked)."""
+    """An archive folder open for reading: headers validated against each other and filename.txt;
+    chunks read on demand, crc-checked (`keyframe_chunk(i)`, `frame_chunk(i)`: the i-th keyframe or
+    predicted frame in frame order). Format 2 archives also have `choices_chunk` (their block
+    choices, whole). Close it (or use `with`) when done."""
 
-    sequence: SequenceHeader
-    keyframes: KeyframeHeader
-    choices_chunk: bytes
-    residual_chunks: list
-    keyframe_chunks: list
+    version: int
+    sequence: object  # SequenceHeader (3) or SequenceHeaderV2
+    keyframes: object  # KeyframeHeader (3) or KeyframeHeaderV2
     mode: str
     names: list
     stack: str | None = None
+    _key: DatFile = field(default=None, repr=False)
+    _ent: DatFile = field(default=None, repr=False)
 
-    def files(self):
-        """{file name: bytes} of the three archive files."""
-        aid = self.sequence.archive_id
-        entropy = SequenceHeader.join_chunks(self.choices_chunk, self.residual_chunks)
-        return {
-            KEYFRAME_FILE: _container.pack_dat(_container.KEYFRAME_MAGIC, self.keyframes.to_json(), self.keyframe_chunks),
-            ENTROPY_FILE: _container.pack_dat(_container.ENTROPY_MAGIC, self.sequence.to_json(), entropy),
-            NAMES_FILE: names_text(aid, self.mode, self.names, self.stack).encode("utf-8"),
-        }
+    @property
+    def choices_chunk(self):
+        return self._checked(self._ent, 0, "block choices")
+
+    def keyframe_chunk(self, i):
+        return self._checked(self._key, i, f"keyframe {self.keyframes.keyframes[i]}")
+
+    def frame_chunk(self, i):
+        lead = 1 if self.version == 2 else 0  # format 2: the block choices come first
+        return self._checked(self._ent, lead + i, f"residuals of predicted frame {i}")
+
+    @staticmethod
+    def _checked(dat, i, what):
+        data = dat.chunk(i)
+        if data is None:
+            raise TezipError(f"{dat.name}: {what} are corrupt (checksum mismatch)")
+        return data
+
+    def close(self):
+        for dat in (self._key, self._ent):
+            if dat is not None:
+                dat.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def read_archive(comp_dir):
-    """Read, parse and cross-check the three files of an archive folder → Archive."""
+    """Open an archive folder: read, parse and cross-check its three files' headers → Archive."""
     comp = Path(comp_dir)
     if not comp.is_dir():
         raise TezipError(f"archive folder {comp_dir} does not exist")
@@ -62,17 +89,94 @@ def read_archive(comp_dir):
         names_head, names = parse_names(names_raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise TezipError(f"{NAMES_FILE} is corrupt (not UTF-8 text)") from None
-    key_json, key_chunks = _container.read_dat_file(comp, KEYFRAME_FILE, _container.KEYFRAME_MAGIC)
-    ent_json, ent_chunks = _container.read_dat_file(comp, ENTROPY_FILE, _container.ENTROPY_MAGIC)
-    aid = ent_json.get("archive_id")
-    for fname, other in ((KEYFRAME_FILE, key_json.get("archive_id")), (NAMES_FILE, names_head.get("archive_id"))):
-        if other != aid:
-            raise TezipError(f"{fname} belongs to a different archive than {ENTROPY_FILE}")
-    mode, stack = names_head.get("mode"), names_head.get("stack")
-    sequence = SequenceHeader.from_json(ent_json, names, mode, stack)
-    keyframes = KeyframeHeader.from_json(key_json, sequence)
-    choices, residuals = SequenceHeader.split_chunks(ent_chunks, sequence.n_predicted)
-    return Archive(sequence, keyframes, choices, residuals, keyframes.check_chunks(key_chunks), mode, names, stack)
+    key = DatFile(comp, KEYFRAME_FILE, _container.KEYFRAME_MAGIC)
+    try:
+        ent = DatFile(comp, ENTROPY_FILE, _container.ENTROPY_MAGIC)
+    except BaseException:
+        key.close()
+        raise
+    archive = Archive(ent.version, None, None, names_head.get("mode"), names, names_head.get("stack"), key, ent)
+    try:
+        if key.version != ent.version:
+            raise TezipError(f"{KEYFRAME_FILE} (format {key.version}) and {ENTROPY_FILE} (format {ent.version}) are "
+                             f"from different archives")
+        aid = ent.header.get("archive_id")
+        for fname, other in ((KEYFRAME_FILE, key.header.get("archive_id")), (NAMES_FILE, names_head.get("archive_id"))):
+            if other != aid:
+                raise TezipError(f"{fname} belongs to a different archive than {ENTROPY_FILE}")
+        if ent.version == 2:
+            archive.sequence = SequenceHeaderV2.from_json(ent.header, names, archive.mode, archive.stack)
+            archive.keyframes = KeyframeHeaderV2.from_json(key.header, archive.sequence)
+            SequenceHeaderV2.split_chunks([b""] * ent.n_chunks, archive.sequence.n_predicted)  # the chunk count
+        else:
+            archive.sequence = SequenceHeader.from_json(ent.header, names, archive.mode, archive.stack)
+            archive.keyframes = KeyframeHeader.from_json(key.header, archive.sequence)
+            if ent.n_chunks != archive.sequence.n_predicted:
+                raise TezipError(f"{ENTROPY_FILE} holds {ent.n_chunks} frames, {archive.sequence.n_predicted} expected")
+        if key.n_chunks != len(archive.sequence.keyframes):
+            raise TezipError(f"{KEYFRAME_FILE} holds {key.n_chunks} keyframes, {len(archive.sequence.keyframes)} expected")
+    except BaseException:
+        archive.close()
+        raise
+    return archive
+
+
+class ArchiveWriter:
+    """Writes a format-3 archive into an OutputFolder (base/publish.py), frame by frame: `add`
+    takes each frame's chunk as soon as it is coded, in any order, appending it to a spool file
+    of the folder (a temporary of this run), so memory holds no chunk longer than it takes to
+    write it; `files` then gives write functions that lay the .dat files out in frame order
+    (the chunks copied from the spool), for the folder to publish with filename.txt."""
+
+    def __init__(self, out, n_frames):
+        self.out, self._temps = out, []
+        self._spool = out.new_file(self._temps)
+        self._where = [None] * n_frames  # frame → (offset in the spool, size, crc32)
+        self._end = 0
+
+    def add(self, f, chunk):
+        chunk = bytes(chunk)
+        self._spool.write(chunk)
+        self._where[f] = (self._end, len(chunk), _container.crc32(chunk))
+        self._end += len(chunk)
+
+    def chunk_bytes(self, f):
+        return self._where[f][1]
+
+    def _writer(self, magic, header, frames):
+        table = [self._where[f][1:] for f in frames]
+
+        def write(out):
+            out.write(_container.dat_prefix(magic, header.to_json(), table))
+            self._spool.flush()
+            fd = self._spool.fileno()
+            for f in frames:
+                offset, size, _ = self._where[f]
+                out.write(os.pread(fd, size, offset))
+        return write
+
+    def files(self, sequence: SequenceHeader, keyframes: KeyframeHeader, mode, names, stack=None):
+        """{file name: write(file object)} of the three archive files."""
+        missing = [f for f, w in enumerate(self._where) if w is None]
+        if missing:
+            raise RuntimeError(f"internal error: frames {missing[:5]} were never coded")
+        keys = list(keyframes.keyframes)
+        predicted = sorted(set(range(len(self._where))) - set(keys))
+        text = names_text(sequence.archive_id, mode, names, stack).encode("utf-8")
+        return {
+            KEYFRAME_FILE: self._writer(_container.KEYFRAME_MAGIC, keyframes, keys),
+            ENTROPY_FILE: self._writer(_container.ENTROPY_MAGIC, sequence, predicted),
+            NAMES_FILE: lambda out: out.write(text),
+        }
+
+    def close(self):
+        """Remove the spool (after publishing, or on failure)."""
+        self._spool.close()
+        for name in self._temps:
+            try:
+                os.unlink(name, dir_fd=self.out.fd)
+            except OSError:
+                pass
 
 
 def archive_size(comp_dir):
@@ -80,5 +184,6 @@ def archive_size(comp_dir):
     return sum((Path(comp_dir) / name).stat().st_size for name in ARCHIVE_FILES)
 
 
-__all__ = ["ARCHIVE_FILES", "Archive", "ENTROPY_FILE", "FORMAT_VERSION", "FrameFormat", "KEYFRAME_FILE", "KeyframeHeader", "NAMES_FILE",
-           "SequenceHeader", "archive_size", "frame_checksum", "names_digest", "read_archive"]
+__all__ = ["ARCHIVE_FILES", "Archive", "ArchiveWriter", "ENTROPY_FILE", "FORMAT_VERSION", "FrameFormat", "KEYFRAME_FILE",
+           "KeyframeHeader", "NAMES_FILE", "REFERENCE_ARITHMETIC", "SequenceHeader", "archive_size", "frame_checksum",
+           "names_digest", "read_archive"]

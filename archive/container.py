@@ -14,13 +14,14 @@ import struct
 import zlib
 from pathlib import Path
 
-from archive.header import ENTROPY_FILE, KEYFRAME_FILE
+from archive.common import ENTROPY_FILE, KEYFRAME_FILE
 from base.errors import TezipError
 from base.files import NotARegularFile, open_regular
 
 # 2: residuals and keyframes are context range coded (stages/ctxrange.py); entropy.dat has no
 # rank-table chunk. Version 1 archives (rank tables + zstd) are no longer decoded.
-FORMAT_VERSION = 2
+# 3: the streaming format (archive/v3.py): one chunk per frame, written and read frame by frame.
+FORMAT_VERSION = 3
 OLDEST_DAT_VERSION = 2
 KEYFRAME_MAGIC = b"TEZIPKF\x00"
 ENTROPY_MAGIC = b"TEZIPEN\x00"
@@ -35,19 +36,24 @@ def crc32(data):
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def pack_dat(magic, header, chunks):
+def pack_dat(magic, header, chunks, version=FORMAT_VERSION):
     """Serialise a .dat file: header (with chunk sizes and crcs added) then the chunks."""
-    header = dict(header)
-    header["chunks"] = [[len(c), crc32(c)] for c in chunks]
+    return dat_prefix(magic, header, [[len(c), crc32(c)] for c in chunks], version) + b"".join(chunks)
+
+
+def dat_prefix(magic, header, table, version=FORMAT_VERSION):
+    """The bytes of a .dat file before its chunks: prefix, header with the chunk table `table`
+    ([size, crc32] per chunk, in order), header crc. The chunks follow as they were written, so a
+    writer that kept them elsewhere (frame by frame) appends them after this."""
+    header = dict(header, chunks=[[int(s), int(c)] for s, c in table])
     hbytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    parts = [_PREFIX.pack(magic, FORMAT_VERSION, len(hbytes)), hbytes, _CRC.pack(crc32(hbytes))]
-    return b"".join(parts + list(chunks))
+    return _PREFIX.pack(magic, version, len(hbytes)) + hbytes + _CRC.pack(crc32(hbytes))
 
 
 def _parse_header(buf, magic, name, total):
     """Check the prefix and header of a .dat file of `total` bytes whose first bytes are `buf`
-    (at least the prefix, and the header when the prefix is valid). Returns (header, position of
-    the first chunk)."""
+    (at least the prefix, and the header when the prefix is valid). Returns (format version,
+    header, position of the first chunk)."""
     if len(buf) < _PREFIX.size or bytes(buf[:8]) != magic:
         other = {KEYFRAME_MAGIC: KEYFRAME_FILE, ENTROPY_MAGIC: ENTROPY_FILE}.get(bytes(buf[:8]))
         if other:
@@ -74,7 +80,7 @@ def _parse_header(buf, magic, name, total):
         raise TezipError(f"{name} is corrupt (header is not valid JSON)") from None
     if not isinstance(header, dict) or not isinstance(header.get("chunks"), list):
         raise TezipError(f"{name} is corrupt (header lacks its chunk table)")
-    return header, pos + hlen + _CRC.size
+    return version, header, pos + hlen + _CRC.size
 
 
 def _chunk_layout(header, pos, total, name):
@@ -106,7 +112,7 @@ def _chunks(data, layout):
 
 def unpack_dat(data, magic, name):
     """Parse and check a .dat file. Returns (header, list of chunk memoryviews)."""
-    header, pos = _parse_header(data, magic, name, len(data))
+    _, header, pos = _parse_header(data, magic, name, len(data))
     return header, _chunks(data, _chunk_layout(header, pos, len(data), name))
 
 
@@ -121,25 +127,61 @@ def open_archive_file(path):
         raise TezipError(f"{path} cannot be read ({e.strerror or e})") from None
 
 
-def read_dat_file(folder, name, magic):
-    """Read and check one .dat file of an archive folder: (header, chunks) as unpack_dat. The
-    file's size is compared with what its header declares (prefix + header + chunk table) before
-    any chunk is read, so a file larger or smaller than that is refused having read its header
-    only."""
-    path = Path(folder) / name
-    with open_archive_file(path) as f:
+class DatFile:
+    """One .dat file of an archive folder, open for reading: its prefix and header are read and
+    checked on opening, and its size compared with what the header declares (prefix + header +
+    chunk table), so a file larger or smaller than that is refused having read its header only.
+    Chunks are then read one at a time (`chunk(i)`), so memory never holds more than one.
+    Attributes: version (format version), header (dict), n_chunks."""
+
+    def __init__(self, folder, name, magic):
+        self.name, self.path = name, Path(folder) / name
+        self._f = open_archive_file(self.path)
         try:
-            total = os.fstat(f.fileno()).st_size
-            buf = f.read(_PREFIX.size)
+            total = os.fstat(self._f.fileno()).st_size
+            buf = self._f.read(_PREFIX.size)
             if len(buf) == _PREFIX.size and buf[:8] == magic:
                 hlen = _PREFIX.unpack_from(buf, 0)[2]
                 if hlen <= MAX_HEADER_BYTES and _PREFIX.size + hlen + _CRC.size <= total:
-                    buf += f.read(hlen + _CRC.size)
-            header, pos = _parse_header(buf, magic, name, total)
-            layout = _chunk_layout(header, pos, total, name)
-            data = buf + f.read(total - len(buf))
+                    buf += self._f.read(hlen + _CRC.size)
+            self.version, self.header, pos = _parse_header(buf, magic, name, total)
+            self._layout = _chunk_layout(self.header, pos, total, name)
         except OSError as e:
-            raise TezipError(f"{path} cannot be read ({e.strerror or e})") from None
-    if len(data) != total:
-        raise TezipError(f"{name} changed while it was read")
-    return header, _chunks(data, layout)
+            self.close()
+            raise TezipError(f"{self.path} cannot be read ({e.strerror or e})") from None
+        except BaseException:
+            self.close()
+            raise
+        self.n_chunks = len(self._layout)
+
+    def chunk(self, i):
+        """Chunk i (bytes), or None when its crc does not match (the caller names what it held)."""
+        start, size, crc = self._layout[i]
+        try:
+            data = os.pread(self._f.fileno(), size, start)
+        except OSError as e:
+            raise TezipError(f"{self.path} cannot be read ({e.strerror or e})") from None
+        if len(data) != size:
+            raise TezipError(f"{self.name} changed while it was read")
+        return data if crc32(data) == crc else None
+
+    def chunk_size(self, i):
+        return self._layout[i][1]
+
+    def close(self):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_dat_file(folder, name, magic):
+    """Read and check one whole .dat file: (header, chunks), as unpack_dat (format 2 archives are
+    decoded whole; see DatFile for reading chunk by chunk)."""
+    with DatFile(folder, name, magic) as dat:
+        return dat.header, [dat.chunk(i) for i in range(dat.n_chunks)]

@@ -45,7 +45,7 @@ def _block_sad(frame, candidate, y0, y1, x0, x1, dy, dx, limit):
 
 
 @njit(cache=True, parallel=True)
-def _choose_blocks(frame, model, previous, block, radius, choices):
+def _choose_blocks(frame, model, previous, block, radius, use_model, choices):
     ny, nx = choices.shape
     _, height, width = frame.shape
     side = 2 * radius + 1
@@ -54,8 +54,10 @@ def _choose_blocks(frame, model, previous, block, radius, choices):
         by, bx = b // nx, b % nx
         y0, x0 = by * block, bx * block
         y1, x1 = min(height, y0 + block), min(width, x0 + block)
-        best = _block_sad(frame, model, y0, y1, x0, x1, 0, 0, np.int64(2) ** 62)
+        best = np.int64(2) ** 62
         code = 0
+        if use_model:
+            best = _block_sad(frame, model, y0, y1, x0, x1, 0, 0, best)
         for k in range(side * side):
             index = (centre + k) % (side * side)  # the unmoved frame first, so ties keep it
             dy, dx = index // side - radius, index % side - radius
@@ -95,9 +97,24 @@ class BlockSelector(Codec):
     codec_id = "blockselect"
     config_keys = ("block", "radius")
 
-    def __init__(self, block=16, radius=4):
+    def __init__(self, block=16, radius=4, model=True):
         self.block = _check_int("block size", block, 1, 4096)
         self.radius = _check_int("motion search radius", radius, 0, MAX_RADIUS)
+        if not isinstance(model, bool):
+            raise TezipError(f"block selection's model flag must be true or false, got {model!r}")
+        self.model = model  # False: no model prediction to choose (code 0 never occurs)
+
+    def get_config(self):
+        config = super().get_config()
+        if not self.model:  # format 2's configs have no such key: the model was always there
+            config["model"] = False
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        from stages._codec import check_config
+
+        return cls(**check_config(config, cls.codec_id, cls.config_keys + ("model",)))
 
     @property
     def n_codes(self):
@@ -109,12 +126,14 @@ class BlockSelector(Codec):
     def choose(self, frame, model_prediction, previous):
         """(ny, nx) uint8 choice codes (module docstring) for planar (C, H, W) integer inputs."""
         choices = np.zeros(self.grid(*frame.shape[1:]), np.uint8)
+        model_prediction = previous if model_prediction is None else model_prediction
         _choose_blocks(np.ascontiguousarray(frame), np.ascontiguousarray(model_prediction),
-                       np.ascontiguousarray(previous), self.block, self.radius, choices)
+                       np.ascontiguousarray(previous), self.block, self.radius, self.model, choices)
         return choices
 
     def combine(self, model_prediction, previous, choices):
         """The prediction made of the chosen candidate in each block."""
+        model_prediction = previous if model_prediction is None else model_prediction
         out = np.empty_like(model_prediction)
         _combine_blocks(np.ascontiguousarray(model_prediction), np.ascontiguousarray(previous), self.block,
                         self.radius, np.ascontiguousarray(choices, dtype=np.uint8), out)
@@ -126,6 +145,26 @@ class BlockSelector(Codec):
 
         packed = np.ascontiguousarray(choices, dtype=np.uint8).reshape(-1)
         return ZstdCodec(level=level, shuffle=False).encode(packed)
+
+    def encode_frame_choices(self, choices):
+        """One frame's (ny, nx) choice codes → bytes (format 3: the context range coder sees the map
+        as a small plane, whose neighbouring blocks mostly agree)."""
+        from stages.ctxrange import ContextRangeCoder
+
+        return ContextRangeCoder().encode(np.ascontiguousarray(choices, dtype=np.int32)[None])
+
+    def decode_frame_choices(self, data, height, width):
+        """The mirror of encode_frame_choices: (ny, nx) uint8, every code checked."""
+        from stages.chain import Chain
+        from stages.ctxrange import ContextRangeCoder
+
+        choices = Chain([ContextRangeCoder()]).decode([data], (1,) + self.grid(height, width), threads=1)[0, 0]
+        self.check_codes(choices)
+        return choices.astype(np.uint8)
+
+    def check_codes(self, choices):
+        if choices.size and (int(choices.max()) >= self.n_codes or int(choices.min()) < (0 if self.model else 1)):
+            raise TezipError(f"corrupt block choices: a code outside {0 if self.model else 1}-{self.n_codes - 1}")
 
     def decode_choices(self, chunk, count, height, width):
         """The mirror of encode_choices: (count, ny, nx) uint8, every code checked."""

@@ -3,21 +3,28 @@ encoder and the decoder walk the same steps in the same order, so the encoder re
 what the decoder will.
 
 A predicted frame (FrameCoder):
-    prediction   the model's prediction, or per block the previous decoded frame moved (BlockSelector)
-    residual     frame − prediction, quantized within each pixel's tolerance by the chain's head
+    prediction   the model's prediction, or per block the previous decoded frame moved (BlockSelector);
+                 without a model, the previous decoded frame moved
+    residual     frame − prediction, quantized within each pixel's tolerance by the quantizer
                  (linquant, medquant or runmerge; runmerge at tolerance 0 is lossless)
     decoded      clip(prediction + reconstructed residual, 0, max value)
+    chunk        [varint length + block choices] + the residual's codes through the spatial stages
+                 and the smallest of the candidate tails (stages.chain.Alternatives)
 
-A keyframe (KeyframeCoder): coded on its own by the keyframe chain's head, MED (exact) or medquant
-(within an abs bound), clipped the same way.
+A keyframe (KeyframeCoder): coded on its own by MED (exact) or medquant (within an abs bound),
+clipped the same way; chunk = the codes through the smallest candidate tail.
 
-Frames are planar int32 here: (C, H, W).
+Frames are planar int32 here: (C, H, W). Format 2 archives stored the codes of all frames in one
+stack (decompress/v2.py); `reconstruct` serves them.
 """
 
 import numpy as np
 
 from base.errors import TezipError
 from sequence.bounds import pixel_tolerances
+from stages import codec_from_config
+from stages._codec import check_config
+from stages.chain import Alternatives
 
 
 def to_host(a):
@@ -34,16 +41,70 @@ def to_interleaved(planar, dtype):
     return np.ascontiguousarray(np.moveaxis(planar, -3, -1)).astype(dtype)
 
 
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data, pos=0):
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 35:
+            raise TezipError("corrupt frame chunk: bad length field")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _stages(configs, where):
+    if not isinstance(configs, list) or not configs:
+        raise TezipError(f"{where} is corrupt (codec stages missing)")
+    return [codec_from_config(c, where) for c in configs]
+
+
 class FrameCoder:
     """Codes a predicted frame against its prediction, and decodes it.
 
-    quantizer: the residual chain's head (a stages Quantizer); selector: a BlockSelector or None;
-    mode, bounds: the error bound (for per-pixel tolerances); max_value: 255 or 65535; xp: numpy,
-    or cupy to quantize on a GPU (identical integers either way)."""
+    quantizer: a stages quantizer (the residual's head); spatial: exact stages after it (MED after
+    lossless runmerge, the row delta after lossy runmerge, none after linquant/medquant); tails:
+    stages.chain.Alternatives, the candidate byte codings; selector: a BlockSelector or None;
+    mode, bounds: the error bound (per-pixel tolerances); max_value: 255 or 65535; xp: numpy, or
+    cupy to quantize on a GPU (identical integers either way)."""
 
-    def __init__(self, quantizer, selector, mode, bounds, max_value, xp=np):
-        self.quantizer, self.selector = quantizer, selector
-        self.mode, self.bounds, self.max_value, self.xp = mode, bounds, max_value, xp
+    def __init__(self, quantizer, spatial, tails, selector, mode, bounds, max_value, xp=np):
+        self.quantizer, self.spatial, self.tails, self.selector = quantizer, list(spatial), tails, selector
+        self.mode, self.bounds, self.max_value, self.xp = mode, list(bounds), int(max_value), xp
+
+    def get_config(self):
+        return {"id": "frame", "residual": [s.get_config() for s in [self.quantizer] + self.spatial],
+                "tails": self.tails.get_config(),
+                "block_select": self.selector.get_config() if self.selector is not None else None}
+
+    @classmethod
+    def from_config(cls, config, mode, bounds, max_value, where, xp=np):
+        from sequence.blockselect import BlockSelector
+
+        try:
+            options = check_config(config, "frame", ("residual", "tails", "block_select"))
+        except TezipError as e:
+            raise TezipError(f"{where} is corrupt ({e})") from None
+        residual = _stages(options.get("residual"), where)
+        if not residual[0].lossy or any(s.lossy or s.emits_bytes for s in residual[1:]):
+            raise TezipError(f"{where} has a stage order this TEZip cannot decode: {[s.codec_id for s in residual]}")
+        selector = options.get("block_select")
+        if selector is not None:
+            try:
+                selector = BlockSelector.from_config(selector)
+            except TezipError as e:
+                raise TezipError(f"{where}: {e}") from None
+        return cls(residual[0], residual[1:], Alternatives.from_config(options.get("tails"), where), selector,
+                   mode, bounds, max_value, xp)
 
     def prediction(self, model_prediction, previous, choices):
         """The prediction the frame is coded against: (C, H, W) int32."""
@@ -51,11 +112,8 @@ class FrameCoder:
             return model_prediction
         return self.selector.combine(model_prediction, previous, choices)
 
-    def encode_frame(self, frame, model_prediction, previous):
-        """frame, model_prediction, previous decoded frame: (C, H, W) int32 →
-        (codes, block choices or None, prediction, decoded frame), host arrays."""
-        choices = self.selector.choose(frame, model_prediction, previous) if self.selector is not None else None
-        p = self.prediction(model_prediction, previous, choices)
+    def quantize(self, frame, p):
+        """(codes, decoded frame) of `frame` against prediction `p`, within the bound."""
         xp = self.xp
         x, p_dev = xp.asarray(frame), xp.asarray(p)
         tolerances = pixel_tolerances(x, self.mode, self.bounds, self.max_value)
@@ -63,27 +121,78 @@ class FrameCoder:
         decoded = xp.clip(p_dev + residual, 0, self.max_value)
         if bool(xp.any(xp.abs(decoded - x) > tolerances)):  # the quantizer's guarantee, checked rather than trusted
             raise RuntimeError("internal error: quantized residuals exceed the error bound")
-        return to_host(codes), choices, p, to_host(decoded)
+        return to_host(codes), to_host(decoded)
 
-    def decode_frame(self, codes, choices, model_prediction, previous):
-        """The mirror of encode_frame: (C, H, W) int32 codes → the decoded frame."""
+    def choose(self, frame, model_prediction, previous):
+        """(block choices or None, prediction) for `frame`."""
+        choices = self.selector.choose(frame, model_prediction, previous) if self.selector is not None else None
+        return choices, self.prediction(model_prediction, previous, choices)
+
+    def encode_frame(self, frame, model_prediction, previous, choice=None):
+        """frame, model_prediction (or None without a model), previous decoded frame: (C, H, W) int32
+        → (chunk bytes, decoded frame, prediction). choice: (block choices, prediction) already made."""
+        choices, p = choice if choice is not None else self.choose(frame, model_prediction, previous)
+        codes, decoded = self.quantize(frame, p)
+        for stage in self.spatial:
+            codes = stage.encode(codes)
+        body = self.tails.encode(np.ascontiguousarray(codes, dtype=np.int32))
+        if self.selector is not None:
+            head = self.selector.encode_frame_choices(choices)
+            body = _varint(len(head)) + head + body
+        return body, decoded, p
+
+    def decode_frame(self, chunk, model_prediction, previous):
+        """The mirror of encode_frame: chunk → the decoded frame (C, H, W) int32."""
+        chunk = bytes(chunk)
+        choices, pos = None, 0
+        c, h, w = previous.shape
+        if self.selector is not None:
+            size, pos = _read_varint(chunk)
+            if pos + size > len(chunk):
+                raise TezipError("corrupt frame chunk: block choices cut off")
+            choices = self.selector.decode_frame_choices(chunk[pos : pos + size], h, w)
+            pos += size
+        codes = self.tails.decode(chunk[pos:], (c, h, w))
+        for stage in reversed(self.spatial):
+            codes = stage.decode(codes)
+        return self.reconstruct(codes, choices, model_prediction, previous)
+
+    def reconstruct(self, codes, choices, model_prediction, previous):
+        """The decoded frame from the quantizer's codes (what format 2 stored whole)."""
         p = self.prediction(model_prediction, previous, choices)
         residual = to_host(self.quantizer.decode(self.xp.asarray(codes)))
         return np.clip(p + residual, 0, self.max_value)
 
 
 class KeyframeCoder:
-    """Codes a keyframe on its own, and decodes it. head: the keyframe chain's head (MedCoder, exact,
-    or MedQuantizer, within its tolerance)."""
+    """Codes a keyframe on its own, and decodes it. head: MedCoder (exact) or MedQuantizer (within
+    its tolerance); tails: the candidate byte codings (None for format 2, whose codes are coded
+    whole)."""
 
-    def __init__(self, head, max_value):
-        self.head, self.max_value = head, max_value
+    HEADS = ("med", "medquant")  # keyframes are predicted from their own pixels
+
+    def __init__(self, head, max_value, tails=None):
+        self.head, self.max_value, self.tails = head, int(max_value), tails
+
+    def get_config(self):
+        return {"id": "keyframe", "head": self.head.get_config(), "tails": self.tails.get_config()}
+
+    @classmethod
+    def from_config(cls, config, max_value, where):
+        try:
+            options = check_config(config, "keyframe", ("head", "tails"))
+        except TezipError as e:
+            raise TezipError(f"{where} is corrupt ({e})") from None
+        head = codec_from_config(options.get("head"), where)
+        if head.codec_id not in cls.HEADS:
+            raise TezipError(f"{where} has a stage list this TEZip cannot decode")
+        return cls(head, max_value, Alternatives.from_config(options.get("tails"), where))
 
     @property
     def tolerance(self):
         return getattr(self.head, "tolerance", 0) if self.head.lossy else 0
 
-    def encode_frame(self, frame):
+    def code(self, frame):
         """(C, H, W) int32 → (codes, decoded frame)."""
         if self.head.lossy:
             codes, reconstructed = self.head.quantize(frame)
@@ -94,8 +203,17 @@ class KeyframeCoder:
             raise RuntimeError("internal error: a coded keyframe exceeds the error bound")
         return codes, decoded
 
-    def decode_frame(self, codes):
+    def encode_frame(self, frame):
+        """(C, H, W) int32 → (chunk bytes, decoded frame)."""
+        codes, decoded = self.code(frame)
+        return self.tails.encode(np.ascontiguousarray(codes, dtype=np.int32)), decoded
+
+    def decode_frame(self, chunk, frame_shape):
         """The mirror of encode_frame."""
+        return self.reconstruct(self.tails.decode(bytes(chunk), frame_shape))
+
+    def reconstruct(self, codes):
+        """The keyframe from the head's codes (what format 2 stored whole)."""
         planes = self.head.decode(codes)
         if self.head.lossy:  # quantized within the bound: the encoder clipped the same way
             return np.clip(planes, 0, self.max_value)

@@ -89,3 +89,43 @@ class Chain:
         for stage in reversed(self.stages[:-1]):
             x = stage.decode(x)
         return x
+
+
+class Alternatives:
+    """Candidate chains for one frame's codes: each frame is coded with the one that makes it
+    smallest, and the chunk's first byte says which (and the dtype its byte coder received), so
+    every frame decodes on its own. With one candidate this costs that byte and nothing else."""
+
+    def __init__(self, chains):
+        self.chains = list(chains)
+        if not 1 <= len(self.chains) <= 64:
+            raise TezipError("a frame coder needs 1 to 64 candidate codings")
+
+    @classmethod
+    def from_config(cls, configs, where):
+        if not isinstance(configs, list) or not configs or len(configs) > 64:
+            raise TezipError(f"{where} is corrupt (bad list of candidate codings)")
+        return cls([Chain.from_config(c, where) for c in configs])
+
+    def get_config(self):
+        return [c.get_config() for c in self.chains]
+
+    def encode(self, codes):
+        """One frame's (C, H, W) int32 codes → bytes: a tag, then the smallest candidate's chunk."""
+        best = None
+        for k, chain in enumerate(self.chains):
+            (chunk,), dtype = chain.encode(codes[None], threads=1)
+            data = bytes([4 * k + chain.payload_dtypes().index(dtype)]) + chunk
+            if best is None or len(data) < len(best):
+                best = data
+        return best
+
+    def decode(self, data, frame_shape):
+        """The mirror of encode: bytes → (C, H, W) int32 codes; TezipError when corrupt."""
+        if len(data) < 1:
+            raise TezipError("corrupt frame chunk: empty")
+        k, d = divmod(data[0], 4)
+        if k >= len(self.chains) or d >= len(self.chains[k].payload_dtypes()):
+            raise TezipError(f"corrupt frame chunk: coding {data[0]} unknown")
+        chain = self.chains[k]
+        return chain.decode([bytes(data[1:])], frame_shape, chain.payload_dtypes()[d], threads=1)[0]

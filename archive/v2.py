@@ -1,7 +1,5 @@
-"""The archive's headers, as types: built by the encoder from what it coded, rebuilt by the decoder
-from an archive file's JSON through validating constructors (a header may be corrupt or hostile:
-every field is checked before anything is allocated from it). `to_json` gives exactly the JSON the
-format stores (archive/__init__.py has the layout).
+"""Format 2's headers (archives written before the streaming format 3; decoded, never written
+again). `from_json` validates; `to_json` gives exactly the JSON format 2 stores.
 
 entropy.dat's header (SequenceHeader) holds everything decoding needs: the frames' shape and pixel
 format, the model digest, the keyframe and lane plan, the bound, the residual chain, the block
@@ -10,124 +8,19 @@ block choices (chunk 0), then one chunk per predicted frame. key_frame.dat's hea
 (KeyframeHeader) has the keyframes' chain; one chunk per keyframe.
 """
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from archive.common import (ENTROPY_FILE, KEYFRAME_FILE, KEYFRAME_HEADS, MAX_LANES, FrameFormat, archive_id, check_lane_plan,
+                            names_digest)
 from base.errors import TezipError
-from base.pixels import MODE_DTYPES, SUPPORTED_MODES, max_value_of
 
-ENTROPY_FILE, KEYFRAME_FILE = "entropy.dat", "key_frame.dat"
-# A declared size beyond this is a corrupt or hostile header, not a sequence.
-MAX_PIXELS = 1 << 36
-MAX_LANES = 4096
 CHOICES_CHUNK = 0  # entropy.dat: the block choices come first, then one chunk per predicted frame
 LEADING_CHUNKS = 1
-KEYFRAME_HEADS = ("med", "medquant")  # keyframes are predicted from their own pixels
-
-
-def frame_checksum(pixels):
-    """Checksum of the pixels the decoder must produce: C-order little-endian bytes of one frame
-    (numpy array), so 16-bit archives check the same on machines of either byte order."""
-    data = pixels.astype(pixels.dtype.newbyteorder("<"), order="C", copy=False)
-    return hashlib.blake2b(memoryview(data).cast("B"), digest_size=8).hexdigest()
-
-
-def names_digest(mode, names, stack=None):
-    """Binds filename.txt's names (order included), colour mode and TIFF stack name into
-    entropy.dat: an edited filename.txt cannot rename or reorder the output even with its own
-    checksum recomputed. (Without a stack the digest is what it always was.)"""
-    bound = [mode, list(names)] if stack is None else [mode, list(names), stack]
-    return hashlib.sha256(json.dumps(bound).encode()).hexdigest()[:32]
-
-
-def archive_id(header):
-    """Identity of an archive: a hash of its decode settings and frame checksums."""
-    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _int(h, key, where, lo=0, hi=None):
-    v = h.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
-        raise TezipError(f"{where} is corrupt (bad {key!r} in its header)")
-    return v
-
-
-def check_lane_plan(lane_starts, keyframes, n_frames):
-    """Lanes must start at 0, increase, lie inside the sequence, and begin with keyframes."""
-    if not lane_starts or lane_starts[0] != 0:
-        return "lanes must start at frame 0"
-    if any(b <= a for a, b in zip(lane_starts, lane_starts[1:])) or lane_starts[-1] >= n_frames:
-        return "lane starts are not increasing inside the sequence"
-    keyset = set(keyframes)
-    if any(s not in keyset for s in lane_starts):
-        return "a lane does not begin with a keyframe"
-    return None
-
 
 @dataclass(frozen=True)
-class FrameFormat:
-    """The frames: count, size, channels, sample dtype, and the value range the model was shown
-    (16-bit sequences: the range they span; None for the type's full range)."""
-
-    n_frames: int
-    height: int
-    width: int
-    channels: int
-    dtype: np.dtype
-    value_range: tuple | None = None
-
-    @classmethod
-    def of(cls, frames, scale=None):
-        n, h, w, c = frames.shape
-        max_value = max_value_of(frames.dtype)
-        vr = None if scale is None or (scale.low, scale.high) == (0, max_value) else (scale.low, scale.high)
-        return cls(n, h, w, c, np.dtype(frames.dtype), vr)
-
-    @property
-    def max_value(self):
-        return max_value_of(self.dtype)
-
-    @property
-    def frame_shape(self):
-        """(C, H, W): the planar shape the stages work on."""
-        return (self.channels, self.height, self.width)
-
-    def to_json(self):
-        j = {"n_frames": self.n_frames, "height": self.height, "width": self.width, "channels": self.channels,
-             "dtype": self.dtype.name, "max_value": self.max_value}
-        if self.value_range is not None:
-            j["value_range"] = list(self.value_range)
-        return j
-
-    @classmethod
-    def from_json(cls, h, where, mode=None):
-        """mode: filename.txt's colour mode, checked against the channels and dtype."""
-        n = _int(h, "n_frames", where, 1)
-        height, width = _int(h, "height", where, 1), _int(h, "width", where, 1)
-        c = _int(h, "channels", where, 1, 3)
-        dtypes = {d.name: d for d in MODE_DTYPES.values()}
-        dtype = dtypes.get(h.get("dtype")) if isinstance(h.get("dtype"), str) else None
-        if c not in (1, 3) or dtype is None or h.get("max_value") != max_value_of(dtype):
-            raise TezipError(f"{where} declares pixels this TEZip cannot write ({c} channels, {str(h.get('dtype'))[:20]})")
-        if n * height * width * c > MAX_PIXELS:
-            raise TezipError(f"{where} is corrupt (declares an implausible size {n}x{height}x{width}x{c})")
-        if mode is not None and (not isinstance(mode, str) or mode not in SUPPORTED_MODES
-                                 or SUPPORTED_MODES[mode] != c or MODE_DTYPES[mode] != dtype):
-            raise TezipError(f"filename.txt has colour mode {str(mode)[:20]!r} for {c}-channel {dtype} frames")
-        value_range = h.get("value_range")
-        if value_range is not None:
-            if not (isinstance(value_range, list) and len(value_range) == 2 and all(type(v) is int for v in value_range)
-                    and 0 <= value_range[0] <= value_range[1] <= max_value_of(dtype)):
-                raise TezipError(f"{where} is corrupt (bad value range {str(value_range)[:40]})")
-            value_range = tuple(value_range)
-        return cls(n, height, width, c, dtype, value_range)
-
-
-@dataclass(frozen=True)
-class SequenceHeader:
+class SequenceHeaderV2:
     """entropy.dat's header. `from_json` validates; `to_json` is the stored form."""
 
     frames: FrameFormat
@@ -244,7 +137,7 @@ class SequenceHeader:
 
 
 @dataclass(frozen=True)
-class KeyframeHeader:
+class KeyframeHeaderV2:
     """key_frame.dat's header: the frames (as entropy.dat has them), the keyframes and their chain."""
 
     frames: FrameFormat
@@ -258,7 +151,7 @@ class KeyframeHeader:
                     stages=self.stages, dtype_codes=self.payload_dtype)
 
     @classmethod
-    def from_json(cls, h, sequence: SequenceHeader, where=KEYFRAME_FILE):
+    def from_json(cls, h, sequence: SequenceHeaderV2, where=KEYFRAME_FILE):
         """Validate key_frame.dat's header against entropy.dat's."""
         if h.get("keyframes") != sequence.keyframes:
             raise TezipError(f"{where} holds other keyframes than {ENTROPY_FILE} expects")
