@@ -346,7 +346,8 @@ def test_truncated_tiff_stack_is_refused_up_front(tmp_path):
 HDF5_CASES = {
     "bitshuffle-lz4": lambda: (gray16(), hdf5plugin.Bitshuffle(cname="lz4"), (1, 20, 28)),
     "blosc2-zstd-rgb": lambda: (moving_squares(12, 16, 24, 3, seed=2), hdf5plugin.Blosc2(cname="zstd"), (3, 16, 24, 3)),
-    "gzip-shuffle": lambda: (gray16(), dict(compression="gzip", shuffle=True, fletcher32=True), (2, 10, 14)),
+    "gzip-shuffle-fill": lambda: (gray16(), dict(compression="gzip", shuffle=True, fletcher32=True, fillvalue=7),
+                                  (2, 10, 14)),
     "lz4-1ch": lambda: (moving_squares(12, 16, 24, 1, seed=2), hdf5plugin.LZ4(), (1, 16, 24, 1)),
     "contiguous": lambda: (gray16(), {}, None),
 }
@@ -375,7 +376,8 @@ def test_hdf5_sink_round_trip_out_of_order(tmp_path, case):
         np.testing.assert_array_equal(again.read_range(0, again.n_frames), all_frames)
     with h5py.File(tmp_path / "in.h5") as a, h5py.File(tmp_path / "out" / "in.h5") as b:
         da, db = a["entry/data/data"], b["entry/data/data"]
-        assert (da.dtype, da.shape, da.chunks, _pipeline(da)) == (db.dtype, db.shape, db.chunks, _pipeline(db))
+        assert (da.dtype, da.shape, da.chunks, da.fillvalue, _pipeline(da)) == (
+            db.dtype, db.shape, db.chunks, db.fillvalue, _pipeline(db))
         np.testing.assert_array_equal(da[()], db[()])
         assert dict(b["entry"].attrs) == {"NX_class": "NXentry"}
 
