@@ -38,6 +38,10 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 
 TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
 
+# HDF5 / NeXus files (a sequence is one dataset of the file: frames.hdf5); any file name works
+# with an explicit dataset path, FILE::/entry/data/data.
+HDF5_EXTENSIONS: tuple[str, ...] = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5")
+
 
 def max_value_of(dtype):
     """The largest pixel value of frames of this dtype: 255 for uint8, 65535 for uint16."""

@@ -301,13 +301,30 @@ class OutputFolder:
         what it held before."""
         names = list(names)
         self._check_targets(names)
-        temps, done = [], False
+        temps = []
         try:
             for i, _ in enumerate(names):
                 with self.new_file(temps) as f:
                     write_one(i, f)
                     f.flush()
                     os.fsync(f.fileno())
+        except BaseException as e:
+            self.discard(temps)
+            if isinstance(e, OSError):
+                raise TezipError(f"cannot write into {self.path} ({e.strerror or e})") from None
+            raise
+        self.publish_written(temps, names)
+
+    def publish_written(self, temps, names):
+        """Publish files this run has already written (temporaries from new_file, each complete and
+        synced to disk) under `names`, all together or not at all, as publish() does: the final names
+        are checked and all renamed into place with Ctrl-C held. On any failure every one of the
+        temporary files is removed and the folder holds what it held before. (For writers that fill
+        their files over time, e.g. frame by frame: frames.sink.)"""
+        temps, names, done = list(temps), list(names), False
+        if len(temps) != len(names):
+            raise ValueError(f"{len(temps)} temporary files for {len(names)} names")
+        try:
             with deferred_interrupts():
                 if signals_received:  # interrupted earlier, though the KeyboardInterrupt got lost
                     raise KeyboardInterrupt
@@ -320,8 +337,12 @@ class OutputFolder:
             raise TezipError(f"cannot write into {self.path} ({e.strerror or e})") from None
         finally:
             if not done:
-                for tmp in temps:
-                    self._unlink(tmp)
+                self.discard(temps)
+
+    def discard(self, temps):
+        """Remove temporary files of this run (new_file) that will not be published."""
+        for tmp in temps:
+            self._unlink(tmp)
 
 
 def write_files_atomically(out, files):

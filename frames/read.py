@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from base.errors import TezipError
-from base.pixels import GRAY16, IMAGE_EXTENSIONS, MODE_DTYPES, SUPPORTED_MODES, TIFF_EXTENSIONS
+from base.pixels import GRAY16, HDF5_EXTENSIONS, IMAGE_EXTENSIONS, MODE_DTYPES, SUPPORTED_MODES, TIFF_EXTENSIONS
 
 # Pillow format names (Image.format) of the files above. GIF is left out on purpose: its frames
 # are palette images, which we do not support, and it is often animated.
@@ -51,6 +50,7 @@ class ImageSequence:
     mode: the mode shared by all frames, "RGB", "L" or "I;16".
     stack: the file name of the multi-page TIFF the frames are the pages of, or None.
     order: how the frames were ordered, in words (for -v; see frame_order).
+    description: what frames.sink needs to write the same thing back (FrameSource.description).
     """
 
     frames: np.ndarray
@@ -58,6 +58,7 @@ class ImageSequence:
     mode: str
     stack: str | None = None
     order: str = "by file name"
+    description: dict | None = None  # frames.source's description(): what a sink writes it back with
 
     @property
     def height(self) -> int:
@@ -345,7 +346,8 @@ def list_image_files(folder: str | Path) -> list[Path]:
     if not folder.exists():
         raise TezipError(f"{folder}: folder not found")
     if not folder.is_dir():
-        raise TezipError(f"{folder}: not a folder (nor a multi-page TIFF file: {' '.join(TIFF_EXTENSIONS)})")
+        raise TezipError(f"{folder}: not a folder (nor a multi-page TIFF file: {' '.join(TIFF_EXTENSIONS)}, nor an "
+                         f"HDF5 file: {' '.join(HDF5_EXTENSIONS)}, or FILE::/dataset)")
     try:
         by_name = {entry.name: entry for entry in folder.iterdir() if not entry.name.startswith(".")}
     except PermissionError:
@@ -402,32 +404,17 @@ def is_tiff_stack(path: str | Path) -> bool:
 
 def read_sequence(folder: str | Path) -> ImageSequence:
     """Read every image of a folder (see list_image_files) into one (N, H, W, C) array, or
-    every page of a TIFF file given in its place (see read_tiff_stack).
+    every page of a TIFF file given in its place (see read_tiff_stack), or every frame of an HDF5
+    dataset (`FILE::/path`, or an HDF5 file: frames.hdf5).
 
     All frames must share size and mode. Raises TezipError naming the first offending file.
-    The frame array is allocated once and filled file by file, so memory stays at one copy of
-    the sequence even for thousands of frames.
+    Headers come first (frames.source.open_source: a mismatch in frame 5000 is reported before
+    any pixels are decoded); the frame array is allocated once and filled frame by frame, so
+    memory stays at one copy of the sequence even for thousands of frames.
     """
-    if is_tiff_stack(folder):
-        return read_tiff_stack(folder)
-    paths = list_image_files(folder)
-    # Headers first: a mismatch in frame 5000 is reported before any pixels are decoded.
-    first = sequence_header(paths)
+    from frames.source import open_source
 
-    frames = np.empty(
-        (len(paths), first.height, first.width, first.channels), dtype=MODE_DTYPES[first.mode]
-    )
-    for index, path in enumerate(paths):
-        pixels, mode = read_image(path)
-        _check_same_as_first(
-            ImageHeader(pixels.shape[0], pixels.shape[1], mode, first.format),
-            first,
-            path,
-            paths[0],
-        )
-        frames[index] = pixels
-    names = [path.name for path in paths]
-    return ImageSequence(frames=frames, names=names, mode=first.mode, order=frame_order(names)[1])
+    return _read_all(open_source(folder))
 
 
 # --- TIFF stacks: one multi-page file is one sequence ---------------------------------------
@@ -533,48 +520,17 @@ def read_tiff_stack(path: str | Path) -> ImageSequence:
     TezipError naming the file and page when the file is not a TIFF, is damaged or cut off
     (whatever tifffile logs about it, and any page data past the end of the file, is an error:
     it would otherwise carry on with fewer pages), or a page does not fit. Compressed pages (LZW,
-    deflate, zstd, ...) are decoded by imagecodecs.
+    deflate, zstd, ...) are decoded by imagecodecs. (frames.source.TiffStackSource reads them.)
     """
-    import tifffile
+    from frames.source import TiffStackSource
 
-    from base.files import NotARegularFile, open_regular
+    return _read_all(TiffStackSource(path))
 
-    path = Path(path)
-    try:
-        with open_regular(path) as fh, _tiff_complaints_are_errors(path):
-            size = os.fstat(fh.fileno()).st_size
-            with tifffile.TiffFile(fh, name=path.name) as tif:
-                pages = list(tif.pages)
-                if not pages:
-                    raise TezipError(f"{path}: TIFF file holds no pages")
-                first_mode = _stack_page_mode(pages[0], 0, path)
-                first_shape = pages[0].shape
-                for index, page in enumerate(pages):
-                    mode = _stack_page_mode(page, index, path) if index else first_mode
-                    if mode != first_mode or page.shape != first_shape:
-                        raise TezipError(
-                            f"{path}: page {index + 1} ({mode} {page.shape}) differs from page 1 "
-                            f"({first_mode} {first_shape}); all pages of a stack must have the same "
-                            f"size and kind"
-                        )
-                    _stack_page_appearance(page, index, path)
-                    _check_stack_extents(page, index, path, size)
-                height, width = first_shape[:2] if pages[0].axes != "SYX" else first_shape[1:]
-                channels = SUPPORTED_MODES[first_mode]
-                frames = np.empty((len(pages), height, width, channels), dtype=MODE_DTYPES[first_mode])
-                for index, page in enumerate(pages):
-                    pixels = page.asarray()
-                    if page.axes == "SYX":
-                        pixels = np.moveaxis(pixels, 0, -1)
-                    frames[index] = pixels.reshape(height, width, channels)
-    except TezipError:
-        raise
-    except NotARegularFile as error:
-        raise TezipError(f"{path}: is {error.what}, not a TIFF file") from None
-    except PermissionError:
-        raise TezipError(f"{path}: permission denied") from None
-    except Exception as error:  # tifffile raises many kinds of errors on a damaged file
-        raise TezipError(f"{path}: unreadable TIFF file: {_one_line(error)}") from None
-    return ImageSequence(
-        frames=frames, names=stack_page_names(path.name, len(pages)), mode=first_mode, stack=path.name
-    )
+
+def _read_all(source) -> ImageSequence:
+    """Every frame of a frames.source source in one (N, H, W, C) array, allocated once."""
+    with source:
+        frames = source.read_range(0, source.n_frames)
+        description = source.description()
+    return ImageSequence(frames=frames, names=source.names, mode=source.mode, stack=description.get("stack"),
+                         order=source.order, description=description)
