@@ -213,7 +213,7 @@ def main(argv=None):
 
         from prednet.device import select_device
 
-        device = select_device(args.force)
+        device = select_device(args.force, framework=job == "learn")
         if publish.signals_received:  # a KeyboardInterrupt raised inside a library's import can be swallowed there
             raise KeyboardInterrupt
         print(f"{device} MODE", flush=True)

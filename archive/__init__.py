@@ -46,8 +46,20 @@ class Archive:
     mode: str
     names: list
     stack: str | None = None
+    source: dict | None = None  # how the frames were laid out in files (frames.source's description)
     _key: DatFile = field(default=None, repr=False)
     _ent: DatFile = field(default=None, repr=False)
+
+    def sink_description(self):
+        """What frames.sink writes the frames back as: the source's description, a TIFF stack
+        (format 2 recorded only its name), or a folder of images."""
+        if self.source is not None:
+            return self.source
+        if self.stack is not None:
+            f = self.sequence.frames
+            return {"kind": "tiff", "stack": self.stack, "mode": self.mode, "n_frames": f.n_frames, "height": f.height,
+                    "width": f.width, "channels": f.channels}
+        return {"kind": "folder"}
 
     @property
     def choices_chunk(self):
@@ -95,7 +107,8 @@ def read_archive(comp_dir):
     except BaseException:
         key.close()
         raise
-    archive = Archive(ent.version, None, None, names_head.get("mode"), names, names_head.get("stack"), key, ent)
+    archive = Archive(ent.version, None, None, names_head.get("mode"), names, names_head.get("stack"),
+                      names_head.get("source"), key, ent)
     try:
         if key.version != ent.version:
             raise TezipError(f"{KEYFRAME_FILE} (format {key.version}) and {ENTROPY_FILE} (format {ent.version}) are "
@@ -109,7 +122,7 @@ def read_archive(comp_dir):
             archive.keyframes = KeyframeHeaderV2.from_json(key.header, archive.sequence)
             SequenceHeaderV2.split_chunks([b""] * ent.n_chunks, archive.sequence.n_predicted)  # the chunk count
         else:
-            archive.sequence = SequenceHeader.from_json(ent.header, names, archive.mode, archive.stack)
+            archive.sequence = SequenceHeader.from_json(ent.header, names, archive.mode, archive.stack, archive.source)
             archive.keyframes = KeyframeHeader.from_json(key.header, archive.sequence)
             if ent.n_chunks != archive.sequence.n_predicted:
                 raise TezipError(f"{ENTROPY_FILE} holds {ent.n_chunks} frames, {archive.sequence.n_predicted} expected")
@@ -155,14 +168,14 @@ class ArchiveWriter:
                 out.write(os.pread(fd, size, offset))
         return write
 
-    def files(self, sequence: SequenceHeader, keyframes: KeyframeHeader, mode, names, stack=None):
+    def files(self, sequence: SequenceHeader, keyframes: KeyframeHeader, mode, names, stack=None, source=None):
         """{file name: write(file object)} of the three archive files."""
         missing = [f for f, w in enumerate(self._where) if w is None]
         if missing:
             raise RuntimeError(f"internal error: frames {missing[:5]} were never coded")
         keys = list(keyframes.keyframes)
         predicted = sorted(set(range(len(self._where))) - set(keys))
-        text = names_text(sequence.archive_id, mode, names, stack).encode("utf-8")
+        text = names_text(sequence.archive_id, mode, names, stack, source).encode("utf-8")
         return {
             KEYFRAME_FILE: self._writer(_container.KEYFRAME_MAGIC, keyframes, keys),
             ENTROPY_FILE: self._writer(_container.ENTROPY_MAGIC, sequence, predicted),

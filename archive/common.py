@@ -26,11 +26,13 @@ def frame_checksum(pixels):
     return hashlib.blake2b(memoryview(data).cast("B"), digest_size=8).hexdigest()
 
 
-def names_digest(mode, names, stack=None):
-    """Binds filename.txt's names (order included), colour mode and TIFF stack name into
-    entropy.dat: an edited filename.txt cannot rename or reorder the output even with its own
-    checksum recomputed. (Without a stack the digest is what it always was.)"""
+def names_digest(mode, names, stack=None, source=None):
+    """Binds filename.txt's names (order included), colour mode, TIFF stack name and source
+    description into entropy.dat: an edited filename.txt cannot rename, reorder or re-describe the
+    output even with its own checksum recomputed. (Without a stack the digest is what it always was.)"""
     bound = [mode, list(names)] if stack is None else [mode, list(names), stack]
+    if source is not None:
+        bound.append(source)
     return hashlib.sha256(json.dumps(bound).encode()).hexdigest()[:32]
 
 

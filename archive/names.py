@@ -64,15 +64,23 @@ def check_names(names, stack=None):
                                  f"longer than {NAME_MAX} bytes")
 
 
-def names_text(archive_id_, mode, names, stack=None):
+def names_text(archive_id_, mode, names, stack=None, source=None):
     """filename.txt: a header line, then one frame name a line. `stack`: the frames are the pages
-    of this one TIFF file (written back as one file; the names are then the pages' names)."""
+    of this one TIFF file (written back as one file; the names are then the pages' names).
+    `source`: what frames.sink needs to write the frames back as they came (a TIFF stack, an HDF5
+    dataset with its attributes: frames.source's description), or None for a folder of images."""
     check_names(names, stack)
     body = "".join(n + "\n" for n in names)
     head = {"version": FORMAT_VERSION, "archive_id": archive_id_, "mode": mode, "count": len(names), "crc32": crc32(body.encode())}
     if stack is not None:
         head["stack"] = stack
-    return f"{NAMES_MAGIC} {json.dumps(head, sort_keys=True)}\n" + body
+    if source is not None:
+        head["source"] = source
+    line = f"{NAMES_MAGIC} {json.dumps(head, sort_keys=True, allow_nan=False)}\n"
+    if len(line.encode()) > MAX_NAMES_HEAD:
+        raise TezipError(f"the input's description (its file attributes) takes {len(line.encode())} bytes, more than "
+                         f"the {MAX_NAMES_HEAD} an archive keeps")
+    return line + body
 
 
 def parse_names(text, name=NAMES_FILE):
@@ -95,6 +103,8 @@ def parse_names(text, name=NAMES_FILE):
         raise TezipError(f"{name} was written by a newer TEZip (format version {version}); this one reads up to {FORMAT_VERSION}")
     if crc32(body.encode()) != head.get("crc32"):
         raise TezipError(f"{name} was edited or is corrupt (its names do not match their checksum)")
+    if "source" in head and not isinstance(head["source"], dict):
+        raise TezipError(f"{name} is corrupt (bad source description)")
     if "stack" in head and stack_problem(head["stack"]):
         raise TezipError(f"{name} is corrupt: its stack name {str(head['stack'])[:80]!r} {stack_problem(head['stack'])}")
     names = body.split("\n")[:-1] if body.endswith("\n") else body.split("\n")

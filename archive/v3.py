@@ -83,8 +83,8 @@ class SequenceHeader:
         return dict(self.settings(), archive_id=self.archive_id)
 
     @classmethod
-    def from_json(cls, h, names, mode, stack=None, where=ENTROPY_FILE):
-        """Validate entropy.dat's header against filename.txt's names, mode and stack name."""
+    def from_json(cls, h, names, mode, stack=None, source=None, where=ENTROPY_FILE):
+        """Validate entropy.dat's header against filename.txt's names, mode, stack name and source."""
         frames = FrameFormat.from_json(h, where, mode)
         n = frames.n_frames
         if len(names) != n:
@@ -92,7 +92,7 @@ class SequenceHeader:
         digest = h.get("names_digest")
         if not isinstance(digest, str):
             raise TezipError(f"{where} is corrupt (its header lacks 'names_digest', which binds filename.txt to it)")
-        if digest != names_digest(mode, names, stack):
+        if digest != names_digest(mode, names, stack, source):
             raise TezipError(f"filename.txt was edited: its names or colour mode do not match {where}")
         pred = h.get("prediction")
         if not isinstance(pred, dict):

@@ -25,7 +25,7 @@ def _display(image, max_value):
     return image[:, :, 0] if image.shape[2] == 1 else image
 
 
-def render_report(frames, names, summary, threshold=None, frame=None, max_value=255, title=""):
+def render_report(names, summary, threshold=None, max_value=255, title=""):
     """The report PNG (bytes) of one compressed sequence; it is published with the archive files."""
     import io
 
@@ -34,8 +34,8 @@ def render_report(frames, names, summary, threshold=None, frame=None, max_value=
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(frames)
-    frame = worst_predicted_frame(summary) if frame is None else frame
+    n = summary.frames
+    frame, actual, prediction = summary.shown
     is_key = np.zeros(n, bool)
     mse = np.full(n, np.nan)
     for i, key, pred_mse, _ in summary.per_frame:
@@ -73,11 +73,11 @@ def render_report(frames, names, summary, threshold=None, frame=None, max_value=
     ax_mse.set_ylabel("MSE")
     ax_mse.legend(loc="upper right", fontsize=8)
 
-    actual = frames[frame].astype(np.int64)
-    if is_key[frame] or summary.predictions is None:
+    actual = actual.astype(np.int64)
+    if prediction is None:
         prediction, note = actual, " (keyframe: stored, not predicted)"
     else:
-        prediction, note = np.moveaxis(summary.predictions[frame], 0, -1).astype(np.int64), ""
+        prediction, note = np.moveaxis(prediction, 0, -1).astype(np.int64), ""
     residual = (actual - prediction).mean(axis=2)
     gray = dict(cmap="gray", vmin=0, vmax=1) if actual.shape[2] == 1 else {}
     for col, (image, label) in enumerate(((actual, f"frame {frame}: {printable(names[frame])}"), (prediction, "prediction" + note))):

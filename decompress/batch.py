@@ -1,9 +1,7 @@
 """Batch mode, the mirror of compress/batch.py: COMP/<name>/ archives → OUT/<name>/ frames."""
 
-import time
 from pathlib import Path
 
-from archive import archive_size
 from base.batch import SequenceResult, check_batch_folders, run_batch, sequence_folders
 from base.publish import is_partial
 
@@ -21,10 +19,8 @@ def decompress_batch(model_dir, comp_root, out_root, flags):
     check_batch_folders(comp_root, out_root, "COMP_DIR")
 
     def process(src, out, label):
-        t = time.time()
-        frames = decompress_folder(model_dir, src, out, flags, label=label)
-        comp_bytes = archive_size(src)
+        done = decompress_folder(model_dir, src, out, flags, label=label)
         # Every frame matched the checksum of what the encoder decoded, so the error is the archive's.
-        return SequenceResult(src.name, "ok", len(frames), frames.nbytes / max(1, comp_bytes), None, time.time() - t)
+        return SequenceResult(src.name, "ok", done.frames, done.ratio, None, done.seconds)
 
     return run_batch(sequence_folders(comp_root), out_root, process, has_output, flags.overwrite, "decompressed")

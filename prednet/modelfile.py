@@ -191,3 +191,76 @@ def _load_model(model_dir, output_mode, extrap_start_time):
         raise TezipError(f"model weights {wpath} are not a readable HDF5 file ({e})") from None
     doc["digest"] = model_digest(architecture(prednet), _weights_by_path(prednet))
     return prednet, doc
+
+
+NO_MODEL = "none"  # MODEL_DIR for compression without a model (prediction from decoded frames only)
+
+
+def is_no_model(model_dir):
+    return str(model_dir) == NO_MODEL
+
+
+def expected_weight_shapes(arch):
+    """{path: shape} of every weight a PredNet of this architecture has (as Keras keeps them)."""
+    stack = [int(s) for s in arch["stack_sizes"]]
+    R = [int(s) for s in (arch.get("R_stack_sizes") or stack)]
+    n = len(stack)
+    shapes = {}
+    for l in range(n):
+        k = int(arch["R_filt_sizes"][l])
+        in_ch = R[l] + 2 * stack[l] + (R[l + 1] if l < n - 1 else 0)
+        shapes[f"lstm_{l}/kernel"], shapes[f"lstm_{l}/bias"] = (k, k, in_ch, 4 * R[l]), (4 * R[l],)
+        k = int(arch["Ahat_filt_sizes"][l])
+        shapes[f"ahat_{l}/kernel"], shapes[f"ahat_{l}/bias"] = (k, k, R[l], stack[l]), (stack[l],)
+        if l < n - 1:
+            k = int(arch["A_filt_sizes"][l])
+            shapes[f"a_{l}/kernel"], shapes[f"a_{l}/bias"] = (k, k, 2 * stack[l], stack[l + 1]), (stack[l + 1],)
+    return shapes
+
+
+_loaded_weights = {}
+
+
+def load_weights(model_dir):
+    """A model folder's architecture and weights for the reference kernel (prednet/reference.py),
+    read with h5py alone: no Keras or TensorFlow. Returns (ReferenceWeights, doc), doc["digest"]
+    computed from what was read, as load_model computes it. Checked: every weight present with
+    the shape the architecture needs."""
+    import h5py
+
+    from prednet.reference import ReferenceWeights
+
+    model_dir = resolve_model_dir(model_dir)
+    key = (str(model_dir.resolve()), _stamp(model_dir / MODEL_JSON), _stamp(model_dir / WEIGHTS_FILE))
+    if key in _loaded_weights:
+        weights, doc = _loaded_weights[key]
+        return weights, dict(doc)
+    doc = read_model_json(model_dir)
+    arch = doc["architecture"]
+    try:
+        shapes = expected_weight_shapes(arch)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise TezipError(f"model file {model_dir / MODEL_JSON} describes an invalid architecture ({e})") from None
+    wpath = model_dir / WEIGHTS_FILE
+    if not wpath.is_file():
+        raise TezipError(f"model file {wpath} is missing")
+    weights = {}
+    try:
+        with h5py.File(wpath, "r") as f:
+            for path, shape in shapes.items():
+                if path not in f:
+                    raise TezipError(f"model weights {wpath} lack {path}: they belong to another architecture")
+                w = np.asarray(f[path][()], np.float32)
+                if tuple(w.shape) != shape:
+                    raise TezipError(f"model weights {wpath}: {path} has shape {w.shape}, the architecture needs {shape}")
+                weights[path] = w
+    except OSError as e:
+        raise TezipError(f"model weights {wpath} are not a readable HDF5 file ({e})") from None
+    try:
+        reference = ReferenceWeights(arch, weights)
+    except ValueError as e:
+        raise TezipError(f"model {model_dir}: {e}") from None
+    doc["digest"] = model_digest(arch, weights)
+    _loaded_weights.clear()
+    _loaded_weights[key] = (reference, doc)
+    return reference, dict(doc)

@@ -27,6 +27,23 @@ class ValueScale:
             return cls(0, np.iinfo(frames.dtype).max)
         return cls(frames.min(), frames.max())
 
+    @classmethod
+    def for_source(cls, source, samples=32):
+        """The scale of a sequence read lazily (frames.source): 8-bit → [0, 255]; wider integers →
+        the [min, max] of up to `samples` frames spread over the run (the first and last among
+        them). Any fixed range would do, as long as encoder and decoder use the same one (the
+        archive records it); values beyond it just reach the model a little outside [0, 1]."""
+        if np.dtype(source.dtype) == np.uint8:
+            return cls(0, 255)
+        n = source.n_frames
+        picks = sorted({round(i * (n - 1) / max(1, samples - 1)) for i in range(min(n, samples))})
+        lows, highs = [], []
+        for i in picks:
+            frame = source.read(i)
+            lows.append(int(frame.min()))
+            highs.append(int(frame.max()))
+        return cls(min(lows), max(highs))
+
     def to_model(self, pixels):
         """Integer pixels → float32 model input in [0, 1] (float32 arithmetic, bit-identical on
         every call)."""

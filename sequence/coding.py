@@ -1,65 +1,131 @@
 """The coders that the window schedule (sequence.windows.run_windows) drives, one per direction,
 side by side: each gives the schedule every keyframe and every predicted frame as the decoder has
-it. The encoder codes the real frames; the decoder rebuilds them from the codes.
+it. The encoder reads the real frames from a source and hands each frame's chunk to the archive
+writer as soon as it is coded; the decoder reads each chunk, rebuilds the frame, checks it against
+the checksum the encoder stored and hands it to a sink. Both keep only the last decoded frame of
+each lane, so memory does not grow with the run.
 """
 
 import numpy as np
 
-from sequence.framecoder import FrameCoder, KeyframeCoder, to_interleaved, to_planar
+from archive.common import frame_checksum
+from sequence.framecoder import to_interleaved, to_planar
+
+
+class FrameStats:
+    """What a run reports, gathered frame by frame: errors, sizes, prediction MSE, and the one
+    frame (with its prediction) that --report shows."""
+
+    def __init__(self, n_frames, max_value, scale_span, report_frame=None):
+        self.max_value, self.span, self.report_frame = max_value, float(scale_span), report_frame
+        self.is_key = np.zeros(n_frames, bool)
+        self.pred_mse = np.zeros(n_frames)  # pixels in [0, 1] as the model sees them; 0 for keyframes
+        self.dec_mse = np.zeros(n_frames)  # pixel units
+        self.chunk_bytes = np.zeros(n_frames, np.int64)
+        self.max_abs_error, self.sq_error, self.values = 0, 0.0, 0
+        self.shown = None  # (frame index, frame (H, W, C), prediction (C, H, W) or None)
+
+    def add(self, f, frame, decoded, chunk_bytes, prediction=None):
+        """frame (H, W, C) as read; decoded and prediction planar (C, H, W) int32."""
+        x = to_planar(frame)
+        err = (decoded.astype(np.int64) - x).astype(np.float64)
+        sq = float(np.sum(err * err))
+        self.max_abs_error = max(self.max_abs_error, int(np.abs(err).max()) if err.size else 0)
+        self.sq_error += sq
+        self.values += x.size
+        self.dec_mse[f] = sq / max(1, x.size)
+        self.chunk_bytes[f] = chunk_bytes
+        self.is_key[f] = prediction is None
+        if prediction is not None:
+            d = (x - prediction.astype(np.int64)) / self.span
+            self.pred_mse[f] = float(np.mean(d * d))
+        wanted = f == self.report_frame if self.report_frame is not None else (
+            self.shown is None or (prediction is not None and (self.shown[2] is None or self.pred_mse[f] > self.pred_mse[self.shown[0]])))
+        if wanted:
+            self.shown = (f, np.array(frame), None if prediction is None else np.array(prediction))
+
+    def per_frame(self):
+        """(index, is keyframe, prediction MSE, decoded MSE) of every frame."""
+        return [(i, bool(k), float(p), float(d)) for i, (k, p, d) in enumerate(zip(self.is_key, self.pred_mse, self.dec_mse))]
 
 
 class SequenceEncoder:
-    """Codes frames (N, H, W, C) uint8 or uint16 under `plan`; keeps per frame what the archive
-    stores (codes, block choices) and what the run reports (predictions, decoded frames)."""
+    """Codes the frames of `source` (frames.source: read(i) → (H, W, C)) with the frame coders,
+    handing each chunk to `writer` (archive.ArchiveWriter) and keeping each frame's checksum."""
 
-    def __init__(self, frames, plan, xp=np):
-        n, h, w, c = frames.shape
-        self.frames = frames
-        self.max_value = int(np.iinfo(frames.dtype).max)  # tolerances, clipping: in the data's own units
-        self.residual_head = plan.residual_head(self.max_value)
-        self.keyframe_head = plan.keyframe_head(self.max_value)
-        self.coder = FrameCoder(self.residual_head, plan.block_selector(), plan.mode, plan.bounds, self.max_value, xp)
-        self.key_coder = KeyframeCoder(self.keyframe_head, self.max_value)
-        selector = self.coder.selector
-        self.choices = np.zeros((n,) + selector.grid(h, w), np.uint8) if selector is not None else None
-        self.codes = np.zeros((n, c, h, w), np.int32)  # the heads' codes, residual or keyframe
-        self.predictions = np.zeros((n, c, h, w), np.int32)  # kept for -v and --report
-        self.decoded = frames.copy()
+    def __init__(self, source, coder, key_coder, writer, stats: FrameStats):
+        self.source, self.coder, self.key_coder, self.writer, self.stats = source, coder, key_coder, writer, stats
+        self.checksums = [None] * source.n_frames
+        self._last = {}  # frame → its decoded planar frame, until the next frame of its lane is coded
+        self._read = (None, None)  # the frame read last (DWP reads a frame before coding it)
 
     def original(self, f):
-        return self.frames[f]
+        if self._read[0] != f:
+            self._read = (f, self.source.read(f))
+        return self._read[1]
+
+    def _done(self, f, frame, decoded, chunk, prediction=None):
+        self.writer.add(f, chunk)
+        out = to_interleaved(decoded, frame.dtype)
+        self.checksums[f] = frame_checksum(out)
+        self.stats.add(f, frame, decoded, len(chunk), prediction)
+        self._last[f] = decoded
+        return out
 
     def keyframe(self, f):
-        self.codes[f], decoded = self.key_coder.encode_frame(to_planar(self.frames[f]))
-        self.decoded[f] = to_interleaved(decoded, self.frames.dtype)
-        return self.decoded[f]
+        frame = self.original(f)
+        self._last.pop(f - 1, None)
+        chunk, decoded = self.key_coder.encode_frame(to_planar(frame))
+        return self._done(f, frame, decoded, chunk)
+
+    def prediction_error(self, f, model_prediction):
+        """(sum of squared errors, values) of frame f's prediction, in pixel units: the model's when
+        there is one, else the frame coder's own (dynamic windows decide keyframes by it)."""
+        x = to_planar(self.original(f)).astype(np.int64)
+        if model_prediction is None:
+            _, model_prediction = self.coder.choose(to_planar(self.original(f)), None, self._last[f - 1])
+        else:
+            model_prediction = to_planar(model_prediction)
+        d = (x - model_prediction).astype(np.float64)
+        return float(np.sum(d * d)), d.size
 
     def frame(self, f, model_prediction):
-        previous = to_planar(self.decoded[f - 1])
-        codes, choices, prediction, decoded = self.coder.encode_frame(
-            to_planar(self.frames[f]), to_planar(model_prediction), previous)
-        self.codes[f], self.predictions[f] = codes, prediction
-        if choices is not None:
-            self.choices[f] = choices
-        self.decoded[f] = to_interleaved(decoded, self.frames.dtype)
-        return self.decoded[f]
+        frame = self.original(f)
+        previous = self._last.pop(f - 1)
+        mp = None if model_prediction is None else to_planar(model_prediction)
+        chunk, decoded, prediction = self.coder.encode_frame(to_planar(frame), mp, previous)
+        return self._done(f, frame, decoded, chunk, prediction)
 
 
 class SequenceDecoder:
-    """Rebuilds frames into `frames` (N, H, W, C) from the heads' codes: `codes` (N, C, H, W) int32
-    (rows of keyframes and predicted frames alike), block `choices` (N, ny, nx) or None."""
+    """Rebuilds the frames of an archive (archive.Archive, format 3) with the frame coders, checks
+    each against its stored checksum (`verify(f, frame)` raises on a mismatch) and hands it to
+    `sink.write(f, frame)`."""
 
-    def __init__(self, frames, codes, choices, residual_coder: FrameCoder, key_coder: KeyframeCoder):
-        self.frames, self.codes, self.choices = frames, codes, choices
-        self.coder, self.key_coder = residual_coder, key_coder
+    def __init__(self, archive, coder, key_coder, sink, verify):
+        self.archive, self.coder, self.key_coder, self.sink, self.verify = archive, coder, key_coder, sink, verify
+        seq = archive.sequence
+        self.shape = seq.frames.frame_shape
+        self.dtype = seq.frames.dtype
+        self.key_index = {k: i for i, k in enumerate(seq.keyframes)}
+        keys = set(seq.keyframes)
+        self.frame_index = {f: i for i, f in enumerate(f for f in range(seq.frames.n_frames) if f not in keys)}
+        self._last = {}
+
+    def _done(self, f, decoded):
+        out = to_interleaved(decoded, self.dtype)
+        self.verify(f, out)
+        self.sink.write(f, out)
+        self._last[f] = decoded
+        return out
 
     def keyframe(self, f):
-        self.frames[f] = to_interleaved(self.key_coder.decode_frame(self.codes[f]), self.frames.dtype)
-        return self.frames[f]
+        self._last.pop(f - 1, None)
+        decoded = self.key_coder.decode_frame(self.archive.keyframe_chunk(self.key_index[f]), self.shape)
+        return self._done(f, decoded)
 
     def frame(self, f, model_prediction):
-        choices = self.choices[f] if self.choices is not None else None
-        decoded = self.coder.decode_frame(self.codes[f], choices, to_planar(model_prediction),
-                                          to_planar(self.frames[f - 1]))
-        self.frames[f] = to_interleaved(decoded, self.frames.dtype)
-        return self.frames[f]
+        previous = self._last.pop(f - 1)
+        mp = None if model_prediction is None else to_planar(model_prediction)
+        decoded = self.coder.decode_frame(self.archive.frame_chunk(self.frame_index[f]), mp, previous)
+        return self._done(f, decoded)

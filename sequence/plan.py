@@ -152,10 +152,32 @@ class CodecPlan:
             tails.append([ZigZagCoder(), ZstdCodec(level=self.level, shuffle=True)])
         return tails
 
-    def block_selector(self):
+    def block_selector(self, model=True):
+        """Per block: the model's prediction or the previous decoded frame moved (model=False: the
+        previous frame moved, always; a run without a model needs blocks)."""
         from sequence.blockselect import BlockSelector
 
-        return BlockSelector(self.block, self.motion) if self.block else None
+        if not model and not self.block:
+            raise OptionError("--block 0 predicts every pixel with the model: without a model (MODEL_DIR none) "
+                              "give a block size (default 16)")
+        return BlockSelector(self.block, self.motion, model) if self.block else None
+
+    def frame_coder(self, max_value, wide, model=True, xp=np):
+        """The predicted frames' coder (sequence/framecoder.py). wide: frames wider than 8 bits."""
+        from sequence.framecoder import FrameCoder
+        from stages.chain import Alternatives, Chain
+
+        head = self.residual_head(max_value)
+        tails = Alternatives([Chain(tail) for tail in self.back_ends(wide)])
+        return FrameCoder(head, self.spatial_stages(head), tails, self.block_selector(model), self.mode, self.bounds,
+                          max_value, xp)
+
+    def keyframe_coder(self, max_value, wide):
+        from sequence.framecoder import KeyframeCoder
+        from stages.chain import Alternatives, Chain
+
+        return KeyframeCoder(self.keyframe_head(max_value), max_value,
+                             Alternatives([Chain(tail) for tail in self.back_ends(wide)]))
 
     def keyframe_schedule(self, n, lanes_for):
         """(is_key (N,) bool, lane starts). lanes_for(n_windows, dynamic) → the default lane count."""
@@ -177,14 +199,15 @@ class CodecPlan:
             raise TezipError(f"-p {self.warmup} makes every one of the {n} frames a keyframe: nothing left to predict")
 
 
-def default_lanes(prednet, n_frames, height, width, n_windows, dynamic):
+def default_lanes(weights, n_frames, height, width, n_windows, dynamic):
     """How many lanes the model advances at once: one per window, at most MAX_LANES, within the
-    memory budget for the recurrent state; under dynamic windows lanes of at least 32 frames."""
-    from prednet.model import padded_size
+    memory budget; under dynamic windows lanes of at least 32 frames. Without a model (weights
+    None) one lane: frames are coded one after the other."""
+    if weights is None:
+        return 1
+    from prednet.reference import reference_memory
 
-    ph, pw = padded_size(height, width, prednet.nb_layers)
-    state_bytes = 4 * sum(int(np.prod(s)) for s in prednet.state_shapes(ph, pw))
-    by_memory = max(1, LANE_MEMORY_BUDGET // (4 * state_bytes))
+    by_memory = max(1, LANE_MEMORY_BUDGET // max(1, reference_memory(weights, height, width, 1)))
     wanted = max(1, n_frames // 32) if dynamic else n_windows
     return int(max(1, min(MAX_LANES, wanted, by_memory)))
 

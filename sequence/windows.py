@@ -71,9 +71,14 @@ def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loo
     coder.keyframe(f) → keyframe f (H, W, C) as the decoder has it (the encoder codes it; lossy
         keyframes are quantized within the bound), which the model is shown;
     coder.frame(f, prediction) → frame f (H, W, C) decoded against `prediction` (integer pixels,
-        H, W, C): the encoder quantizes the residual, the decoder adds the stored one;
-    coder.original(f) → the real frame f (encoder only; read under `threshold`).
+        H, W, C; None without a model): the encoder quantizes the residual, the decoder adds the
+        stored one;
+    coder.prediction_error(f, prediction) → (sum of squared pixel errors, values) of frame f's
+        prediction (encoder only; asked under `threshold`).
 
+    predictor: a model stepping `batch` lanes (prednet.reference.ReferencePredictor, or format 2's
+    NextFramePredictor), or None: no model, every frame predicted by the coder from the frames
+    decoded before it.
     closed_loop: each predicted frame is followed by showing the model the decoded frame (so the
     next prediction uses everything decoded so far); otherwise the model is shown its own
     prediction (TEZip's extrapolation from the keyframe).
@@ -85,43 +90,48 @@ def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loo
     """
     scale = scale or ValueScale(0, 255)
     lanes = lane_bounds(lane_starts, n_frames)
-    if len(lanes) > predictor.batch:
+    batch = predictor.batch if predictor is not None else len(lanes)
+    if len(lanes) > batch:
         raise ValueError("more lanes than the predictor's batch")
-    batch = predictor.batch
-    shape = (predictor.height, predictor.width, predictor.channels)
     sse, count = np.zeros(batch), np.zeros(batch)  # DWP running error of each lane's window
     for s in range(max(end - start for start, end in lanes)):
         active = [(i, start + s) for i, (start, end) in enumerate(lanes) if start + s < end]
         reset = np.ones(batch, np.float32)  # idle lanes just stay reset
         for i, f in active:
             reset[i] = 1.0 if is_keyframe[f] else 0.0
-        saved_states = predictor.states
-        out = predictor.predict(reset)
+        out = None
+        if predictor is not None:
+            saved_states = predictor.states
+            out = predictor.predict(reset)
         if threshold is not None:
             new_keys = []
             for i, f in active:
                 if is_keyframe[f]:
                     continue
-                err = (coder.original(f).astype(np.float64) - scale.to_pixels(out[i])) / scale.span
-                frame_sse = float(np.sum(err * err))
-                sse[i], count[i] = (sse[i] + frame_sse, count[i] + err.size) if not closed_loop else (frame_sse, err.size)
+                frame_sse, values = coder.prediction_error(f, None if out is None else scale.to_pixels(out[i]))
+                frame_sse /= float(scale.span) ** 2
+                sse[i], count[i] = (sse[i] + frame_sse, count[i] + values) if not closed_loop else (frame_sse, values)
                 if sse[i] / count[i] > threshold:
                     is_keyframe[f] = True
                     new_keys.append(i)
-            if new_keys:
-                # Those lanes restart from their new keyframe: redo the prediction for the whole
-                # batch exactly as the decoder will run it (same inputs for every lane).
+            if new_keys and predictor is not None:
+                # Those lanes restart from their new keyframe: redo the step as the decoder will run it.
                 reset[new_keys] = 1.0
                 predictor.states = saved_states
                 out = predictor.predict(reset)
-        shown = np.zeros((batch,) + shape, np.float32)
+        shown = None if predictor is None else np.zeros((batch, predictor.height, predictor.width, predictor.channels),
+                                                         np.float32)
         for i, f in active:
             if is_keyframe[f]:
-                shown[i] = scale.to_model(coder.keyframe(f))
+                decoded = coder.keyframe(f)
                 sse[i] = count[i] = 0.0
+                if shown is not None:
+                    shown[i] = scale.to_model(decoded)
             else:
-                decoded = coder.frame(f, scale.to_pixels(out[i]))
-                shown[i] = scale.to_model(decoded) if closed_loop else out[i]
-        predictor.update(shown)
+                decoded = coder.frame(f, None if out is None else scale.to_pixels(out[i]))
+                if shown is not None:
+                    shown[i] = scale.to_model(decoded) if closed_loop else out[i]
+        if predictor is not None:
+            predictor.update(shown)
         if progress is not None:
             progress(len(active))
