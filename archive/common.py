@@ -10,20 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from base.errors import TezipError
-from base.pixels import MODE_DTYPES, SUPPORTED_MODES, max_value_of
+from base.pixels import MODE_DTYPES, SUPPORTED_MODES, frame_checksum, max_value_of  # noqa: F401  (frame_checksum: archives store it)
 
 ENTROPY_FILE, KEYFRAME_FILE = "entropy.dat", "key_frame.dat"
 # A declared size beyond this is a corrupt or hostile header, not a sequence.
 MAX_PIXELS = 1 << 36
 MAX_LANES = 4096
 KEYFRAME_HEADS = ("med", "medquant")  # keyframes are predicted from their own pixels
-
-
-def frame_checksum(pixels):
-    """Checksum of the pixels the decoder must produce: C-order little-endian bytes of one frame
-    (numpy array), so 16-bit archives check the same on machines of either byte order."""
-    data = pixels.astype(pixels.dtype.newbyteorder("<"), order="C", copy=False)
-    return hashlib.blake2b(memoryview(data).cast("B"), digest_size=8).hexdigest()
 
 
 def names_digest(mode, names, stack=None, source=None):
@@ -33,7 +26,7 @@ def names_digest(mode, names, stack=None, source=None):
     bound = [mode, list(names)] if stack is None else [mode, list(names), stack]
     if source is not None:
         bound.append(source)
-    return hashlib.sha256(json.dumps(bound).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps(bound, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def archive_id(header):

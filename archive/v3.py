@@ -21,13 +21,16 @@ from base.errors import TezipError
 # bits on every machine (the archive records it; a future arithmetic gets a new name).
 REFERENCE_ARITHMETIC = "reference-f32/1"
 ARITHMETICS = (REFERENCE_ARITHMETIC,)
+# A colour model predicting grayscale frames: shown the gray frame in all three channels, predicting
+# the mean of its three (prednet.reference.GrayOnColour).
+GRAY_ON_COLOUR = "gray-on-colour"
 
 
 def _check_model(model, where):
     if model is None:
         return None
-    if not (isinstance(model, dict) and set(model) == {"digest", "arithmetic"} and isinstance(model["digest"], str)
-            and len(model["digest"]) <= 128):
+    if not (isinstance(model, dict) and set(model) - {"input"} == {"digest", "arithmetic"}
+            and isinstance(model["digest"], str) and len(model["digest"]) <= 128 and model.get("input", GRAY_ON_COLOUR) == GRAY_ON_COLOUR):
         raise TezipError(f"{where} is corrupt (bad model record)")
     if model["arithmetic"] not in ARITHMETICS:
         raise TezipError(f"{where} needs model arithmetic {str(model['arithmetic'])[:40]!r}, which this TEZip does not "
@@ -40,7 +43,7 @@ class SequenceHeader:
     """entropy.dat's header, format 3. `from_json` validates; `to_json` is the stored form."""
 
     frames: FrameFormat
-    model: dict | None  # {"digest", "arithmetic"}, or None: no model (prediction from decoded frames only)
+    model: dict | None  # {"digest", "arithmetic"[, "input"]}, or None: no model (prediction from decoded frames only)
     loop: str
     warmup: int
     window: int | None

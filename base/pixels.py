@@ -1,6 +1,8 @@
 """The pixel formats TEZip keeps — colour mode → channels and sample dtype of the (H, W, C) arrays
 every part of the pipeline passes around — and the image file name extensions it reads and writes."""
 
+import hashlib
+
 import numpy as np
 
 # TEZip's name for unsigned 16-bit grayscale frames (Pillow's name for its little-endian form).
@@ -46,3 +48,10 @@ HDF5_EXTENSIONS: tuple[str, ...] = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5")
 def max_value_of(dtype):
     """The largest pixel value of frames of this dtype: 255 for uint8, 65535 for uint16."""
     return int(np.iinfo(dtype).max)
+
+
+def frame_checksum(pixels):
+    """Checksum of the pixels the decoder must produce: C-order little-endian bytes of one frame
+    (numpy array), so 16-bit archives check the same on machines of either byte order."""
+    data = pixels.astype(pixels.dtype.newbyteorder("<"), order="C", copy=False)
+    return hashlib.blake2b(memoryview(data).cast("B"), digest_size=8).hexdigest()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from archive import ArchiveWriter, FrameFormat, KeyframeHeader, REFERENCE_ARITHMETIC, SequenceHeader, names_digest
+from archive.v3 import GRAY_ON_COLOUR
 from archive.names import check_names
 from base.errors import TezipError, printable
 from base.pixels import max_value_of
@@ -72,7 +73,7 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
     """Code every frame of `source` (frames.source) into `writer` (archive.ArchiveWriter).
     model: (ReferenceWeights, model doc) or None (no model). Returns (SequenceHeader,
     KeyframeHeader, Summary)."""
-    from prednet.reference import ReferencePredictor
+    from prednet.reference import predictor_for
     from prednet.scale import ValueScale
     from sequence.windows import run_windows
 
@@ -87,7 +88,7 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
     if weights is not None:
         if device != "GPU":
             check_model_memory(weights, h, w, len(lane_starts))
-        predictor = ReferencePredictor(weights, h, w, len(lane_starts), device)
+        predictor = predictor_for(weights, c, h, w, len(lane_starts), device)
     coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device))
     key_coder = plan.keyframe_coder(max_value, wide)
     stats = FrameStats(n, max_value, scale.span, report_frame)
@@ -97,7 +98,11 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
     keyframes = [int(k) for k in np.flatnonzero(is_key)]
 
     fmt = FrameFormat.of(n, h, w, c, source.dtype, scale if weights is not None else None)
-    model_record = None if model is None else {"digest": model[1]["digest"], "arithmetic": REFERENCE_ARITHMETIC}
+    model_record = None
+    if model is not None:
+        model_record = {"digest": model[1]["digest"], "arithmetic": REFERENCE_ARITHMETIC}
+        if weights.channels != c:
+            model_record["input"] = GRAY_ON_COLOUR
     sequence = SequenceHeader(
         frames=fmt, model=model_record, loop=plan.loop, warmup=plan.warmup, window=plan.window,
         threshold=plan.threshold, keyframes=keyframes, lanes=[int(s) for s in lane_starts], mode=plan.mode,
@@ -157,7 +162,7 @@ def _compress_into(model_dir, source, out, plan, flags, label):
     if flags.report_frame is not None and not 0 <= flags.report_frame < n:
         raise TezipError(f"--report-frame {flags.report_frame} is outside the sequence (frames 0-{n - 1})")
     model = load_predictor_model(model_dir)
-    if model is not None and model[0].channels != source.channels:
+    if model is not None and model[0].channels != source.channels and not (model[0].channels == 3 and source.channels == 1):
         raise TezipError(
             f"model {model_dir} was trained on {model[0].channels}-channel frames but {source.spec} holds "
             f"{source.mode} ({source.channels}-channel) images"

@@ -14,6 +14,7 @@ import numpy as np
 
 from archive import archive_size, frame_checksum, read_archive
 from archive.common import ENTROPY_FILE, KEYFRAME_FILE
+from archive.v3 import GRAY_ON_COLOUR
 from base.errors import TezipError, printable
 from base.progress import progress_bar
 from base.publish import OutputFolder, check_output_folder
@@ -88,7 +89,7 @@ def decode_sequence(model_dir, archive, sink, progress=None, device="CPU"):
     """Decode every frame of a format-3 archive, verify it and write it to `sink`."""
     from decompress.v2 import check_model_digest
     from prednet.modelfile import is_no_model, load_weights
-    from prednet.reference import ReferencePredictor
+    from prednet.reference import predictor_for
     from prednet.scale import ValueScale
     from sequence.windows import run_windows
 
@@ -109,7 +110,12 @@ def decode_sequence(model_dir, archive, sink, progress=None, device="CPU"):
     key_coder = KeyframeCoder.from_config(archive.keyframes.coder, fmt.max_value, KEYFRAME_FILE)
     is_key = np.zeros(fmt.n_frames, bool)
     is_key[seq.keyframes] = True
-    predictor = ReferencePredictor(weights, fmt.height, fmt.width, len(seq.lanes), device) if weights else None
+    predictor = None
+    if weights is not None:
+        if (weights.channels != fmt.channels) != (seq.model.get("input") == GRAY_ON_COLOUR) or (
+                weights.channels != fmt.channels and (weights.channels, fmt.channels) != (3, 1)):
+            raise TezipError(f"{ENTROPY_FILE} is corrupt (a {weights.channels}-channel model for {fmt.channels}-channel frames)")
+        predictor = predictor_for(weights, fmt.channels, fmt.height, fmt.width, len(seq.lanes), device)
     scale = ValueScale(*(fmt.value_range or (0, fmt.max_value)))
     decoder = SequenceDecoder(archive, coder, key_coder, sink, Verifier(archive))
     run_windows(predictor, fmt.n_frames, seq.lanes, is_key, decoder, closed_loop=seq.loop == "closed", scale=scale,

@@ -916,3 +916,41 @@ class ReferencePredictor:
             states += [R_new[l], c_new[l], E_new[l]]
         self.states = states
         self._pending = None
+
+
+class GrayOnColour:
+    """A colour model predicting grayscale frames (the bundled default model is RGB, most detector
+    frames are grayscale): every lane is shown its gray frame in all three channels, and predicts
+    the mean of the three channels it predicts, ((r + g) + b) / 3 in float32 — fixed operations,
+    the same bits everywhere. The same interface as ReferencePredictor (the archive records
+    the adapter, so the decoder runs the same)."""
+
+    def __init__(self, predictor):
+        if predictor.channels != 3:
+            raise ValueError("GrayOnColour adapts a 3-channel model")
+        self.predictor = predictor
+        self.height, self.width, self.batch, self.channels = predictor.height, predictor.width, predictor.batch, 1
+
+    @property
+    def states(self):
+        return self.predictor.states
+
+    @states.setter
+    def states(self, value):
+        self.predictor.states = value
+
+    def predict(self, reset):
+        p = self.predictor.predict(reset)
+        gray = (p[..., 0] + p[..., 1]) + p[..., 2]
+        return np.ascontiguousarray((gray / f32(3.0))[..., None], dtype=np.float32)
+
+    def update(self, frames):
+        frames = np.asarray(frames, np.float32)
+        self.predictor.update(np.repeat(frames, 3, axis=-1))
+
+
+def predictor_for(weights, channels, height, width, lanes, device="CPU"):
+    """The reference kernel stepping `lanes` lanes of `channels`-channel frames; a colour model
+    predicts grayscale frames through GrayOnColour."""
+    predictor = ReferencePredictor(weights, height, width, lanes, device)
+    return GrayOnColour(predictor) if weights.channels == 3 and channels == 1 else predictor

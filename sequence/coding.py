@@ -8,7 +8,7 @@ each lane, so memory does not grow with the run.
 
 import numpy as np
 
-from archive.common import frame_checksum
+from base.pixels import frame_checksum
 from sequence.framecoder import to_interleaved, to_planar
 
 
