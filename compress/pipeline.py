@@ -39,6 +39,7 @@ class Summary:
     per_frame: list = field(default_factory=list)  # (index, is keyframe, prediction MSE, decoded MSE)
     frame_bytes: list = field(default_factory=list)  # compressed bytes of each frame's own chunk
     shown: tuple = field(default=None, repr=False)  # (frame, (H, W, C) frame, (C, H, W) prediction) for --report
+    blocks: dict = field(default_factory=dict)  # block choices by kind (model, previous, moved, mean)
 
     @property
     def ratio(self):
@@ -116,7 +117,7 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
         frames=n, keyframes=len(keyframes), raw_bytes=n * h * w * c * np.dtype(source.dtype).itemsize,
         compressed_bytes=0, max_abs_error=stats.max_abs_error, psnr=psnr(max_value, stats.sq_error, stats.values),
         seconds=time.time() - t_start, per_frame=stats.per_frame(), frame_bytes=[int(b) for b in stats.chunk_bytes],
-        shown=stats.shown,
+        shown=stats.shown, blocks=dict(stats.blocks),
     )
     summary.stage_seconds = {"predict+code": summary.seconds}
     return sequence, key_header, summary

@@ -8,6 +8,9 @@ motion vector (dy, dx) within ±radius (edge pixels repeat beyond the border). T
 then the unmoved frame. One byte per block tells the decoder which:
 
     0 = PredNet          1 + (dy + radius) * (2 radius + 1) + (dx + radius) = previous frame moved
+    with `mean`: 1 + S + that index (S = (2 radius + 1)^2) = the mean of PredNet and the previous
+    frame moved, (p + m + 1) >> 1 (bi-prediction: two noisy predictions average their errors out;
+    tried for the best motion vector of the block only)
 
 (radius 0 is the plain choice PredNet / previous frame). The decoder has the previous decoded frame
 (the previous frame of the same window: windows start with keyframes), so it rebuilds the same
@@ -25,7 +28,7 @@ from numba import njit, prange
 from stages._codec import Codec
 from base.errors import TezipError
 
-MAX_RADIUS = 7  # (2 * 7 + 1)^2 + 1 = 226 codes: one byte per block
+MAX_RADIUS = 7  # (2 * 7 + 1)^2 + 1 = 226 codes: one byte per block in format 2 (which had no mean)
 
 
 @njit(cache=True, inline="always")
@@ -44,8 +47,25 @@ def _block_sad(frame, candidate, y0, y1, x0, x1, dy, dx, limit):
     return total
 
 
+@njit(cache=True, inline="always")
+def _block_sad_mean(frame, model, candidate, y0, y1, x0, x1, dy, dx, limit):
+    """Sum of |frame - (model + candidate moved + 1) >> 1| over the block; stops at `limit`."""
+    n_planes, height, width = frame.shape
+    total = np.int64(0)
+    for c in range(n_planes):
+        for i in range(y0, y1):
+            si = min(max(i + dy, 0), height - 1)
+            for j in range(x0, x1):
+                sj = min(max(j + dx, 0), width - 1)
+                m = (np.int64(model[c, i, j]) + np.int64(candidate[c, si, sj]) + 1) >> 1
+                total += abs(np.int64(frame[c, i, j]) - m)
+        if total >= limit:
+            return total
+    return total
+
+
 @njit(cache=True, parallel=True)
-def _choose_blocks(frame, model, previous, block, radius, use_model, choices):
+def _choose_blocks(frame, model, previous, block, radius, use_model, use_mean, choices):
     ny, nx = choices.shape
     _, height, width = frame.shape
     side = 2 * radius + 1
@@ -64,6 +84,12 @@ def _choose_blocks(frame, model, previous, block, radius, use_model, choices):
             sad = _block_sad(frame, previous, y0, y1, x0, x1, dy, dx, best)
             if sad < best:
                 best, code = sad, 1 + index
+        if use_model and use_mean and code > 0:
+            index = code - 1
+            dy, dx = index // side - radius, index % side - radius
+            sad = _block_sad_mean(frame, model, previous, y0, y1, x0, x1, dy, dx, best)
+            if sad < best:
+                best, code = sad, 1 + side * side + index
         choices[by, bx] = code
 
 
@@ -77,14 +103,19 @@ def _combine_blocks(model, previous, block, radius, choices, out):
         y0, x0 = by * block, bx * block
         y1, x1 = min(height, y0 + block), min(width, x0 + block)
         code = np.int64(choices[by, bx])
+        mean = code > side * side
+        index = (code - 1) % (side * side)
+        dy, dx = index // side - radius, index % side - radius
         for c in range(n_planes):
             for i in range(y0, y1):
                 for j in range(x0, x1):
                     if code == 0:
                         out[c, i, j] = model[c, i, j]
                     else:
-                        dy, dx = (code - 1) // side - radius, (code - 1) % side - radius
-                        out[c, i, j] = previous[c, min(max(i + dy, 0), height - 1), min(max(j + dx, 0), width - 1)]
+                        v = previous[c, min(max(i + dy, 0), height - 1), min(max(j + dx, 0), width - 1)]
+                        if mean:
+                            v = (np.int64(model[c, i, j]) + np.int64(v) + 1) >> 1
+                        out[c, i, j] = v
 
 
 def _check_int(name, value, lo, hi):
@@ -97,38 +128,42 @@ class BlockSelector(Codec):
     codec_id = "blockselect"
     config_keys = ("block", "radius")
 
-    def __init__(self, block=16, radius=4, model=True):
+    def __init__(self, block=16, radius=4, model=True, mean=False):
         self.block = _check_int("block size", block, 1, 4096)
         self.radius = _check_int("motion search radius", radius, 0, MAX_RADIUS)
-        if not isinstance(model, bool):
-            raise TezipError(f"block selection's model flag must be true or false, got {model!r}")
+        for name, flag in (("model", model), ("mean", mean)):
+            if not isinstance(flag, bool):
+                raise TezipError(f"block selection's {name} flag must be true or false, got {flag!r}")
         self.model = model  # False: no model prediction to choose (code 0 never occurs)
+        self.mean = mean and model  # the mean of the model and the previous frame moved may be chosen
 
     def get_config(self):
         config = super().get_config()
-        if not self.model:  # format 2's configs have no such key: the model was always there
+        if not self.model:  # format 2's configs have neither key: the model was always there, no mean
             config["model"] = False
+        if self.mean:
+            config["mean"] = True
         return config
 
     @classmethod
     def from_config(cls, config):
         from stages._codec import check_config
 
-        return cls(**check_config(config, cls.codec_id, cls.config_keys + ("model",)))
+        return cls(**check_config(config, cls.codec_id, cls.config_keys + ("model", "mean")))
 
     @property
     def n_codes(self):
-        return 1 + (2 * self.radius + 1) ** 2
+        return 1 + (2 if self.mean else 1) * (2 * self.radius + 1) ** 2
 
     def grid(self, height, width):
         return -(-height // self.block), -(-width // self.block)
 
     def choose(self, frame, model_prediction, previous):
         """(ny, nx) uint8 choice codes (module docstring) for planar (C, H, W) integer inputs."""
-        choices = np.zeros(self.grid(*frame.shape[1:]), np.uint8)
+        choices = np.zeros(self.grid(*frame.shape[1:]), np.int32)
         model_prediction = previous if model_prediction is None else model_prediction
         _choose_blocks(np.ascontiguousarray(frame), np.ascontiguousarray(model_prediction),
-                       np.ascontiguousarray(previous), self.block, self.radius, self.model, choices)
+                       np.ascontiguousarray(previous), self.block, self.radius, self.model, self.mean, choices)
         return choices
 
     def combine(self, model_prediction, previous, choices):
@@ -136,7 +171,7 @@ class BlockSelector(Codec):
         model_prediction = previous if model_prediction is None else model_prediction
         out = np.empty_like(model_prediction)
         _combine_blocks(np.ascontiguousarray(model_prediction), np.ascontiguousarray(previous), self.block,
-                        self.radius, np.ascontiguousarray(choices, dtype=np.uint8), out)
+                        self.radius, np.ascontiguousarray(choices, dtype=np.int32), out)
         return out
 
     def encode_choices(self, choices, level):
@@ -160,7 +195,7 @@ class BlockSelector(Codec):
 
         choices = Chain([ContextRangeCoder()]).decode([data], (1,) + self.grid(height, width), threads=1)[0, 0]
         self.check_codes(choices)
-        return choices.astype(np.uint8)
+        return choices
 
     def check_codes(self, choices):
         if choices.size and (int(choices.max()) >= self.n_codes or int(choices.min()) < (0 if self.model else 1)):

@@ -24,6 +24,18 @@ class FrameStats:
         self.chunk_bytes = np.zeros(n_frames, np.int64)
         self.max_abs_error, self.sq_error, self.values = 0, 0.0, 0
         self.shown = None  # (frame index, frame (H, W, C), prediction (C, H, W) or None)
+        self.blocks = {}  # block choices by kind: "model", "previous", "moved", "mean"
+
+    def add_choices(self, selector, choices):
+        if choices is None:
+            return
+        side2 = (2 * selector.radius + 1) ** 2
+        centre = 1 + side2 // 2
+        codes = np.asarray(choices).reshape(-1)
+        for kind, n in (("model", np.sum(codes == 0)), ("previous", np.sum(codes == centre)),
+                        ("moved", np.sum((codes >= 1) & (codes <= side2) & (codes != centre))),
+                        ("mean", np.sum(codes > side2))):
+            self.blocks[kind] = self.blocks.get(kind, 0) + int(n)
 
     def add(self, f, frame, decoded, chunk_bytes, prediction=None):
         """frame (H, W, C) as read; decoded and prediction planar (C, H, W) int32."""
@@ -94,6 +106,8 @@ class SequenceEncoder:
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
         chunk, decoded, prediction = self.coder.encode_frame(to_planar(frame), mp, previous)
+        if self.coder.selector is not None:
+            self.stats.add_choices(self.coder.selector, self.coder.last_choices)
         return self._done(f, frame, decoded, chunk, prediction)
 
 

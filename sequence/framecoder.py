@@ -132,6 +132,7 @@ class FrameCoder:
         """frame, model_prediction (or None without a model), previous decoded frame: (C, H, W) int32
         → (chunk bytes, decoded frame, prediction). choice: (block choices, prediction) already made."""
         choices, p = choice if choice is not None else self.choose(frame, model_prediction, previous)
+        self.last_choices = choices  # for the run's statistics
         codes, decoded = self.quantize(frame, p)
         for stage in self.spatial:
             codes = stage.encode(codes)

@@ -52,6 +52,7 @@ class CodecPlan:
     entropy: bool = True
     lanes: int | None = None
     zstd_level: int | None = None
+    mean: bool = True  # blocks may also take the mean of the model's prediction and the previous frame moved
 
     @classmethod
     def make(cls, **options):
@@ -160,7 +161,7 @@ class CodecPlan:
         if not model and not self.block:
             raise OptionError("--block 0 predicts every pixel with the model: without a model (MODEL_DIR none) "
                               "give a block size (default 16)")
-        return BlockSelector(self.block, self.motion, model) if self.block else None
+        return BlockSelector(self.block, self.motion, model, mean=model and self.mean) if self.block else None
 
     def frame_coder(self, max_value, wide, model=True, xp=np):
         """The predicted frames' coder (sequence/framecoder.py). wide: frames wider than 8 bits."""
