@@ -313,3 +313,168 @@ class ContextRangeCoder(Codec):
         if status == _BAD_VALUE:
             raise TezipError("corrupt ctxrange data: a value outside int32")
         return out
+
+
+# --------------------------------------------------------------------------- grid sequences
+#
+# A variant for coders whose values come as a sequence of 2-D grids (sequence/hierarchical.py: an
+# interpolation level's pass is the grid of the points it predicts, coarse to fine): every grid is
+# coded in raster order with the activity of its *own* W, N, NW, NE values (neighbours on the same
+# grid, so of the same pass), and with the grid's `aux` number (its pass) as a second context, one
+# adaptive model through all grids of the call. On hierarchical-B LSI codes of smooth fields this
+# gives 7-14 % fewer bytes at abs 16-64 than coding the frame in raster order with a pass context.
+# The binarisation, the probabilities and the range coder are the ones above.
+
+_GRID_SIGN_CONTEXTS = 9  # signs (-, 0, +) of west and north on the grid
+MAX_GRID_AUX = 16
+
+
+@njit(cache=True, inline="always")
+def _grid_contexts(values, off, gw, gi, gj, aux, n_aux):
+    k = off + gi * gw + gj
+    west = abs(np.int64(values[k - 1])) if gj > 0 else np.int64(0)
+    north = abs(np.int64(values[k - gw])) if gi > 0 else np.int64(0)
+    north_west = abs(np.int64(values[k - gw - 1])) if gi > 0 and gj > 0 else np.int64(0)
+    north_east = abs(np.int64(values[k - gw + 1])) if gi > 0 and gj + 1 < gw else np.int64(0)
+    a = min(_halflog(west + north + ((north_west + north_east) >> 1)), _N_ACTIVITY - 1)
+    sw = _sign3(np.int64(values[k - 1])) if gj > 0 else 1
+    sn = _sign3(np.int64(values[k - gw])) if gi > 0 else 1
+    return a * n_aux + aux, sw * 3 + sn
+
+
+def _grid_models(n_aux):
+    n_ctx = _N_ACTIVITY * n_aux
+    models = np.zeros((n_ctx * (_MAX_BITS + 2) + _GRID_SIGN_CONTEXTS + (_MAX_BITS + 1) * _MAX_BITS, 3), np.int64)
+    models[:, :2] = _PROB_ONE // 2
+    return models
+
+
+@njit(cache=True, nogil=True)
+def _encode_grid_values(values, grids, n_aux, models, fast_rate, slow_rate):
+    """values: flat int32; grids: (G, 4) int64 rows (offset, height, width, aux) → coded bytes."""
+    n_ctx = _N_ACTIVITY * n_aux
+    sign0 = n_ctx
+    unary0 = sign0 + _GRID_SIGN_CONTEXTS
+    mantissa0 = unary0 + n_ctx * (_MAX_BITS + 1)
+    buf = np.empty(max(4096, values.size // 2), np.uint8)
+    st = np.zeros(5, np.int64)
+    st[1] = 0xFFFFFFFF
+    st[3] = 1
+    for g in range(grids.shape[0]):
+        off, gh, gw, aux = grids[g, 0], grids[g, 1], grids[g, 2], grids[g, 3]
+        for gi in range(gh):
+            for gj in range(gw):
+                if st[4] + st[3] + 160 > buf.shape[0]:
+                    grown = np.empty(2 * buf.shape[0] + st[3] + 160, np.uint8)
+                    grown[: st[4]] = buf[: st[4]]
+                    buf = grown
+                v = np.int64(values[off + gi * gw + gj])
+                ctx, sign_ctx = _grid_contexts(values, off, gw, gi, gj, aux, n_aux)
+                if v == 0:
+                    _encode_bit(st, buf, models, ctx, 0, fast_rate, slow_rate)
+                    continue
+                _encode_bit(st, buf, models, ctx, 1, fast_rate, slow_rate)
+                _encode_bit(st, buf, models, sign0 + sign_ctx, 1 if v < 0 else 0, fast_rate, slow_rate)
+                m = abs(v) - 1
+                k = 0
+                while (m >> k) > 0:
+                    k += 1
+                unary = unary0 + ctx * (_MAX_BITS + 1)
+                for u in range(k):
+                    _encode_bit(st, buf, models, unary + u, 1, fast_rate, slow_rate)
+                if k < _MAX_BITS:
+                    _encode_bit(st, buf, models, unary + k, 0, fast_rate, slow_rate)
+                mantissa = mantissa0 + k * _MAX_BITS
+                for b in range(k - 2, -1, -1):
+                    _encode_bit(st, buf, models, mantissa + b, (m >> b) & 1, fast_rate, slow_rate)
+    if st[4] + st[3] + 16 > buf.shape[0]:
+        grown = np.empty(st[4] + st[3] + 16, np.uint8)
+        grown[: st[4]] = buf[: st[4]]
+        buf = grown
+    for _ in range(5):
+        _shift_low(st, buf)
+    return buf[: st[4]].copy()
+
+
+@njit(cache=True, nogil=True)
+def _decode_grid_values(data, grids, n_aux, out, models, fast_rate, slow_rate):
+    """Fill the flat int32 `out` from coded bytes (the mirror of _encode_grid_values); returns a
+    status code."""
+    n_ctx = _N_ACTIVITY * n_aux
+    sign0 = n_ctx
+    unary0 = sign0 + _GRID_SIGN_CONTEXTS
+    mantissa0 = unary0 + n_ctx * (_MAX_BITS + 1)
+    st = np.zeros(3, np.int64)
+    st[1] = 0xFFFFFFFF
+    st[2] = 1
+    for _ in range(4):
+        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
+        st[0] = (st[0] << 8) | byte
+        st[2] += 1
+    for g in range(grids.shape[0]):
+        off, gh, gw, aux = grids[g, 0], grids[g, 1], grids[g, 2], grids[g, 3]
+        for gi in range(gh):
+            for gj in range(gw):
+                ctx, sign_ctx = _grid_contexts(out, off, gw, gi, gj, aux, n_aux)
+                k_out = off + gi * gw + gj
+                if _decode_bit(st, data, models, ctx, fast_rate, slow_rate) == 0:
+                    out[k_out] = 0
+                    continue
+                negative = _decode_bit(st, data, models, sign0 + sign_ctx, fast_rate, slow_rate)
+                unary = unary0 + ctx * (_MAX_BITS + 1)
+                k = 0
+                while k < _MAX_BITS and _decode_bit(st, data, models, unary + k, fast_rate, slow_rate) == 1:
+                    k += 1
+                m = np.int64(1) << (k - 1) if k > 0 else np.int64(0)
+                mantissa = mantissa0 + k * _MAX_BITS
+                for b in range(k - 2, -1, -1):
+                    m |= np.int64(_decode_bit(st, data, models, mantissa + b, fast_rate, slow_rate)) << b
+                v = -(m + 1) if negative else m + 1
+                if v > 2147483647:
+                    return _BAD_VALUE
+                out[k_out] = v
+            if st[2] > data.shape[0] + _OVERRUN_SLACK:
+                return _OVERRUN
+    return _OK
+
+
+def check_capacity(n_bytes, n_values):
+    """TezipError unless `n_bytes` of coded data can hold `n_values` values (before allocating them)."""
+    _check_capacity(n_bytes, (n_values,))
+
+
+def _check_grids(grids, n_values, n_aux):
+    grids = np.ascontiguousarray(grids, dtype=np.int64).reshape(-1, 4)
+    if not 1 <= n_aux <= MAX_GRID_AUX:
+        raise ValueError(f"grid coder: n_aux must be 1-{MAX_GRID_AUX}, got {n_aux}")
+    if len(grids) and (grids[:, 1:3].min() < 0 or grids[:, 0].min() < 0 or grids[:, 3].min() < 0
+                       or grids[:, 3].max() >= n_aux
+                       or (grids[:, 0] + grids[:, 1] * grids[:, 2]).max() > n_values):
+        raise ValueError("grid coder: a grid lies outside the values or has an aux number out of range")
+    return grids
+
+
+def encode_grids(values, grids, n_aux, fast_rate=4, slow_rate=8):
+    """Code a flat int32 array laid out as 2-D grids: `grids` rows are (offset, height, width, aux),
+    aux in 0..n_aux-1 (n_aux <= MAX_GRID_AUX), coded in the order given; values outside every grid
+    are not coded. Returns bytes."""
+    values = np.ascontiguousarray(values, dtype=np.int32).ravel()
+    grids = _check_grids(grids, values.size, n_aux)
+    return _encode_grid_values(values, grids, n_aux, _grid_models(n_aux), fast_rate, slow_rate).tobytes()
+
+
+def decode_grids(data, grids, n_aux, out, fast_rate=4, slow_rate=8):
+    """The mirror of encode_grids: fills the flat int32 `out` (the grids' values) and returns it;
+    TezipError when `data` cannot be what encode_grids made (never reads or writes out of bounds)."""
+    if out.dtype != np.int32 or out.ndim != 1:
+        raise TezipError(f"grid decoding fills a flat int32 array, got {out.dtype} {out.shape}")
+    grids = _check_grids(grids, out.size, n_aux)
+    n_coded = int(grids[:, 1].astype(object).dot(grids[:, 2].astype(object))) if len(grids) else 0
+    _check_capacity(len(data), (n_coded,))
+    status = _decode_grid_values(np.frombuffer(data, np.uint8), grids, n_aux, out, _grid_models(n_aux),
+                                 fast_rate, slow_rate)
+    if status == _OVERRUN:
+        raise TezipError("corrupt ctxrange data: truncated")
+    if status == _BAD_VALUE:
+        raise TezipError("corrupt ctxrange data: a value outside int32")
+    return out
