@@ -56,6 +56,7 @@ MAX_VALUE = (1 << 30) - 1
 _COEF_LIMIT = 1 << 22  # |coefficient| · 2^14 and |bias| · 2^14 below these keep every sum in int64
 _BIAS_LIMIT = 1 << 50
 _MAX_PLANES = 4096
+CLOSE_CALL = 0.03  # decide="estimate": estimates closer than this are settled by coding both
 _pools = {}
 
 
@@ -211,18 +212,20 @@ class HierarchicalCoder:
 
     Decoding needs: tolerance, max_value, anchor_spacing, levels, coef_bits, raster_coef_bits,
     coarse_levels, coarse_from, fast_rate, slow_rate. The encoder alone uses method ("hybrid": per
-    group and plane the smaller of LSI and raster LS; "lsi"; "raster"), fit_rows and raster_fit_rows
+    group and plane the smaller of LSI and raster LS; "lsi"; "raster"), decide (how "hybrid" picks:
+    "estimate" the coded size of both and code the smaller, or "exact": code both), fit_rows and raster_fit_rows
     (points per fit) and irls (robust-fit iterations). Not in the config: device ("GPU" runs the
     LSI passes with CuPy, the same bytes) and threads (default: every core; the same bytes)."""
 
     codec_id = "hierarchical"
     config_keys = ("tolerance", "max_value", "anchor_spacing", "levels", "coef_bits", "raster_coef_bits",
-                   "coarse_levels", "coarse_from", "fast_rate", "slow_rate", "method", "fit_rows", "raster_fit_rows",
-                   "irls")
+                   "coarse_levels", "coarse_from", "fast_rate", "slow_rate", "method", "decide", "fit_rows",
+                   "raster_fit_rows", "irls")
 
     def __init__(self, tolerance=0, max_value=65535, anchor_spacing=16, levels=4, coef_bits=10,
                  raster_coef_bits=14, coarse_levels=3, coarse_from=8, fast_rate=4, slow_rate=8,
-                 method="hybrid", fit_rows=32768, raster_fit_rows=8192, irls=6, device="CPU", threads=None):
+                 method="hybrid", decide="estimate", fit_rows=32768, raster_fit_rows=8192, irls=6, device="CPU",
+                 threads=None):
         self.tolerance = _check_int("tolerance", tolerance, 0, MAX_TOLERANCE)
         self.max_value = _check_int("max_value", max_value, 1, MAX_VALUE)
         self.anchor_spacing = _check_int("anchor_spacing", anchor_spacing, 1, 1 << 16)
@@ -238,6 +241,9 @@ class HierarchicalCoder:
         if method not in METHODS:
             raise TezipError(f"hierarchical coder: method must be one of {', '.join(METHODS)}, got {method!r}")
         self.method = method
+        if decide not in ("estimate", "exact"):
+            raise TezipError(f"hierarchical coder: decide must be estimate or exact, got {decide!r}")
+        self.decide = decide
         self.fit_rows = _check_int("fit_rows", fit_rows, 16, 1 << 24)
         self.raster_fit_rows = _check_int("raster_fit_rows", raster_fit_rows, 16, 1 << 24)
         self.irls = _check_int("irls", irls, 0, 50)
@@ -428,6 +434,13 @@ class HierarchicalCoder:
             fr_d, rf_d = (xp.asarray(fr), xp.asarray(rf)) if on_gpu else (fr, rf)
             lsi = [None] * C
             raster = [[None] * F for _ in range(C)]
+            exact = self.decide == "exact"
+
+            def size_of(codes, grids):
+                if exact:
+                    data = self._code(codes, grids)
+                    return 8 * len(data), data
+                return ctxrange.estimate_grid_bits(codes, grids, self.n_aux), None
 
             def lsi_job(c):
                 codes_d = xp.zeros((F, H * W), np.int32)
@@ -438,7 +451,11 @@ class HierarchicalCoder:
                     codes, planes = codes_d, rec[fr, c]
                 w = _BitWriter()
                 self._write_lsi_side(w, side, R, H, W)
-                lsi[c] = [w, side, codes, planes, None]
+                lsi[c] = [w, codes, planes, [None] * F, [None] * F]
+
+            def lsi_size_job(cf):
+                c, f = cf
+                lsi[c][3][f], lsi[c][4][f] = size_of(lsi[c][1][f], lsi_grids)
 
             def raster_job(cf):
                 c, f = cf
@@ -446,13 +463,11 @@ class HierarchicalCoder:
                 plane, fit = self._raster_frame(rec, x, g_frames[f], g_refs[f], c, H, W, codes, True)
                 w = _BitWriter()
                 self._write_raster_side(w, fit)
-                raster[c][f] = (w, fit, plane, self._code(codes, raster_grids))
+                bits, data = size_of(codes, raster_grids) if LSI in methods else (0, None)
+                raster[c][f] = [w, codes, plane, bits, data]
 
-            def code_job(cf):
-                c, f = cf
-                return self._code(lsi[c][2][f], lsi_grids)
-
-            jobs = [(c, f) for c in range(C) for f in range(F)] if RASTER in methods else []
+            cf_jobs = [(c, f) for c in range(C) for f in range(F)]
+            jobs = cf_jobs if RASTER in methods else []
             if LSI in methods and on_gpu:  # the device's work queued first, the host's meanwhile
                 for c in range(C):
                     lsi_job(c)
@@ -461,30 +476,47 @@ class HierarchicalCoder:
                 self._map(lambda job: lsi_job(job) if isinstance(job, int) else raster_job(job), list(range(C)) + jobs)
             else:
                 self._map(raster_job, jobs)
-            if LSI in methods:
-                data = self._map(code_job, [(c, f) for c in range(C) for f in range(F)])
-                for c in range(C):
-                    lsi[c][4] = data[c * F:(c + 1) * F]
+            if LSI in methods and RASTER in methods:
+                self._map(lsi_size_job, cf_jobs)
+            if LSI in methods and RASTER in methods and not exact:
+                # a close call (estimates within CLOSE_CALL of each other): code both, compare bytes
+                close = [c for c in range(C) if abs(self._lsi_bits(lsi[c]) - self._raster_bits(raster[c]))
+                         < CLOSE_CALL * min(self._lsi_bits(lsi[c]), self._raster_bits(raster[c]))]
+                items = [(c, f, k) for c in close for f in range(F) for k in (LSI, RASTER)]
+                coded = self._map(lambda i: self._code(lsi[i[0]][1][i[1]] if i[2] == LSI else raster[i[0]][i[1]][1],
+                                                       lsi_grids if i[2] == LSI else raster_grids), items)
+                for (c, f, k), data in zip(items, coded):
+                    entry = lsi[c] if k == LSI else None
+                    if k == LSI:
+                        entry[3][f], entry[4][f] = 8 * len(data), data
+                    else:
+                        raster[c][f][3], raster[c][f][4] = 8 * len(data), data
+            chosen = []
             for c in range(C):
                 options = []
                 if LSI in methods:
-                    w, _, _, planes, data = lsi[c]
-                    options.append((w.n + 8 * sum(map(len, data)), LSI, w, planes, data))
+                    w, codes, planes, bits, data = lsi[c]
+                    options.append((self._lsi_bits(lsi[c]), LSI, [w], codes, planes, data, lsi_grids))
                 if RASTER in methods:
-                    bits = sum(r[0].n for r in raster[c]) + 8 * sum(len(r[3]) for r in raster[c])
-                    options.append((bits, RASTER, [r[0] for r in raster[c]], np.stack([r[2] for r in raster[c]]),
-                                    [r[3] for r in raster[c]]))
-                _, method, side, planes, data = min(options, key=lambda o: (o[0], o[1]))
+                    r = raster[c]
+                    options.append((self._raster_bits(r), RASTER, [e[0] for e in r], [e[1] for e in r],
+                                    np.stack([e[2] for e in r]), [e[4] for e in r], raster_grids))
+                chosen.append(min(options, key=lambda o: (o[0], o[1]))[1:])
+            missing = [(c, f) for c, f in cf_jobs if chosen[c][4][f] is None]
+            for (c, f), data in zip(missing, self._map(lambda cf: self._code(chosen[cf[0]][2][cf[1]], chosen[cf[0]][5]),
+                                                         missing)):
+                chosen[c][4][f] = data
+            for c, (method, sides, _, planes, data, _) in enumerate(chosen):
                 rec[fr, c] = planes
                 if on_gpu:
                     rec_d[fr_d, c] = xp.asarray(planes)
                 w = writers[g_frames[0]]
                 w.bits(method, 1)
                 if method == LSI:
-                    w.append(side)
+                    w.append(sides[0])
                 for f, t in enumerate(g_frames):
                     if method == RASTER:
-                        writers[t].append(side[f])
+                        writers[t].append(sides[f])
                     streams[t][c] = data[f]
         decoded = rec[:T]
         if np.abs(decoded.astype(np.int64) - frames).max() > self.tolerance:
@@ -496,6 +528,14 @@ class HierarchicalCoder:
                 w.expgolomb(len(streams[t][c]), 8)
             chunks.append(bytes([FORMAT]) + w.tobytes() + b"".join(streams[t]))
         return chunks, decoded
+
+    @staticmethod
+    def _lsi_bits(entry):
+        return entry[0].n + sum(b or 0 for b in entry[3])
+
+    @staticmethod
+    def _raster_bits(entries):
+        return sum(e[0].n + e[3] for e in entries)
 
     def _reference(self, first_is_keyframe, reference, shape):
         if first_is_keyframe:

@@ -44,7 +44,7 @@ def _solve(G, r):
     return x
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def fit(AT, y, irls, scale, ridge_rel, ridge_per_row, ridge_const):
     """Weighted LS of y on the rows of AT (K, m: one column per fitted point) with an intercept:
     returns (c (K,), intercept), c empty when the system is singular. irls: Cauchy-IRLS iterations
