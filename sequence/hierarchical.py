@@ -148,7 +148,7 @@ class _BitWriter:
         """Signed integers, zigzagged, Exp-Golomb with the order that codes them smallest (5 bits;
         the best order lies within a few of log2 of their mean)."""
         z = [2 * v if v >= 0 else -2 * v - 1 for v in values]
-        guess = max(sum(z) // max(len(z), 1), 1).bit_length() - 1
+        guess = min(max(sum(z) // max(len(z), 1), 1).bit_length() - 1, 31)
         best = min(range(max(guess - 3, 0), min(guess + 3, 31) + 1),
                    key=lambda k: (sum(((v >> k) + 1).bit_length() * 2 - 1 + k for v in z), k))
         self.bits(best, 5)
@@ -166,16 +166,14 @@ class _BitWriter:
 class _BitReader:
     def __init__(self, data, start):
         self.data, self.pos, self.end = data, start * 8, len(data) * 8
-        self.value = int.from_bytes(data[start:], "big")
-        self.total = (len(data) - start) * 8
-        self.base = start * 8
 
     def bits(self, n):
         if self.pos + n > self.end:
             raise TezipError("corrupt hierarchical chunk: side information runs past the chunk")
-        shift = self.total - (self.pos - self.base) - n
+        first, last = self.pos >> 3, (self.pos + n + 7) >> 3
+        v = int.from_bytes(self.data[first:last], "big") >> (8 * last - self.pos - n)
         self.pos += n
-        return (self.value >> shift) & ((1 << n) - 1)
+        return v & ((1 << n) - 1)
 
     def expgolomb(self, k):
         zeros = 0

@@ -398,8 +398,8 @@ def _encode_grid_values(values, grids, n_aux, models, fast_rate, slow_rate):
 
 @njit(cache=True, nogil=True)
 def _decode_grid_values(data, grids, n_aux, out, models, fast_rate, slow_rate):
-    """Fill the flat int32 `out` from coded bytes (the mirror of _encode_grid_values); returns a
-    status code."""
+    """Fill the flat int32 `out` from coded bytes (the mirror of _encode_grid_values); returns
+    (status code, bytes read)."""
     n_ctx = _N_ACTIVITY * n_aux
     sign0 = n_ctx
     unary0 = sign0 + _GRID_SIGN_CONTEXTS
@@ -431,11 +431,11 @@ def _decode_grid_values(data, grids, n_aux, out, models, fast_rate, slow_rate):
                     m |= np.int64(_decode_bit(st, data, models, mantissa + b, fast_rate, slow_rate)) << b
                 v = -(m + 1) if negative else m + 1
                 if v > 2147483647:
-                    return _BAD_VALUE
+                    return _BAD_VALUE, st[2]
                 out[k_out] = v
             if st[2] > data.shape[0] + _OVERRUN_SLACK:
-                return _OVERRUN
-    return _OK
+                return _OVERRUN, st[2]
+    return _OK, st[2]
 
 
 def check_capacity(n_bytes, n_values):
@@ -465,18 +465,22 @@ def encode_grids(values, grids, n_aux, fast_rate=4, slow_rate=8):
 
 def decode_grids(data, grids, n_aux, out, fast_rate=4, slow_rate=8):
     """The mirror of encode_grids: fills the flat int32 `out` (the grids' values) and returns it;
-    TezipError when `data` cannot be what encode_grids made (never reads or writes out of bounds)."""
+    TezipError when `data` cannot be what encode_grids made (never reads or writes out of bounds).
+    The decoder ends exactly where the encoder's bytes end (both renormalise alike), so a stream
+    truncated by even one byte, or with bytes after it, is refused."""
     if out.dtype != np.int32 or out.ndim != 1:
         raise TezipError(f"grid decoding fills a flat int32 array, got {out.dtype} {out.shape}")
     grids = _check_grids(grids, out.size, n_aux)
     n_coded = int(grids[:, 1].astype(object).dot(grids[:, 2].astype(object))) if len(grids) else 0
     _check_capacity(len(data), (n_coded,))
-    status = _decode_grid_values(np.frombuffer(data, np.uint8), grids, n_aux, out, _grid_models(n_aux),
-                                 fast_rate, slow_rate)
-    if status == _OVERRUN:
+    status, read = _decode_grid_values(np.frombuffer(data, np.uint8), grids, n_aux, out, _grid_models(n_aux),
+                                       fast_rate, slow_rate)
+    if status == _OVERRUN or (status == _OK and read > len(data)):
         raise TezipError("corrupt ctxrange data: truncated")
     if status == _BAD_VALUE:
         raise TezipError("corrupt ctxrange data: a value outside int32")
+    if read != len(data):  # the decoder reads exactly the bytes the encoder wrote
+        raise TezipError("corrupt ctxrange data: bytes after the end of the coded values")
     return out
 
 
