@@ -327,6 +327,30 @@ class ContextRangeCoder(Codec):
 
 _GRID_SIGN_CONTEXTS = 9  # signs (-, 0, +) of west and north on the grid
 MAX_GRID_AUX = 16
+_GRID_MODELLED_MANTISSA = 2  # mantissa bits below the top ones are direct (equiprobable) bits
+
+
+@njit(cache=True, inline="always")
+def _encode_direct(st, buf, value, n):
+    """n <= 16 equiprobable bits at once: the range is split into 2^n equal parts."""
+    st[1] >>= n
+    st[0] += value * st[1]
+    while st[1] < _TOP:
+        st[1] <<= 8
+        _shift_low(st, buf)
+
+
+@njit(cache=True, inline="always")
+def _decode_direct(st, data, n):
+    st[1] >>= n
+    value = min(st[0] // st[1], (np.int64(1) << n) - 1)  # the min only matters for corrupt data
+    st[0] -= value * st[1]
+    while st[1] < _TOP:
+        st[1] <<= 8
+        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
+        st[2] += 1
+        st[0] = ((st[0] << 8) | byte) & 0xFFFFFFFF
+    return value
 
 
 @njit(cache=True, inline="always")
@@ -385,8 +409,13 @@ def _encode_grid_values(values, grids, n_aux, models, fast_rate, slow_rate):
                 if k < _MAX_BITS:
                     _encode_bit(st, buf, models, unary + k, 0, fast_rate, slow_rate)
                 mantissa = mantissa0 + k * _MAX_BITS
-                for b in range(k - 2, -1, -1):
+                low = max(k - 1 - _GRID_MODELLED_MANTISSA, 0)  # bits below this are direct
+                for b in range(k - 2, low - 1, -1):
                     _encode_bit(st, buf, models, mantissa + b, (m >> b) & 1, fast_rate, slow_rate)
+                while low > 0:
+                    n = min(low, 16)
+                    low -= n
+                    _encode_direct(st, buf, (m >> low) & ((np.int64(1) << n) - 1), n)
     if st[4] + st[3] + 16 > buf.shape[0]:
         grown = np.empty(st[4] + st[3] + 16, np.uint8)
         grown[: st[4]] = buf[: st[4]]
@@ -427,8 +456,13 @@ def _decode_grid_values(data, grids, n_aux, out, models, fast_rate, slow_rate):
                     k += 1
                 m = np.int64(1) << (k - 1) if k > 0 else np.int64(0)
                 mantissa = mantissa0 + k * _MAX_BITS
-                for b in range(k - 2, -1, -1):
+                low = max(k - 1 - _GRID_MODELLED_MANTISSA, 0)
+                for b in range(k - 2, low - 1, -1):
                     m |= np.int64(_decode_bit(st, data, models, mantissa + b, fast_rate, slow_rate)) << b
+                while low > 0:
+                    n = min(low, 16)
+                    low -= n
+                    m |= _decode_direct(st, data, n) << low
                 v = -(m + 1) if negative else m + 1
                 if v > 2147483647:
                     return _BAD_VALUE, st[2]
