@@ -160,7 +160,7 @@ def table(results, bounds):
     fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     for name, res in results.items():
         ours, jxl = ratio(res, "tezip_0"), ratio(res, "jpegxl")
-        row = f"| {name} | {fmt(ours)} / {fmt(jxl)} (**{ours / jxl:.2f}×**) |" if jxl else f"| {name} | {fmt(ours)} / – |"
+        row = f"| {name} | {fmt(ours)} / {fmt(jxl)} (**{ours / jxl:.2f}×**) |" if jxl else f"| {name} | {fmt(ours)} |"
         row += f" {fmt(ratio(res, 'zstd'))} / {fmt(ratio(res, 'bslz4'))} / {fmt(ratio(res, 'blosc2'))} |"
         enc, dec, encc, decc = [], [], [], []
         for b in [0] + bounds:

@@ -216,9 +216,10 @@ class HierarchicalCoder:
 
     Decoding needs: tolerance, max_value, anchor_spacing, levels, coef_bits, raster_coef_bits,
     coarse_levels, coarse_from, fast_rate, slow_rate. The encoder alone uses method ("hybrid": per
-    group and plane the smaller of LSI and raster LS; "lsi"; "raster"), decide (how "hybrid" picks:
-    "estimate" the coded size of both and code the smaller, or "exact": code both), fit_rows and raster_fit_rows
-    (points per fit) and irls (robust-fit iterations). Not in the config: device ("GPU" runs the
+    group and plane the smaller of LSI and raster LS; "lsi"; "raster"), decide (how "hybrid"
+    picks: "estimate" the coded size of both and code the smaller, or "exact": code both),
+    fit_rows and raster_fit_rows (points per fit) and irls (robust-fit iterations); they are in the
+    config too, so from_config rebuilds the same encoder. Not in the config: device ("GPU" runs the
     LSI passes with CuPy, the same bytes) and threads (default: every core; the same bytes)."""
 
     codec_id = "hierarchical"
@@ -273,6 +274,9 @@ class HierarchicalCoder:
 
     def __eq__(self, other):
         return type(other) is type(self) and other.get_config() == self.get_config()
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.get_config().items())))
 
     def __repr__(self):
         return f"HierarchicalCoder({', '.join(f'{k}={getattr(self, k)!r}' for k in self.config_keys)})"

@@ -235,7 +235,8 @@ void lsi_pass(int* rec, const int* x, int* codes, const long long* frames, const
         }
         long long base = (9 * (b + cc) - a - e + 8) >> 4;
         if (fitted) {
-            long long acc = coefs[0] * (b - base) + coefs[1] * (cc - base) + coefs[2] * (a - base) + coefs[3] * (e - base);
+            long long acc = coefs[0] * (b - base) + coefs[1] * (cc - base)
+                          + coefs[2] * (a - base) + coefs[3] * (e - base);
             for (long long r = 0; r < R; ++r)
                 acc += coefs[4 + r] * ((long long)rec[refs[f * R + r] * plane + c * H * W + i * W + j] - base);
             pred = base + ((acc + bias + (1LL << 13)) >> 14);
