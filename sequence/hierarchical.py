@@ -20,7 +20,7 @@ own ("channels as planes"), by one of:
     raster LS (stages/_rasterls.py)
                            W, N, NW, NE of the frame and 3x3 of the two nearest references (the
                            pixel itself of the others; without references 10 spatial taps), fitted
-                           per frame (refitted on the first try's reconstruction from t = 8)
+                           per frame (refitted on the first try's reconstruction from t = 4)
 
 The encoder predicts each group both ways and keeps the one whose codes the range coder's
 estimate says are smaller (one flag per group and plane; see _encode_group). With a tolerance
@@ -62,9 +62,9 @@ MAX_VALUE = (1 << 30) - 1
 _COEF_LIMIT = 1 << 22  # |coefficient| · 2^14 and |bias| · 2^14 below these keep every sum in int64
 _BIAS_LIMIT = 1 << 50
 _MAX_PLANES = 4096
-# The raster-LS refit on the reconstruction gave up to 1.2 % at abs 16 on the smooth sets, 0-0.03 %
-# at abs 1-4, for 15-40 % of the encoding time there.
-RASTER_REFIT_FROM = 8
+# The raster-LS refit on the reconstruction: up to 4.6 % smaller at abs 4 (advdiff) and 1.2 % at
+# abs 16 on the smooth sets, 0-0.2 % at abs 1-2, where it costs 15-40 % of the encoding time.
+RASTER_REFIT_FROM = 4
 SAMPLE_MARGIN = 0.03  # raster LS is tried on all frames of a group unless this much larger on samples
 _pools = {}
 
