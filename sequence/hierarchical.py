@@ -38,7 +38,8 @@ any thread count decodes the same pixels, and the encoder's bytes do not depend 
 Work runs in a thread pool of nogil numba kernels: per group the LSI job and the raster-LS frames,
 then the range coding of each frame and plane; decoding range-decodes every stream of the window in
 parallel, then reconstructs group by group. Measured on 60 frames 256×256 uint16 of the smooth
-sets (2 cores): encode 5-7 Mpx/s, decode 16-29 Mpx/s (benchmarks/bench_smooth.py).
+sets (benchmarks/bench_smooth.py, 2 cores shared with other work): encode 2.7-8.5 Mpx/s (3.5-6.2
+per CPU second; slowest losslessly and where raster LS wins), decode 9-33 Mpx/s.
 """
 
 import bisect
