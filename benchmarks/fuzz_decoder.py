@@ -8,24 +8,32 @@ allocation far beyond the archive's declared size, or wrong pixels — is a fail
     python benchmarks/fuzz_decoder.py --model3 M3/ --model1 M1/   # reuse trained tiny models
 
 Without --model3/--model1 it first trains the tiny PredNets the tests use (about a minute). The
-base archives are small real ones (RGB lossless SWP, grayscale lossy DWP with -n,
-RGB pwrel; two pairs share frame size so files and chunks can be swapped between them). Each case
-applies one mutation kind (see KINDS) chosen from (seed, case index), so any case can be replayed:
+base archives are small real format-3 archives made by compress_folder (RGB lossless SWP,
+grayscale lossy DWP with -n, RGB pwrel, grayscale lossless, and RGB abs 1 without a model
+(MODEL_DIR none); the RGB ones share their frame size, and so do the grayscale ones, so files and
+chunks can be swapped between them). Each case applies one mutation kind (see KINDS) chosen from
+(seed, case index), so any case can be replayed:
 
     python benchmarks/fuzz_decoder.py --replay 1234 --seed 0
 
-Cases run in worker processes; a worker that reports nothing for --timeout seconds is killed, its
-case recorded as a hang, and a new worker goes on. Per case, the peak of Python-traced memory
-(numpy arrays, bytes; tracemalloc) is compared with a bound derived from the archive's declared
-size. A fixed-seed subset of the same cases runs in CI: tests/test_fuzz.py. Exit status 1 when any
-case failed. Never part of the test suite.
+A case is decoded as `tezip.py -u` decodes: decompress_folder (archive read frame by frame, the
+reference kernel's predictions, every frame verified, written through the sink into a fresh
+output folder), whose frames are then read back and compared. Cases run in worker processes; a
+worker that reports nothing for --timeout seconds is killed, its case recorded as a hang, and a new
+worker goes on. Per case, the peak of Python-traced memory (numpy arrays, bytes; tracemalloc) over
+the whole decode is compared with a bound derived from the archive's declared size. A fixed-seed
+subset of the same cases runs in CI: tests/test_fuzz.py. Exit status 1 when any case failed.
+Never part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -60,6 +68,7 @@ KINDS = (
     "prefix_field",  # magic, format version or header length changed
     "chunk_deep",  # bytes inside one chunk changed, its size and crc in the header made valid again
     "chunk_swap",  # a chunk exchanged with another (same or other archive), crcs made valid again
+    "chunk_parts",  # inside one frame's chunk: its tail tag, its block-choice length or its choices changed (crc fixed)
     "names_edit",  # filename.txt edited: hostile or duplicate names, count/crc sometimes fixed
 )
 
@@ -72,8 +81,8 @@ EXTREMES = [0, -1, 1, 2, 255, 256, 65535, 2**31 - 1, 2**31, -(2**31), 2**32, 2**
 
 _PREFIX = struct.Struct("<8sHI")
 # Python-traced memory a case may use beyond 64 bytes per declared byte: the zstd and numpy work
-# buffers and parsed headers of these small archives (a legit decode peaks well under 1 MB until
-# the model starts), so any allocation sized by a hostile field shows.
+# buffers, parsed headers and the model's state of these small archives (a legit decode peaks
+# well under 1 MB), so any allocation sized by a hostile field shows.
 MEMORY_SLACK = 8 << 20
 MEMORY_PER_DECLARED_BYTE = 64
 
@@ -85,11 +94,12 @@ def crc32(b):
 # --------------------------------------------------------------------------- base archives
 
 BASE_SPECS = (
-    # name, channels, frames, height, width, seed, CodecPlan options
+    # name, channels, frames, height, width, seed, CodecPlan options (model="none": MODEL_DIR none)
     ("rgb_lossless_swp", 3, 6, 16, 24, 3, dict(window=2, lanes=2)),
     ("gray_abs2_dwp_n", 1, 7, 17, 23, 4, dict(warmup=1, threshold=1.0, mode="abs", bounds=(2,), entropy=False, lanes=2)),
     ("rgb_pwrel_swp", 3, 5, 16, 24, 5, dict(window=3, mode="pwrel", bounds=(0.05,))),
     ("gray_lossless_swp", 1, 6, 17, 23, 6, dict(window=2, lanes=1)),
+    ("rgb_abs1_none", 3, 6, 16, 24, 7, dict(window=2, mode="abs", bounds=(1,), model="none")),
 )
 
 
@@ -115,7 +125,10 @@ def build_bases(models: dict, workdir: Path, bases=BASE_SPECS) -> list[Base]:
     for name, channels, n, h, w, seed, options in bases:
         images, comp = workdir / f"{name}_images", workdir / name
         make_sequence(images, n_frames=n, height=h, width=w, channels=channels, seed=seed, noise=3)
-        compress_folder(models[channels], images, comp, CodecPlan.make(**options), RunFlags(overwrite=True))
+        options = dict(options)
+        model = options.pop("model", models[channels])
+        with contextlib.redirect_stdout(io.StringIO()):
+            compress_folder(model, images, comp, CodecPlan.make(**options), RunFlags(overwrite=True))
         out.append(load_base(comp, name, channels, n * h * w * channels))
     return out
 
@@ -155,6 +168,47 @@ def join_dat(magic, version, header, chunks, fix_table=True) -> bytes:
         header["chunks"] = [[len(c), crc32(c)] for c in chunks]
     hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     return _PREFIX.pack(magic, version, len(hb)) + hb + struct.pack("<I", crc32(hb)) + b"".join(chunks)
+
+
+def read_varint(data: bytes, pos: int = 0):
+    """(value, position after it) of the varint at data[pos:] (sequence/framecoder.py's layout)."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def split_frame_chunk(chunk: bytes, has_choices: bool):
+    """A format-3 frame chunk → (block choices bytes or None, tail tag, tail bytes): [varint length +
+    choices] + one tag byte choosing the tail + the tail's bytes."""
+    pos, choices = 0, None
+    if has_choices:
+        size, pos = read_varint(chunk)
+        choices, pos = chunk[pos : pos + size], pos + size
+    return choices, chunk[pos], chunk[pos + 1 :]
+
+
+def join_frame_chunk(choices, tag: int, body: bytes, declared=None) -> bytes:
+    """The mirror of split_frame_chunk; declared: a choices length to write instead of the real one."""
+    head = b"" if choices is None else varint(len(choices) if declared is None else declared) + choices
+    return head + bytes([tag]) + body
+
+
+def has_block_choices(header: dict) -> bool:
+    coder = header.get("coder")
+    return isinstance(coder, dict) and coder.get("id") == "frame" and coder.get("block_select") is not None
 
 
 def split_names(data: bytes):
@@ -344,6 +398,30 @@ def mutate(bases: list[Base], base_i: int, kind: str, rng) -> tuple[dict, str]:
                 what = f"chunk {i} doubled"
         files[fname] = join_dat(magic, version, header, chunks)
         return files, f"{fname} {what} (crc fixed)"
+    if kind == "chunk_parts":
+        fname = DAT_FILES[rng.integers(2)]
+        magic, version, header, chunks = split_dat(files[fname])
+        if not chunks:
+            fname = KEYFRAME_FILE
+            magic, version, header, chunks = split_dat(files[fname])
+        choices_present = fname == ENTROPY_FILE and has_block_choices(header)
+        i = int(rng.integers(len(chunks)))
+        choices, tag, body = split_frame_chunk(chunks[i], choices_present)
+        r = int(rng.integers(3)) if choices_present else 0
+        if r == 0:
+            new = int(rng.choice([tag ^ 1, tag ^ 2, (tag + 4) % 256, 0, 1, 4, 5, 255, int(rng.integers(256))]))
+            chunks[i] = join_frame_chunk(choices, new, body)
+            what = f"chunk {i} tail tag {tag} -> {new}"
+        elif r == 1:
+            declared = max(0, len(choices) + int(rng.choice([-2, -1, 1, 2, 64, 2**20, 2**34, -len(choices)])))
+            chunks[i] = join_frame_chunk(choices, tag, body, declared)
+            what = f"chunk {i} block choices length {len(choices)} -> {declared}"
+        else:
+            j = int(rng.integers(len(chunks)))
+            chunks[i] = join_frame_chunk(split_frame_chunk(chunks[j], True)[0], tag, body)
+            what = f"chunk {i} with the block choices of chunk {j}"
+        files[fname] = join_dat(magic, version, header, chunks)
+        return files, f"{fname} {what} (crc fixed)"
     if kind == "names_edit":
         head, body = split_names(files[NAMES_FILE])
         names = body.split("\n")[:-1]
@@ -386,30 +464,40 @@ class CaseTimeout(BaseException):
 
 
 class Decoder:
-    """The real decoder with the real models, loaded once."""
+    """The real decoder (decompress_folder, as `tezip.py -u` runs it) with the real models: each
+    case's files go into a folder of their own, the frames into a fresh output folder."""
 
     def __init__(self, models: dict):
-        from prednet.modelfile import load_model
-
-        self.models = {c: load_model(d) for c, d in models.items()}
+        self.models = {c: Path(d) for c, d in models.items()}  # channels → MODEL_DIR
         self.tmp = Path(tempfile.mkdtemp(prefix="tezip-fuzz-"))
+        self.comp, self.out = self.tmp / "comp", self.tmp / "out"
+        self.comp.mkdir()
 
-    def decode(self, files: dict, channels: int):
-        """What decompress_folder does before writing: read and cross-check the files, check the
-        model, decode and verify every frame."""
-        from archive import read_archive
-        from decompress.pipeline import check_model, decode_sequence
+    def decode(self, files: dict, channels: int) -> Path:
+        """decompress_folder on the files ({name: bytes or None for missing}) → the output folder.
+        TezipError when the archive is refused."""
+        from decompress.pipeline import decompress_folder
 
         for f in FILES:
-            (self.tmp / f).unlink(missing_ok=True)
+            (self.comp / f).unlink(missing_ok=True)
         for f, data in files.items():
             if data is not None:
-                (self.tmp / f).write_bytes(data)
-        prednet, doc = self.models[channels]
-        archive = read_archive(self.tmp)
-        check_model(archive, doc["digest"])
-        frames = decode_sequence(prednet, archive)
-        return frames, archive.names
+                (self.comp / f).write_bytes(data)
+        shutil.rmtree(self.out, ignore_errors=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # its summary line
+            decompress_folder(self.models[channels], self.comp, self.out)
+        return self.out
+
+    @staticmethod
+    def read_back(out: Path):
+        """(frames (N, H, W, C), names) of what decode wrote."""
+        from frames.read import read_sequence
+
+        sequence = read_sequence(out)
+        return sequence.frames, list(sequence.names)
+
+    def decode_frames(self, files: dict, channels: int):
+        return self.read_back(self.decode(files, channels))
 
 
 _traced_peak = [0]
@@ -421,33 +509,15 @@ def _stop_tracing():
         tracemalloc.stop()
 
 
-def _hook_model_start():
-    """Stop tracing memory when the decoder builds its predictor: everything sized by the archive
-    (file parsing, zstd, tables, residual arrays) is allocated before; after it only the model's
-    own work runs, which tracemalloc slows threefold and cannot see (TensorFlow's C++ allocator)."""
-    import prednet.predictor as pp
-
-    if getattr(pp.NextFramePredictor, "_fuzz_hooked", False):
-        return
-
-    class Hooked(pp.NextFramePredictor):
-        _fuzz_hooked = True
-
-        def __init__(self, *args, **kwargs):
-            _stop_tracing()
-            super().__init__(*args, **kwargs)
-
-    pp.NextFramePredictor = Hooked
-
-
 def run_case(decoder: Decoder, base: Base, files: dict, time_limit: float | None = None):
     """Decode one mutated archive. Returns (outcome, seconds, peak traced bytes, detail); the peak
-    counts the Python-traced memory (numpy, bytes) allocated until the model starts."""
+    counts the Python-traced memory (numpy, bytes) of the whole decode (archive parsing, chunks,
+    the model's state, the frames on their way to the sink), not the reading back afterwards."""
     from base.errors import TezipError
 
-    _hook_model_start()
     if tracemalloc.is_tracing():
         tracemalloc.stop()
+    _traced_peak[0] = 0
     tracemalloc.start()
     old = None
     if time_limit:
@@ -458,11 +528,13 @@ def run_case(decoder: Decoder, base: Base, files: dict, time_limit: float | None
         signal.setitimer(signal.ITIMER_REAL, time_limit)
     t = time.perf_counter()
     try:
-        frames, names = decoder.decode(files, base.channels)
-        if frames.shape == base.frames.shape and np.array_equal(frames, base.frames):
+        out = decoder.decode(files, base.channels)
+        _stop_tracing()
+        frames, names = decoder.read_back(out)
+        if frames.shape == base.frames.shape and np.array_equal(frames, base.frames) and names == list(base.names):
             outcome, detail = "exact", ""
         else:
-            outcome, detail = "WRONG", "decoded frames differ from the original"
+            outcome, detail = "WRONG", "decoded frames (or their names) differ from the original"
     except TezipError as e:
         msg = str(e)
         outcome = "error" if msg and "\n" not in msg and "\r" not in msg else "BAD-MESSAGE"
@@ -510,7 +582,7 @@ def _worker(args):
     bases = [load_base(work / m["name"], m["name"], m["channels"], m["declared"]) for m in meta["bases"]]
     decoder = Decoder({int(c): d for c, d in meta["models"].items()})
     for b in bases:  # warm up: one-time imports and kernel loading are not the cases' memory
-        decoder.decode(b.files, b.channels)
+        decoder.decode_frames(b.files, b.channels)
     for line in sys.stdin:
         lo, hi = map(int, line.split())
         for r in run_cases(decoder, bases, args.seed, range(lo, hi), time_limit=args.timeout):
@@ -529,7 +601,7 @@ def prepare(work: Path, models: dict):
     decoder = Decoder(models)
     bases = build_bases(models, work)
     for b in bases:
-        b.frames, b.names = decoder.decode(b.files, b.channels)
+        b.frames, b.names = decoder.decode_frames(b.files, b.channels)
         save_reference(work / b.name, b)
     meta = {"models": {str(c): str(d) for c, d in models.items()},
             "bases": [dict(name=b.name, channels=b.channels, declared=b.declared_bytes) for b in bases]}
@@ -555,7 +627,7 @@ def run_parallel(args, work, n_cases):
     for lo in range(0, n_cases, block):
         pending.put((lo, min(n_cases, lo + block)))
     results, lock = [], threading.Lock()
-    startup = 300  # TensorFlow import + model load before the first result
+    startup = 300  # imports, model load and kernel loading before the first result
 
     def slot():
         while True:

@@ -4,6 +4,8 @@ real tiny PredNet on detector-like frames (conftest.detector_frames)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -15,14 +17,12 @@ from archive import container
 from archive import names as archive_names
 from base.errors import TezipError
 from frames.read import GRAY16, read_image, read_sequence, read_tiff_stack
-from compress.pipeline import encode_chunks
 from conftest import compress, detector_frames, moving_squares, write_frames
 from frames.write import write_frame, write_tiff_stack
 from decompress.pipeline import decompress_folder
 from prednet.scale import ValueScale
-from sequence.framecoder import KeyframeCoder, to_interleaved, to_planar
+from sequence.framecoder import FrameCoder, KeyframeCoder, to_interleaved, to_planar
 from sequence.plan import CodecPlan
-from stages.chain import Chain
 from test_roundtrip import allowed_error  # each pixel's bound, from the definitions
 
 
@@ -159,45 +159,102 @@ def test_value_scale_16_bit_uses_the_observed_range_and_inverts_exactly():
     assert ValueScale.for_frames(np.full(4, 7, np.uint16)).span == 1  # constant: no division by 0
 
 
+class CountingSource:
+    """A frames.source stand-in that records which frames were read."""
+
+    def __init__(self, frames):
+        self.frames, self.reads = frames, []
+        self.n_frames, self.dtype = len(frames), frames.dtype
+
+    def read(self, i):
+        self.reads.append(i)
+        return self.frames[i]
+
+
+def test_value_scale_for_a_source_samples_at_most_32_frames_first_and_last_included():
+    frames = (np.arange(100, dtype=np.uint16) * 100 + 500)[:, None, None, None] * np.ones((1, 2, 3, 1), np.uint16)
+    source = CountingSource(frames)
+    scale = ValueScale.for_source(source)
+    assert len(source.reads) == 32 and len(set(source.reads)) == 32
+    assert source.reads[0] == 0 and source.reads[-1] == 99 and source.reads == sorted(source.reads)
+    assert (scale.low, scale.high) == (500, 99 * 100 + 500)  # first and last hold the extremes here
+    short = CountingSource(frames[:5])
+    assert (ValueScale.for_source(short).low, ValueScale.for_source(short).high) == (500, 900)
+    assert sorted(set(short.reads)) == [0, 1, 2, 3, 4]
+    assert ValueScale.for_source(CountingSource(frames.astype(np.uint8))).high == 255  # 8-bit: the type's range
+
+
+def test_values_beyond_the_sampled_range_still_round_trip_exactly(tiny_model, tmp_path):
+    """40 frames: the scale samples 32 of them, so a frame it skips may hold values outside the
+    recorded range; they reach the model a little outside [0, 1] and still decode bit-exact."""
+    frames = (detector_frames(40, 32, 48, seed=8, peak=3000.0, hot_pixels=0) + 1000).astype(np.uint16)
+    picks = sorted({round(i * 39 / 31) for i in range(32)})
+    skipped = next(i for i in range(40) if i not in picks)
+    frames[skipped, :4, :4, 0] = 65535
+    frames[skipped, -4:, -4:, 0] = 0
+    write_frames(tmp_path / "img", frames)
+    _, comp, out = roundtrip(tiny_model(1), tmp_path / "img", tmp_path, window=9)
+    sampled = frames[picks]
+    assert entropy_header(comp)["value_range"] == [int(sampled.min()), int(sampled.max())]
+    assert (int(sampled.min()), int(sampled.max())) != (0, 65535)
+    np.testing.assert_array_equal(read_sequence(out).frames, frames)
+
+
 # --- entropy stage and keyframes on the wide range ---------------------------------------------
 
 
+def recorded(config):
+    """A coder's config as the archive stores it (through JSON) and the decoder reads it back."""
+    return json.loads(json.dumps(config))
+
+
 def test_noisy_16_bit_residuals_keep_the_smaller_entropy_back_end(detector):
-    codes = detector[1:].astype(np.int32) - detector[:-1]  # shot noise of ~250
-    codes = to_planar(codes)  # (7, 1, 32, 48): what runmerge at tolerance 0 leaves of lossless residuals
-    plan = CodecPlan.make(window=1, zstd_level=3)
-    head = plan.residual_head(65535)
-    assert head.codec_id == "runmerge"
+    """Lossless 16-bit frames against the previous frame as their prediction leave shot noise of
+    ~250: each frame keeps whichever candidate tail codes it smaller (wide frames: the context coder
+    or zigzag + zstd), and decodes back from the recorded config alone."""
+    plan = CodecPlan.make(window=1, zstd_level=3, block=0)  # block 0: the given prediction everywhere
+    frames, predictions = to_planar(detector[1:]), to_planar(detector[:-1])
 
-    def encode(wide):
-        return encode_chunks(head, codes, [plan.spatial_stages(head) + tail for tail in plan.back_ends(wide)])
+    def code(wide):
+        coder = plan.frame_coder(65535, wide)
+        chunks = []
+        for frame, prediction in zip(frames, predictions):
+            chunk, decoded, p = coder.encode_frame(frame, prediction, prediction)
+            np.testing.assert_array_equal(decoded, frame)  # lossless
+            chunks.append(chunk)
+        return coder, chunks
 
-    context, either = encode(wide=False), encode(wide=True)
-
-    def size(encoded):
-        return sum(len(c) for c in encoded[1])
-
-    assert [s["id"] for s in context[0].get_config()] == ["runmerge", "med", "ctxrange"]
-    assert size(either) <= size(context)  # wide: the context coder or zigzag + zstd, whichever is smaller
-    chain, chunks, dtype = either
-    back = Chain.from_config(chain.get_config(), archive.ENTROPY_FILE).tail.decode(chunks, (1, 32, 48), dtype)
-    np.testing.assert_array_equal(back, codes)
+    (context, context_chunks), (either, either_chunks) = code(wide=False), code(wide=True)
+    config = either.get_config()
+    assert [s["id"] for s in config["residual"]] == ["runmerge", "med"] and config["block_select"] is None
+    assert [[s["id"] for s in tail] for tail in config["tails"]] == [["ctxrange"], ["zigzag", "zstd"]]
+    assert [[s["id"] for s in tail] for tail in context.get_config()["tails"]] == [["ctxrange"]]
+    assert sum(map(len, either_chunks)) <= sum(map(len, context_chunks))
+    decoder = FrameCoder.from_config(recorded(config), "abs", [0.0], 65535, archive.ENTROPY_FILE)
+    for chunk, frame, prediction in zip(either_chunks, frames, predictions):
+        np.testing.assert_array_equal(decoder.decode_frame(chunk, prediction, prediction), frame)
 
 
 @pytest.mark.parametrize("entropy", [True, False])
 def test_16_bit_keyframes_decode_back(detector, entropy):
     plan = CodecPlan.make(window=1, entropy=entropy, zstd_level=3)
-    key_coder = KeyframeCoder(plan.keyframe_head(65535), 65535)
-    codes = np.stack([key_coder.encode_frame(frame)[0] for frame in to_planar(detector[:2])])
-    chain, chunks, dtype = encode_chunks(key_coder.head, codes, plan.back_ends(wide=True))
-    assert [s.codec_id for s in chain.stages][0] == "med"
+    key_coder = plan.keyframe_coder(65535, wide=True)
+    assert key_coder.head.codec_id == "med"
+    chunks = []
+    for frame in to_planar(detector[:2]):
+        chunk, decoded = key_coder.encode_frame(frame)
+        np.testing.assert_array_equal(decoded, frame)
+        chunks.append(chunk)
+    config = recorded(key_coder.get_config())
     if not entropy:
-        assert dtype == "uint32"  # MED errors of 16-bit pixels exceed 16 bits once zigzagged
-    recorded = Chain.from_config(chain.get_config(), archive.KEYFRAME_FILE)  # what the decoder rebuilds
-    back = recorded.tail.decode(chunks, (1, 32, 48), dtype)
-    decoder = KeyframeCoder(recorded.head, 65535)
-    frames = to_interleaved(np.stack([decoder.decode_frame(c) for c in back]), np.uint16)
-    np.testing.assert_array_equal(frames, detector[:2])
+        assert [[s["id"] for s in tail] for tail in config["tails"]] == [["zigzag", "zstd"]]
+        # the tag byte: candidate 0, and the dtype its byte coder received: MED errors of 16-bit
+        # pixels exceed 16 bits once zigzagged
+        chain = key_coder.tails.chains[0]
+        assert all(chain.payload_dtypes()[c[0] % 4] == "uint32" and c[0] // 4 == 0 for c in chunks)
+    decoder = KeyframeCoder.from_config(config, 65535, archive.KEYFRAME_FILE)  # what the decoder rebuilds
+    back = to_interleaved(np.stack([decoder.decode_frame(c, (1, 32, 48)) for c in chunks]), np.uint16)
+    np.testing.assert_array_equal(back, detector[:2])
 
 
 # --- end to end with the tiny model ----------------------------------------------------------

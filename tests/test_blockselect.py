@@ -1,5 +1,7 @@
 """Per-block choice between PredNet's prediction and the previous decoded frame."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,47 @@ def test_no_predicted_frames_have_no_choices():
     sel = BlockSelector(8, radius=2)
     chunk = sel.encode_choices(np.zeros((0, 3, 4), np.uint8), level=3)
     assert sel.decode_choices(chunk, 0, 24, 32).shape == (0, 3, 4)
+
+
+@pytest.mark.parametrize("selector", [BlockSelector(16, radius=1), BlockSelector(8, radius=2, mean=True),
+                                      BlockSelector(8, radius=1, model=False)], ids=["plain", "mean", "no-model"])
+def test_frame_choices_round_trip_and_corruption(selector):
+    """Format 3 codes each frame's choices in that frame's own chunk (the context range coder over
+    the block map); the decoder checks every code against what the selector can have made."""
+    height, width = 40, 60
+    lowest = 0 if selector.model else 1  # without a model code 0 (the model's prediction) never occurs
+    choices = np.random.default_rng(1).integers(lowest, selector.n_codes, selector.grid(height, width))
+    data = selector.encode_frame_choices(choices)
+    assert isinstance(data, bytes)
+    np.testing.assert_array_equal(selector.decode_frame_choices(data, height, width), choices)
+    config = json.loads(json.dumps(selector.get_config()))  # as the archive records it
+    again = BlockSelector.from_config(config)
+    assert (again.block, again.radius, again.model, again.mean, again.n_codes) == (
+        selector.block, selector.radius, selector.model, selector.mean, selector.n_codes)
+    np.testing.assert_array_equal(again.decode_frame_choices(data, height, width), choices)
+    for bad_code in (selector.n_codes, lowest - 1):
+        if bad_code < 0:
+            continue
+        bad = choices.copy()
+        bad[1, 1] = bad_code
+        with pytest.raises(TezipError, match="corrupt block choices"):
+            selector.decode_frame_choices(selector.encode_frame_choices(bad), height, width)
+    with pytest.raises(TezipError):
+        selector.decode_frame_choices(data[:2], height, width)
+
+
+def test_choices_without_a_model_never_take_code_0_and_config_says_so():
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 256, (3, 24, 40)).astype(np.int32)
+    previous = np.roll(frame, 1, axis=2)
+    sel = BlockSelector(8, radius=1, model=False)
+    choices = sel.choose(frame, None, previous)
+    assert choices.min() >= 1
+    side = 3
+    assert (choices[:, :-1] == 1 + (0 + 1) * side + (1 + 1)).all()  # found the shift: frame(i, j) = previous(i, j + 1)
+    np.testing.assert_array_equal(sel.combine(None, previous, choices)[:, :, :32], frame[:, :, :32])
+    assert sel.get_config() == {"id": "blockselect", "block": 8, "radius": 1, "model": False}
+    assert BlockSelector(8, radius=1, model=False, mean=True).mean is False  # no model: nothing to average
 
 
 def test_static_background_compresses_smaller_with_block_choice(tiny_model, tmp_path):

@@ -1,11 +1,10 @@
-"""Determinism: the same input and options give byte-identical archives whatever the codec thread
-counts (numba kernels, zstd chunk threads), and an archive decoded where the model arithmetic
-differs stops with the checksum message instead of writing wrong pixels.
-
-TensorFlow's own CPU thread count is *not* free: its convolutions add partial sums in an order that
-depends on the intra-op thread count for some layer shapes (see README, "Determinism and
-portability"); test_decoding_with_other_tensorflow_threads_is_exact_or_refused checks that such a
-difference can only ever end in the clear error.
+"""Determinism: the same input and options give byte-identical archives whatever the thread counts
+(numba kernels, the codec's chunk threads), and an archive decodes to the same bits whatever the
+thread settings of the process decoding it: the model runs as prednet/reference.py's fixed-order
+float32 kernel, so NUMBA_NUM_THREADS, OMP_NUM_THREADS and the TensorFlow thread variables that
+format 2 depended on do not matter any more. An archive decoded where the model arithmetic differs
+(simulated) stops with the checksum message instead of writing wrong pixels, and one that records
+an arithmetic this TEZip does not have is refused before anything is decoded.
 """
 
 import os
@@ -18,6 +17,7 @@ import pytest
 import archive
 import stages.chain
 from base.errors import TezipError
+from benchmarks import fuzz_decoder as fz
 from frames.read import read_sequence
 from conftest import REPO_ROOT, compress, make_sequence
 from decompress.pipeline import decompress_folder
@@ -50,17 +50,35 @@ def reference(tiny_model, sequence, tmp_path_factory):
     return comp
 
 
-def test_codec_thread_count_does_not_change_archive(tiny_model, sequence, reference, tmp_path, monkeypatch):
-    for threads in (1, 2, 5):
-        monkeypatch.setattr(stages.chain, "CODEC_THREADS", threads)  # the one setting, encoder and decoder
-        comp = tmp_path / f"comp{threads}"
-        compress(tiny_model(3), sequence[0], comp, **OPTIONS)
-        assert archive_bytes(comp) == archive_bytes(reference), f"codec threads {threads}"
-        back = decompress_folder(tiny_model(3), comp, tmp_path / f"out{threads}")
-        assert np.abs(back.astype(int) - sequence[1]).max() <= 1
+@pytest.fixture(scope="module")
+def expected(tiny_model, reference, sequence, tmp_path_factory):
+    """The reference archive decoded in this process: within the bound of the original."""
+    out = tmp_path_factory.mktemp("det_out") / "out"
+    decompress_folder(tiny_model(3), reference, out)
+    frames = read_sequence(out).frames
+    assert 0 < np.abs(frames.astype(int) - sequence[1]).max() <= 1
+    return frames
 
 
-def test_numba_thread_count_does_not_change_archive(tiny_model, sequence, reference, tmp_path):
+def test_codec_and_numba_thread_counts_do_not_change_archive(tiny_model, sequence, reference, expected, tmp_path,
+                                                            monkeypatch):
+    import numba
+
+    default = numba.get_num_threads()
+    try:
+        for threads in (1, 2, 5):
+            monkeypatch.setattr(stages.chain, "CODEC_THREADS", threads)  # the one setting, encoder and decoder
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            comp = tmp_path / f"comp{threads}"
+            compress(tiny_model(3), sequence[0], comp, **OPTIONS)
+            assert archive_bytes(comp) == archive_bytes(reference), f"threads {threads}"
+            decompress_folder(tiny_model(3), comp, tmp_path / f"out{threads}")
+            np.testing.assert_array_equal(read_sequence(tmp_path / f"out{threads}").frames, expected)
+    finally:
+        numba.set_num_threads(default)
+
+
+def test_numba_thread_count_does_not_change_archive(tiny_model, sequence, reference, expected, tmp_path):
     """This process runs numba with every core (2 in CI); a fresh one with 1 thread must agree byte
     for byte, and decode the other's archive exactly."""
     import numba
@@ -72,21 +90,26 @@ def test_numba_thread_count_does_not_change_archive(tiny_model, sequence, refere
     assert archive_bytes(tmp_path / "comp1") == archive_bytes(reference)
     r = tezip("-u", tiny_model(3), reference, tmp_path / "out1", **single)
     assert r.returncode == 0, r.stderr
-    expected = decompress_folder(tiny_model(3), reference, tmp_path / "out_here")
     np.testing.assert_array_equal(read_sequence(tmp_path / "out1").frames, expected)
 
 
-def test_decoding_with_other_tensorflow_threads_is_exact_or_refused(tiny_model, reference, tmp_path):
-    """TensorFlow's single-threaded and multi-threaded convolutions may round differently: the
-    decode must then be refused by the checksums (exit 1, one line, nothing written); where the
-    arithmetic agrees it is exact."""
-    r = tezip("-u", tiny_model(3), reference, tmp_path / "out", TEZIP_MODEL_THREADS="1")
-    if r.returncode == 0:
-        expected = decompress_folder(tiny_model(3), reference, tmp_path / "out_here")
-        np.testing.assert_array_equal(read_sequence(tmp_path / "out").frames, expected)
-    else:
-        assert r.returncode == 1 and r.stderr.count("\n") == 1 and "does not match its checksum" in r.stderr, r.stderr
-        assert not (tmp_path / "out").exists()
+THREAD_SETTINGS = {
+    "one-thread": dict(NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", TEZIP_MODEL_THREADS="1",
+                       TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1"),
+    "two-threads-workqueue": dict(NUMBA_NUM_THREADS="2", NUMBA_THREADING_LAYER="workqueue", OMP_NUM_THREADS="2",
+                                  MKL_NUM_THREADS="2", TEZIP_MODEL_THREADS="7", TF_NUM_INTRAOP_THREADS="3"),
+}
+
+
+@pytest.mark.parametrize("setting", list(THREAD_SETTINGS))
+def test_decoding_is_bit_identical_under_any_thread_settings(tiny_model, reference, expected, tmp_path, setting):
+    """Format 2 depended on TensorFlow's thread count (a decode with another one could only be
+    refused); format 3's decoder must give the very same bits under any settings, in a fresh
+    process each: exit 0, every frame equal to this process's decode."""
+    r = tezip("-u", tiny_model(3), reference, tmp_path / "out", **THREAD_SETTINGS[setting])
+    assert r.returncode == 0, r.stderr
+    assert "verified" in r.stdout.splitlines()[-1]
+    np.testing.assert_array_equal(read_sequence(tmp_path / "out").frames, expected)
 
 
 @pytest.mark.parametrize("bound", [0, 2])
@@ -94,20 +117,40 @@ def test_other_model_arithmetic_fails_with_clear_message(tiny_model, sequence, t
     """Another machine's arithmetic, simulated: every prediction of the real model moves by 1.5
     grey levels during decompression. The decoder must name the first frame that no longer
     matches its checksum and write nothing."""
-    from prednet.predictor import NextFramePredictor
+    from prednet.reference import ReferencePredictor
 
     comp = tmp_path / "comp"
     # block 0: every pixel predicted by the model (no block may fall back to the previous frame)
     compress(tiny_model(3), sequence[0], comp, **dict(OPTIONS, bounds=(bound,), block=0))
-    real_predict = NextFramePredictor.predict
+    real_predict = ReferencePredictor.predict
+    calls = []
 
     def other_machine(self, reset):
         out = np.asarray(real_predict(self, reset))
+        calls.append(1)
         return out + np.where(out > 0.5, -1.5, 1.5).astype(out.dtype) / 255
 
-    monkeypatch.setattr(NextFramePredictor, "predict", other_machine)
+    monkeypatch.setattr(ReferencePredictor, "predict", other_machine)
     with pytest.raises(TezipError, match=r"frame \d+ \(frame_\d+\.png, predicted frame\) does not match its checksum"
                                          r".*nothing was written") as e:
         decompress_folder(tiny_model(3), comp, tmp_path / "out")
+    assert calls, "the decoder did not run the reference kernel"
     assert "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_archive_recording_another_arithmetic_is_refused(tiny_model, reference, tmp_path):
+    """An archive whose model record names an arithmetic this TEZip does not have (a future one)
+    is refused up front, saying which, rather than decoded with this one's."""
+    import shutil
+
+    comp = tmp_path / "comp"
+    shutil.copytree(reference, comp)
+    path = comp / archive.ENTROPY_FILE
+    magic, version, header, chunks = fz.split_dat(path.read_bytes())
+    assert header["model"]["arithmetic"] == archive.REFERENCE_ARITHMETIC
+    header["model"]["arithmetic"] = "reference-f32/2"
+    path.write_bytes(fz.join_dat(magic, version, header, chunks))
+    with pytest.raises(TezipError, match="needs model arithmetic 'reference-f32/2', which this TEZip does not have"):
+        decompress_folder(tiny_model(3), comp, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -1,5 +1,6 @@
 """Decoder fuzzing, the CI subset: a few hundred mutated archives (fixed seed) made from small real
-archives, decoded with the real tiny models. Every case must decode to exactly the original frames
+format-3 archives, decoded as `tezip.py -u` decodes them (decompress_folder) with the real tiny
+models. Every case must decode to exactly the original frames
 or fail with a one-line TezipError — no other exception, no case over its time limit, no traced
 allocation beyond the bound derived from the archive's declared size.
 
@@ -102,24 +103,54 @@ def _assert_refused_cheaply(decoder, base, files):
     return detail
 
 
+def _with_tail(base, fname, index, body):
+    """base's files with chunk `index` of `fname` keeping its block choices and tail tag (so the
+    decoder gets as far as the tail's byte coder) and `body` as the tail's bytes."""
+    magic, version, header, chunks = fz.split_dat(base.files[fname])
+    choices, tag, _ = fz.split_frame_chunk(chunks[index], fname == archive.ENTROPY_FILE and fz.has_block_choices(header))
+    chunks[index] = fz.join_frame_chunk(choices, tag, body)
+    return dict(base.files, **{fname: fz.join_dat(magic, version, header, chunks)})
+
+
 def test_chunk_declaring_huge_content_is_refused_before_allocating(fuzz):
+    """A zstd frame whose header declares 1 TiB, or a real one of 1 GiB of zeros (a few kB), where a
+    frame of a few hundred bytes belongs: whole chunks replaced, and (the -n archive, whose tails
+    are zigzag + zstd) only the tail's bytes, behind valid block choices and tag, so that the zstd
+    decoder itself meets the declared size."""
     decoder, bases = fuzz
-    base = bases[0]  # entropy.dat chunk 0 holds the block choices (zstd), then one chunk per predicted frame
-    last = len(fz.split_dat(base.files[archive.ENTROPY_FILE])[3]) - 1  # a residual chunk
-    for fname, index in ((archive.ENTROPY_FILE, 0), (archive.ENTROPY_FILE, last), (archive.KEYFRAME_FILE, 0)):
-        for frame in (_zstd_frame_declaring(1 << 40), _zeros_declaring(1 << 30)):
-            _assert_refused_cheaply(decoder, base, _with_chunk(base, fname, index, frame))
+    rgb, gray_n = bases[0], bases[1]  # ctxrange-coded with block choices; zigzag + zstd (-n)
+    assert [[s["id"] for s in tail] for tail in
+            fz.split_dat(gray_n.files[archive.ENTROPY_FILE])[2]["coder"]["tails"]] == [["zigzag", "zstd"]]
+    for fname in (archive.ENTROPY_FILE, archive.KEYFRAME_FILE):
+        last = len(fz.split_dat(rgb.files[fname])[3]) - 1
+        for index in (0, last):
+            for frame in (_zstd_frame_declaring(1 << 40), _zeros_declaring(1 << 30)):
+                _assert_refused_cheaply(decoder, rgb, _with_chunk(rgb, fname, index, frame))
+                detail = _assert_refused_cheaply(decoder, gray_n, _with_tail(gray_n, fname, index, frame))
+                assert "corrupt zstd data" in detail, detail  # the zstd decoder met it, and refused it
 
 
-@pytest.mark.parametrize("field, value", [
-    ("n_frames", 2**40), ("height", 2**31), ("width", 10**12), ("channels", 2**20),
-    ("partitions", {"kind": "frame", "count": 2**40, "values": 2**40, "dtype": "uint32"}),
-])
-def test_header_declaring_huge_sizes_is_refused(fuzz, field, value):
+@pytest.mark.xfail(strict=True, reason="format 3 decodes a chunk inside the window schedule "
+                   "(sequence.coding.SequenceDecoder), and a chunk whose crc is valid but whose codes are "
+                   "not says only 'corrupt zstd data: ...' / 'corrupt frame chunk: ...', not which file and "
+                   "frame (format 2 prefixed 'entropy.dat: ')")
+def test_undecodable_chunk_names_its_file(fuzz):
+    decoder, bases = fuzz
+    gray_n = bases[1]
+    for fname in (archive.ENTROPY_FILE, archive.KEYFRAME_FILE):
+        detail = _assert_refused_cheaply(decoder, gray_n, _with_tail(gray_n, fname, 0, _zstd_frame_declaring(1 << 40)))
+        assert fname in detail, detail
+
+
+@pytest.mark.parametrize("changes", [
+    dict(n_frames=2**40), dict(height=2**31), dict(width=10**12), dict(channels=2**20),
+    dict(height=2**15, width=2**15),  # 2**32 values a frame: within the plausible size, beyond any memory here
+], ids=["n_frames", "height", "width", "channels", "height+width"])
+def test_header_declaring_huge_sizes_is_refused(fuzz, changes):
     decoder, bases = fuzz
     base = bases[0]
     magic, version, header, chunks = fz.split_dat(base.files[archive.ENTROPY_FILE])
-    header[field] = value
+    header.update(changes)
     files = dict(base.files, **{archive.ENTROPY_FILE: fz.join_dat(magic, version, header, chunks)})
     _assert_refused_cheaply(decoder, base, files)
 
@@ -158,35 +189,35 @@ def test_tracemalloc_left_off(fuzz):
 
 
 def test_hostile_huge_frames_under_a_memory_limit_end_in_one_line(fuzz, tiny_model, tmp_path):
-    """A small archive (valid all-zero chunks) whose headers declare 3000x3000 frames, decoded under
-    an 8 GB address-space limit: the model would need far more than that, and TensorFlow's CPU
-    kernels crashed (exit 139) or raised a 60-line OOM traceback when it ran anyway. Refused with
-    one line before anything is allocated."""
+    """A small archive (valid all-zero chunks, valid block choices) whose headers declare 3000x3000
+    frames, decoded under an 8 GB address-space limit: the model's state and a few frames per lane
+    need more than that (TensorFlow's CPU kernels crashed, exit 139, or raised a 60-line OOM
+    traceback when a model ran anyway). Refused with one line before anything is allocated."""
     import subprocess
     import sys
 
     import numpy as np
 
     from conftest import REPO_ROOT
-    from stages.ctxrange import ContextRangeCoder
-    from stages.zstd import ZstdCodec
+    from sequence.blockselect import BlockSelector
+    from stages.chain import Alternatives
 
     _, bases = fuzz
-    base = bases[0]  # RGB, ctxrange-coded, 2 lanes
+    base = bases[0]  # RGB, ctxrange-coded, block choices, 2 lanes
     comp = tmp_path / "comp"
     comp.mkdir()
     height = width = 3000
-    zero = ContextRangeCoder().encode(np.zeros((3, height, width), np.int32))
+    zeros = np.zeros((3, height, width), np.int32)
     for fname in (archive.KEYFRAME_FILE, archive.ENTROPY_FILE):
         magic, version, header, chunks = fz.split_dat(base.files[fname])
         header["height"], header["width"] = height, width
+        body = Alternatives.from_config(header["coder"]["tails"], fname).encode(zeros)
         if fname == archive.ENTROPY_FILE:
-            header["partitions"]["values"] = 3 * height * width
-            block = header["block_select"]["block"]
-            blocks = header["partitions"]["count"] * (-(-height // block)) * (-(-width // block))
-            chunks = [ZstdCodec(shuffle=False).encode(np.zeros(blocks, np.uint8))] + [zero] * (len(chunks) - 1)
+            selector = BlockSelector.from_config(header["coder"]["block_select"])
+            choices = selector.encode_frame_choices(np.ones(selector.grid(height, width), np.int32))
+            chunks = [fz.join_frame_chunk(choices, body[0], body[1:])] * len(chunks)
         else:
-            chunks = [zero] * len(chunks)
+            chunks = [body] * len(chunks)
         (comp / fname).write_bytes(fz.join_dat(magic, version, header, chunks))
     (comp / archive.NAMES_FILE).write_bytes(base.files[archive.NAMES_FILE])
     assert sum(p.stat().st_size for p in comp.iterdir()) < 100_000

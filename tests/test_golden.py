@@ -47,8 +47,10 @@ def test_golden_archive_decodes(case, tmp_path):
     model_dir = "default" if model == "default" else GOLDEN / model
     original = np.load(GOLDEN / "originals.npz")[frames_key]
     decompress_folder(model_dir, GOLDEN / case, tmp_path / "out", RunFlags())
-    read = archive.read_archive(GOLDEN / case)
-    target = tmp_path / "out" / read.stack if read.stack else tmp_path / "out"
+    with archive.read_archive(GOLDEN / case) as read:
+        assert read.version == 2
+        stack = read.stack
+    target = tmp_path / "out" / stack if stack else tmp_path / "out"
     decoded = read_sequence(target).frames
     assert decoded.shape == original.shape and decoded.dtype == original.dtype
     if bound is None:

@@ -48,8 +48,7 @@ def test_decompress_never_writes_through_a_planted_partial_link(tiny_model, made
     outside.mkdir()
     os.symlink(outside / "elsewhere.png", out / ("frame_0000.png" + publish.TMP_SUFFIX))
     os.symlink("/dev/null", out / ("frame_0001.png" + publish.TMP_SUFFIX))
-    back = decompress_folder(tiny_model(3), root / "comp", out)
-    np.testing.assert_array_equal(back, frames)
+    decompress_folder(tiny_model(3), root / "comp", out)
     assert outside_files(outside) == []
     names = sorted(os.listdir(out))
     assert names == [f"frame_{i:04d}.png" for i in range(6)]

@@ -64,7 +64,8 @@ def test_wheel_holds_code_default_model_and_entry_points(installed):
     for needed in ("tezip.py", "train_data_create.py", "prednet/model.py", "compress/pipeline.py",
                    "decompress/pipeline.py", "prednet/default_model/prednet_model.json",
                    "prednet/default_model/prednet_weights.hdf5", "base/errors.py", "stages/chain.py",
-                   "sequence/plan.py", "archive/header.py"):
+                   "sequence/plan.py", "archive/v2.py", "archive/v3.py", "decompress/v2.py",
+                   "prednet/reference.py"):
         assert needed in names, needed
     assert "tezip = tezip:main" in entry_points and "train-data-create = train_data_create:main" in entry_points
 

@@ -29,6 +29,21 @@ def header(comp):
     return h
 
 
+def key_header(comp):
+    data = (comp / archive.KEYFRAME_FILE).read_bytes()
+    h, _ = container.unpack_dat(data, container.KEYFRAME_MAGIC, archive.KEYFRAME_FILE)
+    return h
+
+
+def ids(configs):
+    return [c["id"] for c in configs]
+
+
+def tails(coder):
+    """The candidate tails of a frame or keyframe coder's config, as lists of stage ids."""
+    return [ids(tail) for tail in coder["tails"]]
+
+
 @pytest.fixture
 def rgb20(tmp_path):
     frames = make_sequence(tmp_path / "img", n_frames=20, height=30, width=45, channels=3, seed=7)
@@ -42,8 +57,14 @@ def test_lossless_rgb_bit_exact(tiny_model, rgb20, tmp_path, entropy):
     np.testing.assert_array_equal(back, frames)
     assert summary.max_abs_error == 0 and summary.ratio > 1
     assert sorted(p.name for p in comp.iterdir()) == sorted(archive.ARCHIVE_FILES)
-    stages = [s["id"] for s in header(comp)["stages"]]
-    assert stages[-1:] == (["ctxrange"] if entropy else ["zstd"])
+    h = header(comp)
+    for name in (archive.ENTROPY_FILE, archive.KEYFRAME_FILE):  # the format version after the magic
+        assert int.from_bytes((comp / name).read_bytes()[8:10], "little") == container.FORMAT_VERSION == 3
+    assert ids(h["coder"]["residual"]) == ["runmerge", "med"]  # lossless: runmerge at tolerance 0, then MED
+    assert tails(h["coder"]) == ([["ctxrange"]] if entropy else [["zigzag", "zstd"]])
+    assert tails(key_header(comp)["coder"]) == tails(h["coder"])
+    assert h["model"]["arithmetic"] == archive.REFERENCE_ARITHMETIC and len(h["model"]["digest"]) == 64
+    assert h["coder"]["block_select"]["id"] == "blockselect"
 
 
 def test_lossless_grayscale_odd_size(tiny_model, tmp_path):
@@ -172,9 +193,23 @@ def test_one_frame_and_channel_mismatch_rejected(tiny_model, tmp_path):
     make_sequence(tmp_path / "one", n_frames=1, channels=3)
     with pytest.raises(TezipError, match="single frame"):
         compress(tiny_model(3), tmp_path / "one", tmp_path / "c1", window=2)
-    make_sequence(tmp_path / "gray", n_frames=4, channels=1)
-    with pytest.raises(TezipError, match="3-channel"):
-        compress(tiny_model(3), tmp_path / "gray", tmp_path / "c2", window=2)
+    make_sequence(tmp_path / "rgb", n_frames=4, channels=3)
+    with pytest.raises(TezipError, match="trained on 1-channel frames .* \\(3-channel\\) images"):
+        compress(tiny_model(1), tmp_path / "rgb", tmp_path / "c2", window=2)
+    assert not (tmp_path / "c2").exists()
+
+
+@pytest.mark.parametrize("bound", [0, 2])
+def test_colour_model_predicts_grayscale_frames(tiny_model, tmp_path, bound):
+    """A 3-channel model serves grayscale frames (shown the gray frame in all three channels,
+    predicting the mean of its three): the archive records it, the decoder does the same."""
+    frames = make_sequence(tmp_path / "img", n_frames=9, height=21, width=37, channels=1, seed=3)
+    _, back, comp = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, window=3, block=0, mode="abs", bounds=(bound,))
+    assert np.abs(back.astype(np.int64) - frames).max() <= bound
+    if bound == 0:
+        np.testing.assert_array_equal(back, frames)
+    assert read_sequence(tmp_path / "out").mode == "L"
+    assert header(comp)["model"]["input"] == "gray-on-colour"
 
 
 @pytest.mark.parametrize("name", [archive.KEYFRAME_FILE, archive.ENTROPY_FILE, archive.NAMES_FILE])
@@ -259,7 +294,7 @@ def test_every_quantizer_holds_the_abs_bound(tiny_model, tmp_path, bound):
         summary, decoded, comp = roundtrip(tiny_model(3), tmp_path / "img", tmp_path, tag=quantizer, window=9,
                                            mode="abs", bounds=(bound,), quantizer=quantizer)
         assert np.abs(decoded.astype(np.int64) - frames).max() <= bound
-        assert [s["id"] for s in header(comp)["stages"]][0] == quantizer
+        assert ids(header(comp)["coder"]["residual"])[0] == quantizer
         sizes[quantizer] = summary.compressed_bytes
     if bound < 5:
         assert sizes["medquant"] < sizes["runmerge"]
@@ -274,10 +309,10 @@ def test_abs_keyframes_are_quantized_within_the_bound(tiny_model, rgb20, tmp_pat
     lossy, back, comp = roundtrip(tiny_model(3), images, tmp_path, tag="abs3", window=window, threshold=threshold,
                                   mode="abs", bounds=(3,))
     keys = header(comp)["prediction"]["keyframes"]
-    key_header, _ = container.unpack_dat((comp / archive.KEYFRAME_FILE).read_bytes(), container.KEYFRAME_MAGIC,
-                                       archive.KEYFRAME_FILE)
-    assert [s["id"] for s in key_header["stages"]] == ["medquant", "ctxrange"]
-    assert [s["id"] for s in header(comp)["stages"]] == ["linquant", "ctxrange"]  # the default for abs
+    keys_coder, frames_coder = key_header(comp)["coder"], header(comp)["coder"]
+    assert (keys_coder["head"]["id"], tails(keys_coder)) == ("medquant", [["ctxrange"]])
+    assert (ids(frames_coder["residual"]), tails(frames_coder)) == (["linquant"], [["ctxrange"]])  # the default for abs
+    assert key_header(comp_exact)["coder"]["head"]["id"] == "med"
     error = np.abs(back.astype(np.int64) - frames)
     assert 0 < error[keys].max() <= 3 and error.max() <= 3 and lossy.max_abs_error == error.max()
     if keys == header(comp_exact)["prediction"]["keyframes"]:
@@ -315,6 +350,6 @@ def test_numbered_names_without_padding_are_ordered_by_number_and_v_says_so(tiny
     printed = capsys.readouterr().out
     assert "frame order: by number (the names differ only in their numbers: f-1.png, f-2.png, ..., f-11.png)" in printed
     assert summary.max_abs_error == 0
-    back = decompress_folder(tiny_model(3), tmp_path / "comp", tmp_path / "out")
-    np.testing.assert_array_equal(back, frames)
+    decompress_folder(tiny_model(3), tmp_path / "comp", tmp_path / "out")
+    np.testing.assert_array_equal(read_sequence(tmp_path / "out").frames, frames)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"f-{t + 1}.png" for t in range(11))
