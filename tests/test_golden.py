@@ -3,6 +3,7 @@ made from (lossless) or within their bound, through the real command line's deco
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -23,6 +24,14 @@ CASES = {
     "v2/gray16_abs16": ("model1", "gray16", "abs", 16),
     "v2/gray8_dwp": ("model1", "gray8", "absrel", (2, 0.02)),
     "v2/stack16_lossless": ("model1", "stack16", "abs", None),
+    "v3/rgb_lossless": ("default", "rgb", "abs", None),
+    "v3/rgb_abs4": ("default", "rgb", "abs", 4),
+    "v3/rgb_none_abs2": ("none", "rgb", "abs", 2),
+    "v3/rgb_rel_n": ("default", "rgb", "rel", 0.02),
+    "v3/gray16_default_lossless": ("default", "gray16", "abs", None),
+    "v3/gray8_dwp": ("model1", "gray8", "absrel", (2, 0.02)),
+    "v3/gray8_hierarchical_abs2": ("none", "gray8", "abs", 2),
+    "v3/h5_gray16_lossless": ("none", "gray16", "abs", None),
 }
 
 
@@ -44,14 +53,19 @@ def within_bound(decoded, original, mode, bound):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_archive_decodes(case, tmp_path):
     model, frames_key, mode, bound = CASES[case]
-    model_dir = "default" if model == "default" else GOLDEN / model
+    model_dir = model if model in ("default", "none") else GOLDEN / model
     original = np.load(GOLDEN / "originals.npz")[frames_key]
     decompress_folder(model_dir, GOLDEN / case, tmp_path / "out", RunFlags())
     with archive.read_archive(GOLDEN / case) as read:
-        assert read.version == 2
-        stack = read.stack
-    target = tmp_path / "out" / stack if stack else tmp_path / "out"
-    decoded = read_sequence(target).frames
+        assert read.version == int(case.split("/")[0][1:])
+        sink = read.sink_description()
+    if sink["kind"] == "hdf5":  # restored as the dataset it was read from, attributes included
+        with h5py.File(tmp_path / "out" / sink["file"], "r") as f:
+            dataset = f[sink["dataset"]]
+            assert dict(dataset.attrs) == {"units": "counts"}
+            decoded = dataset[...][..., None]
+    else:
+        decoded = read_sequence(tmp_path / "out" / sink["stack"] if sink["kind"] == "tiff" else tmp_path / "out").frames
     assert decoded.shape == original.shape and decoded.dtype == original.dtype
     if bound is None:
         np.testing.assert_array_equal(decoded, original)
