@@ -98,6 +98,10 @@ THREAD_SETTINGS = {
                        TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1"),
     "two-threads-workqueue": dict(NUMBA_NUM_THREADS="2", NUMBA_THREADING_LAYER="workqueue", OMP_NUM_THREADS="2",
                                   MKL_NUM_THREADS="2", TEZIP_MODEL_THREADS="7", TF_NUM_INTRAOP_THREADS="3"),
+    "four-threads-onednn-on": dict(OMP_NUM_THREADS="4", TEZIP_MODEL_THREADS="4", TF_NUM_INTRAOP_THREADS="4",
+                                   TF_ENABLE_ONEDNN_OPTS="1"),
+    "sixteen-threads-onednn-off": dict(OMP_NUM_THREADS="16", TEZIP_MODEL_THREADS="16", TF_NUM_INTRAOP_THREADS="16",
+                                       TF_NUM_INTEROP_THREADS="16", TF_ENABLE_ONEDNN_OPTS="0"),
 }
 
 
