@@ -8,7 +8,7 @@ cut. Keyframes must be known in advance for that: under -t (dynamic windows) the
 coding, so such a sequence is one segment.
 
     plan = SegmentPlan.of(model, source, codec_plan, target)      the client: where to cut
-    code = encode_segment(model, source, codec_plan, plan, i, …)  a worker: SegmentCode of segment i
+    code = encode_segment(model, source, codec_plan, plan.part(i))  a worker: its SegmentCode
     assembly.add(code) … assembly.finish()                         the client: headers, archive
 """
 
@@ -51,6 +51,14 @@ class SegmentPlan:
         segments = [(0, n)] if dynamic else segment_bounds(keyframes, n, target)
         return cls(segments, keyframes, [int(s) for s in lane_starts], scale, dynamic)
 
+    def part(self, i):
+        """The SegmentPlan of segment i alone, what its task is sent: its keyframes, and as
+        lane_starts the lanes it runs (sequence.windows.segment_lanes; under -t the whole run's)."""
+        start, end = self.segments[i]
+        lanes = self.lane_starts if self.dynamic else segment_lanes(self.lane_starts, start, end)
+        return SegmentPlan([(start, end)], [k for k in self.keyframes if start <= k < end], lanes, self.scale,
+                           self.dynamic)
+
 
 @dataclass
 class SegmentCode:
@@ -75,27 +83,27 @@ class _Chunks:
         self.chunks[f - self.start] = bytes(chunk)
 
 
-def encode_segment(model, source, plan, cuts: SegmentPlan, i, device="CPU", report_frame=None):
-    """Code segment i of `cuts` (frames start..end-1 of `source`) alone. model: (ReferenceWeights,
-    doc) or None. Returns its SegmentCode. Raises TezipError as compress_folder does."""
+def encode_segment(model, source, plan, part: SegmentPlan, device="CPU", report_frame=None):
+    """Code the one segment of `part` (SegmentPlan.part: frames start..end-1 of `source`) alone.
+    model: (ReferenceWeights, doc) or None. Returns its SegmentCode. Raises TezipError as
+    compress_folder does."""
     from sequence.coding import encode_windows
 
-    start, end = cuts.segments[i]
+    (start, end), = part.segments
     max_value = max_value_of(source.dtype)
-    inside = [k for k in cuts.keyframes if start <= k < end]
-    span = cuts.scale.span if cuts.scale is not None else max_value
+    span = part.scale.span if part.scale is not None else max_value
     mine = report_frame if report_frame is not None and start <= report_frame < end else None
     stats = FrameStats(end - start, max_value, span, -1 if report_frame is not None and mine is None else mine, start)
     chunks = _Chunks(start, end)
     if plan.order == "hierarchical":
-        checksums = encode_windows(source, plan.window_coder(max_value, device), inside, chunks, stats, end=end)
+        checksums = encode_windows(source, plan.window_coder(max_value, device), part.keyframes, chunks, stats, end=end)
+        keyframes = list(part.keyframes)
     else:
         is_key = np.zeros(source.n_frames, bool)
-        is_key[inside] = True
-        lanes = cuts.lane_starts if cuts.dynamic else segment_lanes(cuts.lane_starts, start, end)
-        checksums = encode_frames(model, source, plan, chunks, stats, is_key, lanes, end, cuts.scale, device)
-        inside = [int(k) for k in np.flatnonzero(is_key[start:end]) + start]
-    return SegmentCode(start, end, chunks.chunks, checksums[start:end], inside, stats)
+        is_key[part.keyframes] = True
+        checksums = encode_frames(model, source, plan, chunks, stats, is_key, part.lane_starts, end, part.scale, device)
+        keyframes = [int(k) for k in np.flatnonzero(is_key[start:end]) + start]
+    return SegmentCode(start, end, chunks.chunks, checksums[start:end], keyframes, stats)
 
 
 class SegmentAssembly:

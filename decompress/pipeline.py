@@ -200,6 +200,13 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
                          "nothing was written") from None
     finally:
         progress.close()
+    return report_decoded(archive, comp_dir, out, sink, t0, label)
+
+
+def report_decoded(archive, comp_dir, out, sink, t0, label):
+    """Print the sink's notes and the summary line of a published decode. Returns a Decoded."""
+    seq = archive.sequence
+    fmt = seq.frames
     for note in sink.notes:
         print(note)
     comp_bytes = archive_size(comp_dir)
