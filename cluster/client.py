@@ -4,12 +4,17 @@ options is given, so ordinary runs never pay for it."""
 
 import logging
 import os
+import re
 from contextlib import contextmanager
 
 from base.errors import OptionError, TezipError
 
 # Local workers: one task each at a time, one thread each (the codec's numba kernels would
 # otherwise each take every core, N workers fighting over them).
+# How long to try reaching --scheduler before giving up with one line.
+CONNECT_TIMEOUT = "10s"
+# [protocol://]host:port (a name, an IPv4 address or a bracketed IPv6 one).
+ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):[0-9]{1,5}$")
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -19,8 +24,8 @@ def check_cluster_options(workers, scheduler):
         raise OptionError("give --workers N (a local Dask cluster) or --scheduler ADDRESS (an existing one), not both")
     if workers is not None and workers < 1:
         raise OptionError(f"--workers must be at least 1 (got {workers})")
-    if scheduler is not None and not str(scheduler).strip():
-        raise OptionError("--scheduler needs an address such as tcp://host:8786")
+    if scheduler is not None and not ADDRESS.match(str(scheduler)):
+        raise OptionError(f"--scheduler needs a scheduler's address such as tcp://host:8786 (got {scheduler!r})")
 
 
 def _distributed():
@@ -35,14 +40,14 @@ def _distributed():
 def dask_client(workers=None, scheduler=None):
     """A distributed.Client for the run, closed (and a local cluster shut down) on leaving.
     workers: start a LocalCluster of that many single-threaded worker processes; scheduler: connect
-    to it (waiting dask's `distributed.comm.timeouts.connect`). Raises TezipError (one line) when
+    to it (waiting CONNECT_TIMEOUT at most). Raises TezipError (one line) when
     the scheduler cannot be reached or the cluster does not start."""
     check_cluster_options(workers, scheduler)
     distributed = _distributed()
     cluster = None
     try:
         if scheduler is not None:
-            client = distributed.Client(str(scheduler), set_as_default=False)
+            client = distributed.Client(str(scheduler), timeout=CONNECT_TIMEOUT, set_as_default=False)
         else:
             cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                dashboard_address=None, silence_logs=logging.ERROR,
