@@ -50,7 +50,7 @@ def dask_client(workers=None, scheduler=None):
             client = distributed.Client(str(scheduler), timeout=CONNECT_TIMEOUT, set_as_default=False)
         else:
             cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, silence_logs=logging.ERROR,
+                                               dashboard_address=":0", silence_logs=logging.ERROR,
                                                env={**WORKER_ENV, **_inherited_env()})
             client = distributed.Client(cluster, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:

@@ -25,7 +25,7 @@ def scheduler():
     """The address of a local cluster of 2 worker processes, shared by this module's tests."""
     from cluster.client import WORKER_ENV
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=logging.ERROR, env=WORKER_ENV) as cluster:
         yield cluster.scheduler_address
 
