@@ -54,10 +54,15 @@ def write_sequence(folder, frames):
 
 
 def run(argv):
+    """Seconds of one tezip.py command run in this process (its output silenced)."""
+    import contextlib
+    import io
+
     import tezip
 
     t = time.perf_counter()
-    code = tezip.main(argv)
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = tezip.main(argv)
     if code:
         raise SystemExit(f"tezip.py {' '.join(argv)} failed ({code})")
     return time.perf_counter() - t
@@ -104,7 +109,10 @@ def main():
               f"{os.cpu_count()} CPUs; model none, {' '.join(OPTIONS)}", flush=True)
 
         rows = []
-        # No Dask: this process, as tezip.py runs without --workers (numba may use every core).
+        # No Dask: this process, as tezip.py runs without --workers (numba may use every core);
+        # warmed first (imports, numba's caches) as the clusters are.
+        run(["-c", "none", str(tmp / "warm"), str(tmp / "warm0"), *OPTIONS])
+        run(["-u", "none", str(tmp / "warm0"), str(tmp / "warm0_back"), "-f"])
         for name, (src, n) in workloads.items():
             c = run(["-c", "none", str(src), str(tmp / "plain" / name), *OPTIONS])
             u = run(["-u", "none", str(tmp / "plain" / name), str(tmp / "plain_back" / name), "-f"])
@@ -115,6 +123,7 @@ def main():
                                           dashboard_address=":0", silence_logs=logging.ERROR, env=WORKER_ENV) as cluster:
                 on = ["--scheduler", cluster.scheduler_address]
                 run(["-c", "none", str(tmp / "warm"), str(tmp / f"warm{workers}"), *OPTIONS, *on])  # imports, JIT caches
+                run(["-u", "none", str(tmp / f"warm{workers}"), str(tmp / f"warm{workers}_back"), "-f", *on])
                 start = time.perf_counter() - t
                 for name, (src, n) in workloads.items():
                     comp, back = tmp / f"w{workers}" / name, tmp / f"w{workers}_back" / name
