@@ -8,8 +8,10 @@ Data: smooth synthetic RGB frames (a drifting gradient and moving soft blobs, a 
 written as PNG into a temporary folder. Model `none` (the codec alone: per-block previous frame
 moved), lossless, -w 9 (-p 1). Each cluster is started and warmed (one small run) before it is
 timed, so the figures are the steady rate; its start-up seconds are printed apart. Every archive is
-checked byte-identical to the one made without Dask, every decode checked pixel-exact. Prints a
-Markdown table.
+checked byte-identical to the one made without Dask, every decode checked pixel-exact. The CPU
+seconds each worker and this process (the client: assembly, writing the decoded frames) spent
+show how the work divided, which wall-clock rates on a shared machine may not. Prints a Markdown
+table.
 """
 
 import argparse
@@ -109,14 +111,22 @@ def main():
               f"{os.cpu_count()} CPUs; model none, {' '.join(OPTIONS)}", flush=True)
 
         rows = []
-        # No Dask: this process, as tezip.py runs without --workers (numba may use every core);
-        # warmed first (imports, numba's caches) as the clusters are.
+        # No Dask: this process, as tezip.py runs without --workers, numba with every core and with
+        # one thread (as each worker has); warmed first (imports, numba's caches) as the clusters are.
+        import numba
+
         run(["-c", "none", str(tmp / "warm"), str(tmp / "warm0"), *OPTIONS])
         run(["-u", "none", str(tmp / "warm0"), str(tmp / "warm0_back"), "-f"])
-        for name, (src, n) in workloads.items():
-            c = run(["-c", "none", str(src), str(tmp / "plain" / name), *OPTIONS])
-            u = run(["-u", "none", str(tmp / "plain" / name), str(tmp / "plain_back" / name), "-f"])
-            rows.append((name, "no Dask", n / c, n / u, "-"))
+        for threads in (numba.config.NUMBA_NUM_THREADS, 1):
+            numba.set_num_threads(threads)
+            for name, (src, n) in workloads.items():
+                comp, back = tmp / f"plain{threads}" / name, tmp / f"plain{threads}_back" / name
+                cpu = time.process_time()
+                c = run(["-c", "none", str(src), str(comp), *OPTIONS])
+                u = run(["-u", "none", str(comp), str(back), "-f"])
+                rows.append((name, f"no Dask, numba {threads} thread{'s' if threads > 1 else ''}", n / c, n / u,
+                             "-", "-", f"{time.process_time() - cpu:.1f}"))
+        plain = tmp / f"plain{numba.config.NUMBA_NUM_THREADS}"
         for workers in args.workers:
             t = time.perf_counter()
             with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -125,19 +135,24 @@ def main():
                 run(["-c", "none", str(tmp / "warm"), str(tmp / f"warm{workers}"), *OPTIONS, *on])  # imports, JIT caches
                 run(["-u", "none", str(tmp / f"warm{workers}"), str(tmp / f"warm{workers}_back"), "-f", *on])
                 start = time.perf_counter() - t
-                for name, (src, n) in workloads.items():
-                    comp, back = tmp / f"w{workers}" / name, tmp / f"w{workers}_back" / name
-                    c = run(["-c", "none", str(src), str(comp), *OPTIONS, *on])
-                    u = run(["-u", "none", str(comp), str(back), "-f", *on])
-                    identical = same_tree(tmp / "plain" / name, comp) and same_pixels(src, back)
-                    rows.append((name, f"{workers} worker{'s' if workers > 1 else ''}", n / c, n / u,
-                                 "yes" if identical else "NO"))
+                with distributed.Client(cluster, set_as_default=False) as client:
+                    for name, (src, n) in workloads.items():
+                        comp, back = tmp / f"w{workers}" / name, tmp / f"w{workers}_back" / name
+                        before, cpu = client.run(time.process_time), time.process_time()
+                        c = run(["-c", "none", str(src), str(comp), *OPTIONS, *on])
+                        u = run(["-u", "none", str(comp), str(back), "-f", *on])
+                        after, cpu = client.run(time.process_time), time.process_time() - cpu
+                        busy = sorted(after[w] - before[w] for w in after)
+                        identical = same_tree(plain / name, comp) and same_pixels(src, back)
+                        rows.append((name, f"{workers} worker{'s' if workers > 1 else ''}", n / c, n / u,
+                                     "yes" if identical else "NO", " + ".join(f"{b:.1f}" for b in busy), f"{cpu:.1f}"))
             print(f"cluster of {workers} worker(s): started and warmed in {start:.1f} s", flush=True)
 
-        print("\n| workload | run | compress frames/s | decompress frames/s | archive identical, frames exact |")
-        print("|---|---|---|---|---|")
-        for name, how, c, u, ok in rows:
-            print(f"| {name} | {how} | {c:.1f} | {u:.1f} | {ok} |")
+        print("\n| workload | run | compress frames/s | decompress frames/s | archive identical, frames exact "
+              "| workers' CPU s (-c and -u) | this process's CPU s |")
+        print("|---|---|---|---|---|---|---|")
+        for name, how, c, u, ok, busy, cpu in rows:
+            print(f"| {name} | {how} | {c:.1f} | {u:.1f} | {ok} | {busy} | {cpu} |")
         if any(r[4] == "NO" for r in rows):
             raise SystemExit("an archive or a decoded sequence differs")
     finally:
