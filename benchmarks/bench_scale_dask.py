@@ -16,7 +16,6 @@ table.
 
 import argparse
 import filecmp
-import logging
 import os
 import shutil
 import sys
@@ -96,7 +95,7 @@ def main():
     args = ap.parse_args()
 
     import distributed
-    from cluster.client import WORKER_ENV
+    from cluster.client import local_cluster
 
     h, w = args.size
     n_seq, n_per = (int(v) for v in args.batch.split("x"))
@@ -129,8 +128,7 @@ def main():
         plain = tmp / f"plain{numba.config.NUMBA_NUM_THREADS}"
         for workers in args.workers:
             t = time.perf_counter()
-            with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                          dashboard_address=":0", silence_logs=logging.ERROR, env=WORKER_ENV) as cluster:
+            with local_cluster(workers) as cluster:
                 on = ["--scheduler", cluster.scheduler_address]
                 run(["-c", "none", str(tmp / "warm"), str(tmp / f"warm{workers}"), *OPTIONS, *on])  # imports, JIT caches
                 run(["-u", "none", str(tmp / f"warm{workers}"), str(tmp / f"warm{workers}_back"), "-f", *on])

@@ -4,7 +4,6 @@ without Dask (and whatever the number of workers), the frames restored exactly, 
 to its sequence, a killed worker's task rerun with nothing half-written."""
 
 import filecmp
-import logging
 
 import numpy as np
 import pytest
@@ -23,10 +22,9 @@ LOSSLESS = ["-f", "-w", "4", "-m", "abs", "-b", "0"]
 @pytest.fixture(scope="module")
 def scheduler():
     """The address of a local cluster of 2 worker processes, shared by this module's tests."""
-    from cluster.client import WORKER_ENV
+    from cluster.client import local_cluster
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  silence_logs=logging.ERROR, env=WORKER_ENV) as cluster:
+    with local_cluster(2) as cluster:
         yield cluster.scheduler_address
 
 
