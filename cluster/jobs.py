@@ -172,9 +172,11 @@ class DecompressJob(_Job):
         return self.archive.sequence.model_digest
 
     def add(self, i, frames):
+        """frames: segment i's frames (end - start, H, W, C), or their image files' bytes (a list)."""
         start = self.segments[i][0]
+        write = self.sink.write_file if isinstance(frames, list) else self.sink.write
         for k, frame in enumerate(frames):
-            self.sink.write(start + k, frame)
+            write(start + k, frame)
         self.missing -= 1
 
     def finish(self):

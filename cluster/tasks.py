@@ -88,12 +88,19 @@ def encode_task(token, model_dir, digest, spec, expected, plan, part, device, re
 
 def decode_task(token, model_dir, digest, comp_dir, frames, device):
     """Decode and verify frames (start, end) of the archive in comp_dir; digest: the model's the
-    client checked the archive against (None: made without a model). Returns the frames,
-    (end - start, H, W, C) of the archive's dtype."""
+    client checked the archive against (None: made without a model). Returns, for frames written
+    back as image files, each frame's file bytes (a list, frames.sink.FolderSink.encode: the
+    encoding is work the workers share), else the frames, (end - start, H, W, C) of the archive's
+    dtype."""
     from archive import read_archive
     from decompress.segments import decode_segment
+    from frames.sink import FolderSink
 
     _maybe_die(comp_dir)
     archive = _opened(token, comp_dir, read_archive)
     loaded = model(model_dir, digest)
-    return decode_segment(model_dir, None if loaded is None else loaded[0], archive, frames, device)
+    decoded = decode_segment(model_dir, None if loaded is None else loaded[0], archive, frames, device)
+    if archive.sink_description().get("kind") != "folder":
+        return decoded
+    files, _ = FolderSink.file_names(archive.names)
+    return [FolderSink.encode(frame, archive.mode, files[frames[0] + k]) for k, frame in enumerate(decoded)]

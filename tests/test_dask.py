@@ -61,6 +61,9 @@ def test_archives_are_byte_identical_with_and_without_dask_and_decode_exactly(da
     assert tezip.main(["-u", "default", str(comp / "long"), str(tmp_path / "back_long"), "-f", *on_cluster]) == 0
     assert tezip.main(["-u", "default", str(comp / "runs"), str(tmp_path / "back_runs"), "-f", *on_cluster]) == 0
     np.testing.assert_array_equal(read_sequence(tmp_path / "back_long").frames, frames["long"])
+    assert tezip.main(["-u", "default", str(comp / "long"), str(tmp_path / "back_plain"), "-f"]) == 0
+    assert all(filecmp.cmp(tmp_path / "back_plain" / f.name, f, shallow=False)  # files encoded by the workers
+               for f in (tmp_path / "back_long").iterdir())
     for name in "abc":
         np.testing.assert_array_equal(read_sequence(tmp_path / "back_runs" / name).frames, frames[name])
 
@@ -70,6 +73,23 @@ def test_archives_are_byte_identical_with_and_without_dask_and_decode_exactly(da
     with distributed.Client(scheduler, set_as_default=False) as client:
         loads = client.run(lambda: tasks.LOADS["models"])
     assert sorted(loads.values()) in ([1, 1], [0, 1])
+
+
+def test_an_hdf5_dataset_on_the_cluster(scheduler, tmp_path):
+    """A sequence that is not a folder of images: read by the workers, written back by the client."""
+    h5py = pytest.importorskip("h5py")
+    from conftest import detector_frames
+
+    frames = detector_frames(24, 24, 32, seed=1)[..., 0]
+    with h5py.File(tmp_path / "run.h5", "w") as f:
+        f["entry/data"] = frames
+    spec, on_cluster = f"{tmp_path / 'run.h5'}::/entry/data", ["--scheduler", scheduler]
+    assert tezip.main(["-c", "none", spec, str(tmp_path / "plain"), *LOSSLESS]) == 0
+    assert tezip.main(["-c", "none", spec, str(tmp_path / "dask"), *LOSSLESS, *on_cluster]) == 0
+    assert same_archive(tmp_path / "plain", tmp_path / "dask")
+    assert tezip.main(["-u", "none", str(tmp_path / "dask"), str(tmp_path / "back"), "-f", *on_cluster]) == 0
+    with h5py.File(tmp_path / "back" / "run.h5") as f:
+        np.testing.assert_array_equal(f["entry/data"][()], frames)
 
 
 def test_a_failing_sequence_fails_alone(data, scheduler, tmp_path, capsys):
