@@ -20,8 +20,10 @@ OPEN_KEPT = 4
 LOADS = {"models": 0}  # how many times this process loaded a model (the tests check "once per worker")
 
 # Fault injection for the tests: a file named by this variable, holding a path fragment; the first
-# task whose input path contains it renames the file away and kills its worker (os._exit).
+# task whose input path contains it renames the file away and kills its worker (os._exit). A
+# fragment written "every time:FRAGMENT" kills every such task's worker and stays.
 FAULT_ENV = "TEZIP_TEST_KILL_WORKER_ONCE"
+EVERY_TIME = "every time:"
 
 
 def model(model_dir, digest):
@@ -62,6 +64,8 @@ def _maybe_die(path):
         fragment = Path(marker).read_text().strip()
     except OSError:
         return
+    if fragment.startswith(EVERY_TIME) and fragment[len(EVERY_TIME):] in str(path):
+        os._exit(1)
     if fragment and fragment in str(path):
         try:
             os.rename(marker, marker + ".fired")  # atomic: one task only

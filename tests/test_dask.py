@@ -125,6 +125,24 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_archive_is_whole(data, tmp
     assert same_archive(tmp_path / "plain", tmp_path / "dask")
 
 
+def test_a_worker_that_always_dies_fails_the_sequence_with_one_line(data, tmp_path, monkeypatch, capsys):
+    """Every try of a task kills its worker: after Dask's allowed failures (0 here, to be quick) the
+    run stops with one line, exit 1, and no archive (not even the folder)."""
+    import dask
+
+    from cluster.tasks import EVERY_TIME, FAULT_ENV
+
+    root, _ = data
+    marker = tmp_path / "kill-always"
+    marker.write_text(EVERY_TIME + str(root / "long"))
+    monkeypatch.setenv(FAULT_ENV, str(marker))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        code = tezip.main(["-c", "none", str(root / "long"), str(tmp_path / "comp"), *LOSSLESS, "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "a Dask worker died each time" in err[0], err
+    assert not (tmp_path / "comp").exists()
+
+
 @pytest.mark.parametrize("options, code, message", [
     (["--workers", "0"], 2, "--workers must be at least 1"),
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], 2, "not both"),
