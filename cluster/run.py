@@ -43,7 +43,7 @@ def run_jobs(client, jobs, report_errors=True):
     limit = IN_FLIGHT_PER_WORKER * worker_count(client) + 1
     results = [None] * len(jobs)
     owner = {}  # future → (job index, segment index)
-    futures = {k: [] for k in range(len(jobs))}
+    futures = {k: set() for k in range(len(jobs))}  # each job's tasks still pending
     open_jobs = set()
     done = as_completed(loop=client.loop)
     keys = count()
@@ -55,7 +55,7 @@ def run_jobs(client, jobs, report_errors=True):
         if report_errors:
             print(f"{jobs[k].label}error: {message}", file=sys.stderr, flush=True)
         results[k] = SequenceResult(jobs[k].name, "FAILED", message=message)
-        client.cancel([f for f in futures[k] if not f.done()])
+        client.cancel(list(futures[k]))
         if k in open_jobs:
             open_jobs.discard(k)
             jobs[k].abort()
@@ -83,20 +83,21 @@ def run_jobs(client, jobs, report_errors=True):
             k, i, function, args = item
             future = client.submit(function, *args, pure=False, key=f"tezip-{jobs[k].token}-{i}-{next(keys)}")
             owner[future] = (k, i)
-            futures[k].append(future)
+            futures[k].add(future)
             done.add(future)
 
     try:
         submit_more()
         for future in done:
             k, i = owner.pop(future)
+            futures[k].discard(future)
             bar(1)
             if results[k] is None:
                 try:
                     jobs[k].add(i, future.result())
                     if jobs[k].complete:
-                        open_jobs.discard(k)
                         results[k] = jobs[k].finish()
+                        open_jobs.discard(k)
                 except (TezipError, MemoryError, OSError) as e:
                     fail(k, e)
                 except Exception as e:  # noqa: BLE001 - raised in a worker (KilledWorker, a bug): this job only
