@@ -93,10 +93,10 @@ def build_parser():
 
     scale = p.add_argument_group(
         "scale-out on Dask (-c and -u; needs the distributed package)",
-        "Each sequence is cut at keyframes into segments of whole windows, one task each; a batch's "
-        "sequences run side by side. The archive is byte-identical whatever the number of workers. "
-        "Under -t (dynamic windows) keyframes are placed while coding, so such a sequence is compressed "
-        "as one task (it still decompresses in segments).")
+        "Each sequence is cut at keyframes into segments of whole windows, one task each; a batch's\n"
+        "sequences run side by side. The archive is byte-identical whatever the number of workers.\n"
+        "Under -t (dynamic windows) keyframes are placed while coding, so such a sequence is\n"
+        "compressed as one task (it still decompresses in segments).")
     scale.add_argument("--workers", type=int, metavar="N",
                        help="run on a local Dask cluster of N worker processes (one thread each)")
     scale.add_argument("--scheduler", metavar="ADDRESS",
