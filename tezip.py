@@ -91,6 +91,18 @@ def build_parser():
     comp.add_argument("--report-frame", type=int, metavar="N",
                       help="the frame --report shows (default: the worst-predicted frame)")
 
+    scale = p.add_argument_group(
+        "scale-out on Dask (-c and -u; needs the distributed package)",
+        "Each sequence is cut at keyframes into segments of whole windows, one task each; a batch's\n"
+        "sequences run side by side. The archive is byte-identical whatever the number of workers.\n"
+        "Under -t (dynamic windows) keyframes are placed while coding, so such a sequence is\n"
+        "compressed as one task (it still decompresses in segments).")
+    scale.add_argument("--workers", type=int, metavar="N",
+                       help="run on a local Dask cluster of N worker processes (one thread each)")
+    scale.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing Dask cluster, e.g. tcp://host:8786 (dask-jobqueue's SLURMCluster; "
+                            "the workers must see the same files and paths)")
+
     learn = p.add_argument_group("training (-l)")
     learn.add_argument("--epochs", type=int, default=150, help="epochs (default 150)")
     learn.add_argument("--steps", type=int, default=125, help="batches per epoch (default 125)")
@@ -161,10 +173,34 @@ def run_compress(args, plan, flags):
     from compress.pipeline import compress_folder
 
     model_dir, image_dir, out_dir = args.compress
+    if on_cluster(args):
+        from cluster import compress_on_cluster
+
+        return compress_on_cluster(model_dir, image_dir, out_dir, plan, flags, args.workers, args.scheduler)
     if sequence_folders(image_dir):
         return _failures(compress_batch(model_dir, image_dir, out_dir, plan, flags))
     compress_folder(model_dir, image_dir, out_dir, plan, flags)
     return 0
+
+
+def on_cluster(args):
+    """True when --workers or --scheduler asks for Dask."""
+    return args.workers is not None or args.scheduler is not None
+
+
+def check_cluster(p, args, job):
+    """--workers / --scheduler: -c and -u only, valid values (exit code 2 otherwise)."""
+    from base.errors import OptionError
+    from cluster.client import check_cluster_options
+
+    if not on_cluster(args):
+        return
+    if job == "learn":
+        p.error("--workers and --scheduler serve -c and -u (training runs in this process)")
+    try:
+        check_cluster_options(args.workers, args.scheduler)
+    except OptionError as e:
+        p.error(str(e))
 
 
 def _failures(results):
@@ -178,6 +214,10 @@ def run_uncompress(args, flags):
     from decompress.pipeline import decompress_folder
 
     model_dir, comp_dir, out_dir = args.uncompress
+    if on_cluster(args):
+        from cluster import decompress_on_cluster
+
+        return decompress_on_cluster(model_dir, comp_dir, out_dir, flags, args.workers, args.scheduler)
     if sequence_folders(comp_dir):
         return _failures(decompress_batch(model_dir, comp_dir, out_dir, flags))
     decompress_folder(model_dir, comp_dir, out_dir, flags)
@@ -191,6 +231,7 @@ def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
     job = check_job(p, args)
+    check_cluster(p, args, job)
 
     # Ctrl-C (or `kill`) is one line from here on, also while the frameworks are still importing
     # (seconds at start-up): the handler only records the signal and raises KeyboardInterrupt.

@@ -50,15 +50,10 @@ def run_batch(sequences, out_root, process, already_done, overwrite, verb):
     try:
         for i, src in enumerate(sequences, 1):
             out = Path(out_root) / src.name
-            label = f"[{i}/{len(sequences)}] {printable(src.name)}: "
-            if out.is_symlink():  # never written through: it could point anywhere
-                message = (f"{printable(out)} is a symbolic link: TEZip writes a sequence only into a real "
-                           f"folder of OUT_DIR (remove the link)")
-                print(f"{label}error: {message}", file=sys.stderr, flush=True)
-                results.append(SequenceResult(src.name, "FAILED", message=message))
-            elif not overwrite and already_done(out):
-                print(f"{label}skipped ({out} is already done; --overwrite redoes it)", flush=True)
-                results.append(SequenceResult(src.name, "skipped"))
+            label = sequence_label(i, len(sequences), src)
+            ruled_out = not_to_run(src, out, label, already_done, overwrite)
+            if ruled_out is not None:
+                results.append(ruled_out)
             else:
                 t = time.time()
                 try:
@@ -72,6 +67,25 @@ def run_batch(sequences, out_root, process, already_done, overwrite, verb):
         bar.close()
     print_table(results, verb)
     return results
+
+
+def sequence_label(i, count, src):
+    """The prefix of a batch's lines about sequence i (1-based) of `count`."""
+    return f"[{i}/{count}] {printable(src.name)}: "
+
+
+def not_to_run(src, out, label, already_done, overwrite):
+    """The SequenceResult of a sequence the batch does not run — its OUT is a symbolic link
+    (FAILED) or already done (skipped, unless overwrite), said on one line — else None."""
+    if out.is_symlink():  # never written through: it could point anywhere
+        message = (f"{printable(out)} is a symbolic link: TEZip writes a sequence only into a real "
+                   f"folder of OUT_DIR (remove the link)")
+        print(f"{label}error: {message}", file=sys.stderr, flush=True)
+        return SequenceResult(src.name, "FAILED", message=message)
+    if not overwrite and already_done(out):
+        print(f"{label}skipped ({out} is already done; --overwrite redoes it)", flush=True)
+        return SequenceResult(src.name, "skipped")
+    return None
 
 
 def print_table(results, verb):

@@ -74,19 +74,48 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
     """Code every frame of `source` (frames.source) into `writer` (archive.ArchiveWriter).
     model: (ReferenceWeights, model doc) or None (no model). Returns (SequenceHeader,
     KeyframeHeader, Summary)."""
-    from prednet.reference import predictor_for
-    from prednet.scale import ValueScale
-    from sequence.windows import run_windows
-
     t_start = time.time()
-    n, h, w, c = source.n_frames, source.height, source.width, source.channels
-    max_value, wide = max_value_of(source.dtype), np.dtype(source.dtype) != np.uint8
+    n = source.n_frames
     if plan.order == "hierarchical":
         return _encode_hierarchical(source, plan, writer, progress, device, report_frame, t_start)
+    scale = value_scale(model, source)
+    is_key, lane_starts = keyframe_schedule(model, source, plan)
+    stats = FrameStats(n, max_value_of(source.dtype), scale.span, report_frame)
+    checksums = encode_frames(model, source, plan, writer, stats, is_key, lane_starts, n, scale, device, progress)
+    keyframes = [int(k) for k in np.flatnonzero(is_key)]
+    sequence, key_header = sequence_headers(model, source, plan, scale, keyframes, lane_starts, checksums)
+    return sequence, key_header, _summary(source, stats, keyframes, t_start)
+
+
+def value_scale(model, source):
+    """The ValueScale between the frames' integers and the model's [0, 1] (read from the source's
+    frames for 16-bit data); the type's range without a model."""
+    from prednet.scale import ValueScale
+
+    if model is None:
+        return ValueScale(0, max_value_of(source.dtype))
+    return ValueScale.for_source(source)
+
+
+def keyframe_schedule(model, source, plan):
+    """(is_key (N,) bool, lane starts) of the whole sequence: the keyframes known in advance (all of
+    them under -w; under -t the first and each lane's, the others placed while coding)."""
+    n, h, w = source.n_frames, source.height, source.width
     weights = model[0] if model is not None else None
-    scale = ValueScale.for_source(source) if weights is not None else ValueScale(0, max_value)
-    is_key, lane_starts = plan.keyframe_schedule(n, lambda windows, dynamic: default_lanes(weights, n, h, w, windows,
-                                                                                           dynamic))
+    return plan.keyframe_schedule(n, lambda windows, dynamic: default_lanes(weights, n, h, w, windows, dynamic))
+
+
+def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, scale, device="CPU", progress=None):
+    """Code frames lane_starts[0] .. end-1 (whole windows: the whole sequence, or a segment with
+    its own lanes) into `writer` (add(f, chunk)), recording into `stats` (FrameStats); under -t
+    `is_key` (N,) bool is updated with the keyframes placed. Returns the checksums (N entries,
+    None outside the frames coded)."""
+    from prednet.reference import predictor_for
+    from sequence.windows import run_windows
+
+    h, w, c = source.height, source.width, source.channels
+    max_value, wide = max_value_of(source.dtype), np.dtype(source.dtype) != np.uint8
+    weights = model[0] if model is not None else None
     predictor = None
     if weights is not None:
         if device != "GPU":
@@ -94,12 +123,20 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
         predictor = predictor_for(weights, c, h, w, len(lane_starts), device)
     coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device))
     key_coder = plan.keyframe_coder(max_value, wide)
-    stats = FrameStats(n, max_value, scale.span, report_frame)
     encoder = SequenceEncoder(source, coder, key_coder, writer, stats)
-    run_windows(predictor, n, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed", threshold=plan.threshold,
+    run_windows(predictor, end, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed", threshold=plan.threshold,
                 scale=scale, progress=progress)
-    keyframes = [int(k) for k in np.flatnonzero(is_key)]
+    return encoder.checksums
 
+
+def sequence_headers(model, source, plan, scale, keyframes, lane_starts, checksums):
+    """(SequenceHeader, KeyframeHeader) of a sequence coded in the sequential order: what
+    entropy.dat and key_frame.dat record besides the chunks."""
+    n, h, w, c = source.n_frames, source.height, source.width, source.channels
+    max_value, wide = max_value_of(source.dtype), np.dtype(source.dtype) != np.uint8
+    weights = model[0] if model is not None else None
+    coder = plan.frame_coder(max_value, wide, weights is not None)
+    key_coder = plan.keyframe_coder(max_value, wide)
     fmt = FrameFormat.of(n, h, w, c, source.dtype, scale if weights is not None else None)
     model_record = None
     if model is not None:
@@ -108,14 +145,12 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
             model_record["input"] = GRAY_ON_COLOUR
     sequence = SequenceHeader(
         frames=fmt, model=model_record, loop=plan.loop, warmup=plan.warmup, window=plan.window,
-        threshold=plan.threshold, keyframes=keyframes, lanes=[int(s) for s in lane_starts], mode=plan.mode,
+        threshold=plan.threshold, keyframes=list(keyframes), lanes=[int(s) for s in lane_starts], mode=plan.mode,
         bounds=list(plan.bounds), lossless=plan.lossless, coder=coder.get_config(),
-        frame_checksums=encoder.checksums,
+        frame_checksums=list(checksums),
         names_digest=names_digest(source.mode, source.names, _stack(source), _description(source)),
     ).with_id()
-    key_header = KeyframeHeader(fmt, keyframes, key_coder.get_config(), sequence.archive_id)
-
-    return sequence, key_header, _summary(source, stats, keyframes, t_start)
+    return sequence, KeyframeHeader(fmt, list(keyframes), key_coder.get_config(), sequence.archive_id)
 
 
 def _encode_hierarchical(source, plan, writer, progress, device, report_frame, t_start):
@@ -123,21 +158,28 @@ def _encode_hierarchical(source, plan, writer, progress, device, report_frame, t
     from sequence.coding import encode_windows
     from sequence.windows import swp_keyframes
 
-    n, h, w, c = source.n_frames, source.height, source.width, source.channels
+    n = source.n_frames
     max_value = max_value_of(source.dtype)
     keyframes = swp_keyframes(n, plan.warmup, plan.window)
     coder = plan.window_coder(max_value, device)
     stats = FrameStats(n, max_value, max_value, report_frame)
     checksums = encode_windows(source, coder, keyframes, writer, stats, progress)
+    sequence, key_header = hierarchical_headers(source, plan, keyframes, checksums)
+    return sequence, key_header, _summary(source, stats, keyframes, t_start)
+
+
+def hierarchical_headers(source, plan, keyframes, checksums):
+    """(SequenceHeader, KeyframeHeader) of a sequence coded in the hierarchical order."""
+    n, h, w, c = source.n_frames, source.height, source.width, source.channels
+    coder = plan.window_coder(max_value_of(source.dtype))
     fmt = FrameFormat.of(n, h, w, c, source.dtype)
     sequence = SequenceHeader(
         frames=fmt, model=None, loop=plan.loop, warmup=plan.warmup, window=plan.window, threshold=None,
-        keyframes=keyframes, lanes=[0], mode=plan.mode, bounds=list(plan.bounds), lossless=plan.lossless,
-        coder=coder.get_config(), frame_checksums=checksums,
+        keyframes=list(keyframes), lanes=[0], mode=plan.mode, bounds=list(plan.bounds), lossless=plan.lossless,
+        coder=coder.get_config(), frame_checksums=list(checksums),
         names_digest=names_digest(source.mode, source.names, _stack(source), _description(source)),
     ).with_id()
-    key_header = KeyframeHeader(fmt, keyframes, {"id": "window"}, sequence.archive_id)
-    return sequence, key_header, _summary(source, stats, keyframes, t_start)
+    return sequence, KeyframeHeader(fmt, list(keyframes), {"id": "window"}, sequence.archive_id)
 
 
 def _summary(source, stats, keyframes, t_start):
@@ -183,8 +225,23 @@ def compress_folder(model_dir, image_dir, out_dir, plan: CodecPlan, flags: RunFl
 
 def _compress_into(model_dir, source, out, plan, flags, label):
     t0 = time.time()
-    stack = _stack(source)
-    check_names(source.names, stack)
+    model = check_source(model_dir, source, plan, flags)
+    writer = ArchiveWriter(out, source.n_frames)
+    progress = progress_bar(source.n_frames, "coding")
+    try:
+        sequence, key_header, summary = encode_sequence(model, source, plan, writer, progress, flags.device,
+                                                        flags.report_frame)
+        progress.close()
+        return publish_archive(out, writer, source, sequence, key_header, summary, plan, flags, label, t0)
+    finally:
+        progress.close()
+        writer.close()
+
+
+def check_source(model_dir, source, plan, flags):
+    """Refuse what cannot be compressed before anything is coded: names, frame count, report frame,
+    the model's channels. Returns the model ((ReferenceWeights, doc) or None)."""
+    check_names(source.names, _stack(source))
     n = source.n_frames
     plan.check_sequence(n, source.spec)
     if flags.report_frame is not None and not 0 <= flags.report_frame < n:
@@ -197,23 +254,22 @@ def _compress_into(model_dir, source, out, plan, flags, label):
         )
     if flags.verbose:
         print(f"  frame order: {source.order}", flush=True)
-    writer = ArchiveWriter(out, n)
-    progress = progress_bar(n, "coding")
-    try:
-        sequence, key_header, summary = encode_sequence(model, source, plan, writer, progress, flags.device,
-                                                        flags.report_frame)
-        files = writer.files(sequence, key_header, source.mode, source.names, stack, _description(source))
-        if flags.report or flags.report_frame is not None:
-            from compress.report import REPORT_FILE, render_report
+    return model
 
-            png = render_report(source.names, summary, plan.threshold, max_value_of(source.dtype),
-                                title=Path(str(source.spec)).name)
-            files[REPORT_FILE] = lambda f: f.write(png)
-        writers = list(files.values())
-        out.publish(list(files), lambda i, f: writers[i](f))
-    finally:
-        progress.close()
-        writer.close()
+
+def publish_archive(out, writer, source, sequence, key_header, summary, plan, flags, label, t0):
+    """Lay the archive's files out of `writer`'s spool (and report.png when asked), publish them
+    all together into `out` (base.publish.OutputFolder), print the summary line. Returns the
+    Summary with its sizes and seconds filled in."""
+    files = writer.files(sequence, key_header, source.mode, source.names, _stack(source), _description(source))
+    if flags.report or flags.report_frame is not None:
+        from compress.report import REPORT_FILE, render_report
+
+        png = render_report(source.names, summary, plan.threshold, max_value_of(source.dtype),
+                            title=Path(str(source.spec)).name)
+        files[REPORT_FILE] = lambda f: f.write(png)
+    writers = list(files.values())
+    out.publish(list(files), lambda i, f: writers[i](f))
     sizes = {name: (out.path / name).stat().st_size for name in files}
     summary.stage_bytes = {"keyframes": sizes["key_frame.dat"], "residuals": sizes["entropy.dat"]}
     summary.compressed_bytes = sizes["key_frame.dat"] + sizes["entropy.dat"] + sizes["filename.txt"]

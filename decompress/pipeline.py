@@ -87,8 +87,36 @@ def check_memory(fmt, n_lanes, weights=None, whole=False):
 
 def decode_sequence(model_dir, archive, sink, progress=None, device="CPU"):
     """Decode every frame of a format-3 archive, verify it and write it to `sink`."""
+    seq = archive.sequence
+    n = seq.frames.n_frames
+    if seq.coder.get("id") == "hierarchical":
+        return decode_range(None, archive, sink, (0, n), progress, device)
+    weights = load_archive_model(model_dir, archive)
+    check_memory(seq.frames, len(seq.lanes), weights)
+    decode_range(weights, archive, sink, (0, n), progress, device)
+
+
+def load_archive_model(model_dir, archive):
+    """The ReferenceWeights a format-3 archive was made with (MODEL_DIR, its digest checked), or
+    None when it was made without a model."""
     from decompress.v2 import check_model_digest
     from prednet.modelfile import is_no_model, load_weights
+
+    seq = archive.sequence
+    if seq.model is None:
+        return None
+    if is_no_model(model_dir):
+        raise TezipError("this archive was made with a model: decompress with the same MODEL_DIR (or -u default …)")
+    weights, doc = load_weights(model_dir)
+    check_model_digest(seq.model_digest, doc["digest"])
+    return weights
+
+
+def decode_range(weights, archive, sink, frames, progress=None, device="CPU", lane_starts=None):
+    """Decode frames (start, end) of a format-3 archive — whole windows: the whole sequence or a
+    segment — verify each and write it to `sink` (write(f, (H, W, C) frame)). weights: from
+    load_archive_model. lane_starts: the lanes to run (default the archive's; a segment gives its
+    own, sequence.windows.segment_lanes)."""
     from prednet.reference import predictor_for
     from prednet.scale import ValueScale
     from sequence.windows import run_windows
@@ -96,14 +124,8 @@ def decode_sequence(model_dir, archive, sink, progress=None, device="CPU"):
     seq = archive.sequence
     fmt = seq.frames
     if seq.coder.get("id") == "hierarchical":
-        return _decode_hierarchical(archive, sink, progress, device)
-    weights = None
-    if seq.model is not None:
-        if is_no_model(model_dir):
-            raise TezipError("this archive was made with a model: decompress with the same MODEL_DIR (or -u default …)")
-        weights, doc = load_weights(model_dir)
-        check_model_digest(seq.model_digest, doc["digest"])
-    check_memory(fmt, len(seq.lanes), weights)
+        return _decode_hierarchical(archive, sink, progress, device, frames)
+    lanes = list(seq.lanes) if lane_starts is None else lane_starts
     coder = FrameCoder.from_config(seq.coder, seq.mode, seq.bounds, fmt.max_value, ENTROPY_FILE, array_module(device))
     if coder.selector is not None and not coder.selector.model and seq.model is not None:
         raise TezipError(f"{ENTROPY_FILE} is corrupt (block selection without the model it was made with)")
@@ -117,14 +139,14 @@ def decode_sequence(model_dir, archive, sink, progress=None, device="CPU"):
         if (weights.channels != fmt.channels) != (seq.model.get("input") == GRAY_ON_COLOUR) or (
                 weights.channels != fmt.channels and (weights.channels, fmt.channels) != (3, 1)):
             raise TezipError(f"{ENTROPY_FILE} is corrupt (a {weights.channels}-channel model for {fmt.channels}-channel frames)")
-        predictor = predictor_for(weights, fmt.channels, fmt.height, fmt.width, len(seq.lanes), device)
+        predictor = predictor_for(weights, fmt.channels, fmt.height, fmt.width, len(lanes), device)
     scale = ValueScale(*(fmt.value_range or (0, fmt.max_value)))
     decoder = SequenceDecoder(archive, coder, key_coder, sink, Verifier(archive))
-    run_windows(predictor, fmt.n_frames, seq.lanes, is_key, decoder, closed_loop=seq.loop == "closed", scale=scale,
+    run_windows(predictor, frames[1], lanes, is_key, decoder, closed_loop=seq.loop == "closed", scale=scale,
                 progress=progress)
 
 
-def _decode_hierarchical(archive, sink, progress, device):
+def _decode_hierarchical(archive, sink, progress, device, frames=None):
     """Format 3 in the hierarchical order: each window decoded whole (sequence.hierarchical)."""
     from sequence.coding import decode_windows
     from sequence.hierarchical import HierarchicalCoder
@@ -141,7 +163,7 @@ def _decode_hierarchical(archive, sink, progress, device):
         raise TezipError(f"{ENTROPY_FILE} is corrupt (its window coder's value range is not the frames')")
     longest = max(e - s for s, e in zip(seq.keyframes, list(seq.keyframes[1:]) + [fmt.n_frames]))
     check_memory(fmt, 4 * longest)  # a window is decoded whole: a few copies of its frames
-    decode_windows(archive, coder, sink, Verifier(archive), progress)
+    decode_windows(archive, coder, sink, Verifier(archive), progress, frames)
 
 
 def decompress_folder(model_dir, comp_dir, out_dir, flags: RunFlags = RunFlags(), label=""):
@@ -178,6 +200,13 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
                          "nothing was written") from None
     finally:
         progress.close()
+    return report_decoded(archive, comp_dir, out, sink, t0, label)
+
+
+def report_decoded(archive, comp_dir, out, sink, t0, label):
+    """Print the sink's notes and the summary line of a published decode. Returns a Decoded."""
+    seq = archive.sequence
+    fmt = seq.frames
     for note in sink.notes:
         print(note)
     comp_bytes = archive_size(comp_dir)

@@ -181,14 +181,53 @@ class FolderSink(FrameSink):
     kind = "folder"
 
     def __init__(self, out, description, mode, names):
-        from frames.write import output_names
-
         names = [plain_name(n, "frame name") for n in names]
         super().__init__(out, mode, len(names), _dimension(description, "height"), _dimension(description, "width"))
-        self.files, self.notes = output_names(names)
-        if len({n.casefold() for n in self.files}) != len(self.files):
-            raise TezipError("the archive's frame names are not unique")
+        self.files, self.notes = self.file_names(names)
         self._frame_temps: list[str | None] = [None] * len(names)
+
+    @staticmethod
+    def file_names(names):
+        """(the files' names, notes) the frames `names` are written under (frames.write.output_names:
+        a lossy format becomes PNG). TezipError when they are not unique."""
+        from frames.write import output_names
+
+        files, notes = output_names([plain_name(n, "frame name") for n in names])
+        if len({n.casefold() for n in files}) != len(files):
+            raise TezipError("the archive's frame names are not unique")
+        return files, notes
+
+    @staticmethod
+    def encode(frame, mode, file_name) -> bytes:
+        """The bytes of the file frame (H, W, C) of `mode` is written as under file_name (one of
+        file_names'): made anywhere (a Dask worker), handed to write_file."""
+        import io
+
+        from frames.write import write_frame
+
+        buffer = io.BytesIO()
+        write_frame(buffer, frame, mode, format_of=file_name)
+        return buffer.getvalue()
+
+    def write_file(self, i: int, data: bytes) -> None:
+        """Write frame i as the file bytes `encode` made of it (checked and verified where made)."""
+        if self._closed:
+            raise ValueError("the sink is closed")
+        i = int(i)
+        if not 0 <= i < self.n_frames or self._written[i]:
+            raise ValueError(f"frame {i} is outside the sequence or was written already")
+        track: list[str] = []
+        try:
+            try:
+                with self.out.new_file(track) as f:
+                    f.write(data)
+                    self._sync(f)
+            finally:
+                self._temps += track
+        except BaseException as error:
+            self._fail(error, self.files[i] if len(self.files) > 1 else None)
+        self._frame_temps[i] = track[0]
+        self._written[i] = 1
 
     def _write(self, i, frame):
         from frames.write import write_frame

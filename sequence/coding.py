@@ -16,8 +16,11 @@ class FrameStats:
     """What a run reports, gathered frame by frame: errors, sizes, prediction MSE, and the one
     frame (with its prediction) that --report shows."""
 
-    def __init__(self, n_frames, max_value, scale_span, report_frame=None):
+    def __init__(self, n_frames, max_value, scale_span, report_frame=None, first=0):
+        """n_frames frames first .. first + n_frames - 1 (a segment of a longer sequence: first > 0);
+        frame indices given to `add` and kept in `shown` are the sequence's."""
         self.max_value, self.span, self.report_frame = max_value, float(scale_span), report_frame
+        self.first = int(first)
         self.is_key = np.zeros(n_frames, bool)
         self.pred_mse = np.zeros(n_frames)  # pixels in [0, 1] as the model sees them; 0 for keyframes
         self.dec_mse = np.zeros(n_frames)  # pixel units
@@ -39,6 +42,7 @@ class FrameStats:
 
     def add(self, f, frame, decoded, chunk_bytes, prediction=None):
         """frame (H, W, C) as read; decoded and prediction planar (C, H, W) int32."""
+        g, f = f, f - self.first  # the sequence's frame index, and this record's
         x = to_planar(frame)
         err = (decoded.astype(np.int64) - x).astype(np.float64)
         sq = float(np.sum(err * err))
@@ -51,10 +55,33 @@ class FrameStats:
         if prediction is not None:
             d = (x - prediction.astype(np.int64)) / self.span
             self.pred_mse[f] = float(np.mean(d * d))
-        wanted = f == self.report_frame if self.report_frame is not None else (
-            self.shown is None or (prediction is not None and (self.shown[2] is None or self.pred_mse[f] > self.pred_mse[self.shown[0]])))
+        wanted = g == self.report_frame if self.report_frame is not None else (
+            self.shown is None or (prediction is not None and (self.shown[2] is None or
+                                                               self.pred_mse[f] > self.pred_mse[self.shown[0] - self.first])))
         if wanted:
-            self.shown = (f, np.array(frame), None if prediction is None else np.array(prediction))
+            self.shown = (g, np.array(frame), None if prediction is None else np.array(prediction))
+
+    def merge(self, part):
+        """Take in the record of a segment (`part`, a FrameStats whose frames lie inside this one's),
+        in any order: the result is what one record of the whole run would hold."""
+        k = slice(part.first - self.first, part.first - self.first + len(part.is_key))
+        for name in ("is_key", "pred_mse", "dec_mse", "chunk_bytes"):
+            getattr(self, name)[k] = getattr(part, name)
+        self.max_abs_error = max(self.max_abs_error, part.max_abs_error)
+        self.sq_error += part.sq_error
+        self.values += part.values
+        for kind, n in part.blocks.items():
+            self.blocks[kind] = self.blocks.get(kind, 0) + n
+        if part.shown is not None and (self.shown is None or self._rank(part, part.shown) > self._rank(self, self.shown)):
+            self.shown = part.shown
+
+    def _rank(self, record, shown):
+        """Which shown frame a whole run keeps: the asked one, else the worst-predicted predicted
+        frame (the earliest of equals), else the first frame."""
+        f, _, prediction = shown
+        if self.report_frame is not None:
+            return (f == self.report_frame, 0.0, -f)
+        return (prediction is not None, float(record.pred_mse[f - record.first]), -f)
 
     def per_frame(self):
         """(index, is keyframe, prediction MSE, decoded MSE) of every frame."""
@@ -151,12 +178,14 @@ def window_bounds(keyframes, n_frames):
     return list(zip(keyframes, ends))
 
 
-def encode_windows(source, window_coder, keyframes, writer, stats, progress=None):
+def encode_windows(source, window_coder, keyframes, writer, stats, progress=None, end=None):
     """The hierarchical order's encoder: each window (a keyframe and the frames up to the next) read
     whole and coded by `window_coder` (sequence.hierarchical.HierarchicalCoder) into one chunk per
-    frame; memory holds one window. Returns the frames' checksums."""
+    frame; memory holds one window. keyframes, end: the windows to code, the last ending at `end`
+    (default: the sequence's end; a segment of whole windows gives its own). Returns the frames'
+    checksums (N entries, None for frames not coded)."""
     checksums = [None] * source.n_frames
-    for start, end in window_bounds(keyframes, source.n_frames):
+    for start, end in window_bounds(keyframes, source.n_frames if end is None else end):
         window = source.read_range(start, end)
         chunks, decoded = window_coder.encode_window(to_planar(window))
         for k, (chunk, frame, rec) in enumerate(zip(chunks, window, decoded)):
@@ -169,15 +198,18 @@ def encode_windows(source, window_coder, keyframes, writer, stats, progress=None
     return checksums
 
 
-def decode_windows(archive, window_coder, sink, verify, progress=None):
+def decode_windows(archive, window_coder, sink, verify, progress=None, frames=None):
     """The mirror of encode_windows: each window's chunks (its keyframe's in key_frame.dat, the
-    others in entropy.dat) decoded together, every frame verified and handed to the sink."""
+    others in entropy.dat) decoded together, every frame verified and handed to the sink.
+    frames: (first, end) of a segment of whole windows to decode alone; default all."""
     seq = archive.sequence
     fmt = seq.frames
-    predicted = 0
+    first, last = frames if frames is not None else (0, fmt.n_frames)
     for w, (start, end) in enumerate(window_bounds(seq.keyframes, fmt.n_frames)):
+        if not first <= start < last:
+            continue
+        predicted = start - w  # predicted frames before this window (each window before it has one keyframe)
         chunks = [archive.keyframe_chunk(w)] + [archive.frame_chunk(predicted + k) for k in range(end - start - 1)]
-        predicted += end - start - 1
         decoded = window_coder.decode_window(chunks, fmt.frame_shape, end - start)
         for k, rec in enumerate(decoded):
             out = to_interleaved(rec, fmt.dtype)

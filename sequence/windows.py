@@ -135,3 +135,24 @@ def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loo
             predictor.update(shown)
         if progress is not None:
             progress(len(active))
+
+
+def segment_bounds(keyframes, n_frames, target):
+    """Cut frames 0..n_frames-1 at keyframes into segments of whole windows, each about `target`
+    frames (at least one window; a window longer than `target` is a segment of its own).
+    keyframes: sorted frame indices, the first 0. Returns [(start, end)], contiguous, covering all.
+    Windows are independent (a keyframe resets the model), so each segment can be coded apart."""
+    target = max(1, int(target))
+    bounds, start = [], 0
+    for k in list(keyframes[1:]) + [n_frames]:
+        if k - start >= target or k == n_frames:
+            bounds.append((start, k))
+            start = k
+    return bounds
+
+
+def segment_lanes(lane_starts, start, end):
+    """The lane starts of segment [start, end): its first frame (a keyframe: a lane continuing into
+    the segment restarts there exactly as the whole run does, its states reset) and every lane
+    start inside it."""
+    return [int(start)] + [int(s) for s in lane_starts if start < s < end]

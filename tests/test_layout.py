@@ -15,6 +15,7 @@ ALLOWED = {
     "sequence": {"base", "stages", "prednet"},
     "compress": {"base", "stages", "prednet", "frames", "archive", "sequence"},
     "decompress": {"base", "stages", "prednet", "frames", "archive", "sequence"},
+    "cluster": {"base", "stages", "prednet", "frames", "archive", "sequence", "compress", "decompress"},
 }
 
 

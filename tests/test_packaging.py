@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO_ROOT
 
 # The code's packages: the command line imports every one of them.
-PACKAGES = ("base", "stages", "sequence", "archive", "frames", "prednet", "compress", "decompress")
+PACKAGES = ("base", "stages", "sequence", "archive", "frames", "prednet", "compress", "decompress", "cluster")
 PACKAGED = ("tezip.py", "train_data_create.py", "pyproject.toml", "README.md") + PACKAGES
 def requirement_lines(path):
     lines = path.read_text().split("# tests")[0].splitlines()

@@ -1,0 +1,171 @@
+"""Scale-out on Dask (cluster/): --workers N and --scheduler ADDRESS for -c and -u, through
+tezip.main with real frames and the real codec. The archives must be byte-identical to those made
+without Dask (and whatever the number of workers), the frames restored exactly, a failure confined
+to its sequence, a killed worker's task rerun with nothing half-written."""
+
+import filecmp
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import archive
+import tezip
+from conftest import make_sequence
+from frames.read import read_sequence
+
+distributed = pytest.importorskip("distributed")
+
+LOSSLESS = ["-f", "-w", "4", "-m", "abs", "-b", "0"]
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """The address of a local cluster of 2 worker processes, shared by this module's tests."""
+    from cluster.client import local_cluster
+
+    with local_cluster(2) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """runs/: three small sequences; long/: one of 40 frames (10 windows of -w 4 … cut into segments)."""
+    root = tmp_path_factory.mktemp("dask")
+    frames = {name: make_sequence(root / "runs" / name, n_frames=n, height=24, width=32, seed=seed)
+              for name, n, seed in (("a", 9, 1), ("b", 7, 2), ("c", 6, 3))}
+    frames["long"] = make_sequence(root / "long", n_frames=40, height=24, width=32, seed=4)
+    return root, frames
+
+
+def same_archive(one, other):
+    return all(filecmp.cmp(one / name, other / name, shallow=False) for name in archive.ARCHIVE_FILES)
+
+
+def test_archives_are_byte_identical_with_and_without_dask_and_decode_exactly(data, scheduler, tmp_path, capsys):
+    root, frames = data
+    on_cluster = ["--scheduler", scheduler]
+    for k, (model, options) in enumerate((("none", LOSSLESS), ("none", ["-f", "-t", "0.001", "-m", "abs", "-b", "2"]),
+                                          ("default", LOSSLESS))):
+        out = tmp_path / f"{k}-{model}"
+        for source in ("runs", "long"):
+            assert tezip.main(["-c", model, str(root / source), str(out / "plain" / source), *options]) == 0
+            assert tezip.main(["-c", model, str(root / source), str(out / "dask" / source), *options, *on_cluster]) == 0
+        for name in "abc":
+            assert same_archive(out / "plain" / "runs" / name, out / "dask" / "runs" / name), (model, options, name)
+        assert same_archive(out / "plain" / "long", out / "dask" / "long"), (model, options)
+    assert "compressed 3 of 3 sequences, 0 skipped, 0 failed" in capsys.readouterr().out
+
+    # Decoded with 2 workers (the long sequence in segments): the very pixels.
+    comp = tmp_path / "2-default" / "dask"
+    assert tezip.main(["-u", "default", str(comp / "long"), str(tmp_path / "back_long"), "-f", *on_cluster]) == 0
+    assert tezip.main(["-u", "default", str(comp / "runs"), str(tmp_path / "back_runs"), "-f", *on_cluster]) == 0
+    np.testing.assert_array_equal(read_sequence(tmp_path / "back_long").frames, frames["long"])
+    assert tezip.main(["-u", "default", str(comp / "long"), str(tmp_path / "back_plain"), "-f"]) == 0
+    assert all(filecmp.cmp(tmp_path / "back_plain" / f.name, f, shallow=False)  # files encoded by the workers
+               for f in (tmp_path / "back_long").iterdir())
+    for name in "abc":
+        np.testing.assert_array_equal(read_sequence(tmp_path / "back_runs" / name).frames, frames[name])
+
+    # The model was loaded once per worker, not once per task (10 segments, 6 sequences).
+    from cluster import tasks
+
+    with distributed.Client(scheduler, set_as_default=False) as client:
+        loads = client.run(lambda: tasks.LOADS["models"])
+    assert sorted(loads.values()) in ([1, 1], [0, 1])
+
+
+def test_an_hdf5_dataset_on_the_cluster(scheduler, tmp_path):
+    """A sequence that is not a folder of images: read by the workers, written back by the client."""
+    h5py = pytest.importorskip("h5py")
+    from conftest import detector_frames
+
+    frames = detector_frames(24, 24, 32, seed=1)[..., 0]
+    with h5py.File(tmp_path / "run.h5", "w") as f:
+        f["entry/data"] = frames
+    spec, on_cluster = f"{tmp_path / 'run.h5'}::/entry/data", ["--scheduler", scheduler]
+    assert tezip.main(["-c", "none", spec, str(tmp_path / "plain"), *LOSSLESS]) == 0
+    assert tezip.main(["-c", "none", spec, str(tmp_path / "dask"), *LOSSLESS, *on_cluster]) == 0
+    assert same_archive(tmp_path / "plain", tmp_path / "dask")
+    assert tezip.main(["-u", "none", str(tmp_path / "dask"), str(tmp_path / "back"), "-f", *on_cluster]) == 0
+    with h5py.File(tmp_path / "back" / "run.h5") as f:
+        np.testing.assert_array_equal(f["entry/data"][()], frames)
+
+
+def test_a_failing_sequence_fails_alone(data, scheduler, tmp_path, capsys):
+    root, _ = data
+    runs = tmp_path / "runs"
+    make_sequence(runs / "a_good", n_frames=6, height=16, width=16, seed=5)
+    make_sequence(runs / "b_broken", n_frames=6, height=16, width=16, seed=6)
+    broken = sorted((runs / "b_broken").iterdir())[3]
+    broken.write_bytes(broken.read_bytes()[:60])  # header intact, pixels cut: found by the worker reading it
+    (runs / "c_single").mkdir()
+    Image.new("RGB", (8, 8)).save(runs / "c_single" / "only.png")  # refused by the client before any task
+    assert tezip.main(["-c", "none", str(runs), str(tmp_path / "comp"), *LOSSLESS, "--scheduler", scheduler]) == 1
+    captured = capsys.readouterr()
+    assert "b_broken: error:" in captured.err and "c_single: error:" in captured.err
+    assert "compressed 1 of 3 sequences, 0 skipped, 2 failed: b_broken, c_single" in captured.out
+    assert all((tmp_path / "comp" / "a_good" / f).is_file() for f in archive.ARCHIVE_FILES)
+    assert not (tmp_path / "comp" / "b_broken").exists() and not (tmp_path / "comp" / "c_single").exists()
+
+
+def test_a_worker_killed_mid_task_is_replaced_and_the_archive_is_whole(data, tmp_path, monkeypatch, capsys):
+    """--workers 1: the one worker dies (os._exit) in its first task on `long`; the nanny restarts
+    it, Dask reruns the task, and the archive is the one made without Dask."""
+    from cluster.tasks import FAULT_ENV
+
+    root, _ = data
+    marker = tmp_path / "kill-once"
+    marker.write_text(str(root / "long"))
+    monkeypatch.setenv(FAULT_ENV, str(marker))
+    assert tezip.main(["-c", "none", str(root / "long"), str(tmp_path / "dask"), *LOSSLESS, "--workers", "1"]) == 0
+    assert not marker.exists() and marker.with_name("kill-once.fired").exists()  # a worker did die
+    monkeypatch.delenv(FAULT_ENV)
+    assert tezip.main(["-c", "none", str(root / "long"), str(tmp_path / "plain"), *LOSSLESS]) == 0
+    assert same_archive(tmp_path / "plain", tmp_path / "dask")
+
+
+def test_a_worker_that_always_dies_fails_the_sequence_with_one_line(data, tmp_path, monkeypatch, capsys):
+    """Every try of a task kills its worker: after Dask's allowed failures (0 here, to be quick) the
+    run stops with one line, exit 1, and no archive (not even the folder)."""
+    import dask
+
+    from cluster.tasks import EVERY_TIME, FAULT_ENV
+
+    root, _ = data
+    marker = tmp_path / "kill-always"
+    marker.write_text(EVERY_TIME + str(root / "long"))
+    monkeypatch.setenv(FAULT_ENV, str(marker))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        code = tezip.main(["-c", "none", str(root / "long"), str(tmp_path / "comp"), *LOSSLESS, "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "a Dask worker died each time" in err[0], err
+    assert not (tmp_path / "comp").exists()
+
+
+@pytest.mark.parametrize("options, code, message", [
+    (["--workers", "0"], 2, "--workers must be at least 1"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], 2, "not both"),
+    (["--scheduler", "nonsense"], 2, "--scheduler needs a scheduler's address"),
+    (["--scheduler", "tcp://127.0.0.1:1"], 1, "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+])
+def test_bad_cluster_options_are_one_line_and_write_nothing(data, tmp_path, monkeypatch, capsys, options, code, message):
+    import cluster.client
+
+    monkeypatch.setattr(cluster.client, "CONNECT_TIMEOUT", "1s")
+    root, _ = data
+    out = tmp_path / "comp"
+    try:
+        returned = tezip.main(["-c", "none", str(root / "long"), str(out), *LOSSLESS, *options])
+    except SystemExit as stop:  # argparse's errors
+        returned = stop.code
+    assert returned == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+def test_training_refuses_the_cluster_options(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tezip.main(["-l", str(tmp_path / "m"), str(tmp_path / "d"), "--workers", "2"])
+    assert stop.value.code == 2 and "serve -c and -u" in capsys.readouterr().err
