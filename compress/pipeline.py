@@ -90,8 +90,8 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
         if device != "GPU":
             check_model_memory(weights, h, w, len(lane_starts))
         predictor = predictor_for(weights, c, h, w, len(lane_starts), device)
-    coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device))
-    key_coder = plan.keyframe_coder(max_value, wide)
+    coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device), c)
+    key_coder = plan.keyframe_coder(max_value, wide, c)
     stats = FrameStats(n, max_value, scale.span, report_frame)
     encoder = SequenceEncoder(source, coder, key_coder, writer, stats)
     run_windows(predictor, n, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed", threshold=plan.threshold,

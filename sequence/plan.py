@@ -18,6 +18,7 @@ MAX_LANES = 16
 # Budget for the model's recurrent state and activations when choosing how many lanes to batch.
 LANE_MEMORY_BUDGET = 2 << 30
 MAX_BLOCK = 4096
+MAX_GLOBAL_RANGE = 4096  # sequence.blockselect's
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class CodecPlan:
     lanes: int | None = None
     zstd_level: int | None = None
     mean: bool = True  # blocks may also take the mean of the model's prediction and the previous frame moved
+    intra: bool = True  # a predicted frame may be coded on its own pixels when that is smaller
+    colour: bool = True  # lossless RGB: a reversible colour transform before MED (keyframes, residuals)
+    global_range: int = 128  # blocks also search around one global displacement of up to this many pixels
 
     @classmethod
     def make(cls, **options):
@@ -76,6 +80,8 @@ class CodecPlan:
             raise OptionError(f"--zstd-level must be 1-22 (got {self.zstd_level})")
         if not _is_int(self.block) or not 0 <= self.block <= MAX_BLOCK:
             raise OptionError(f"--block must be 0 (off) or a block size up to {MAX_BLOCK} (got {self.block})")
+        if not _is_int(self.global_range) or not 0 <= self.global_range <= MAX_GLOBAL_RANGE:
+            raise OptionError(f"the global motion range must be 0 (off) to {MAX_GLOBAL_RANGE} (got {self.global_range})")
         if not _is_int(self.motion) or not 0 <= self.motion <= 7:
             raise OptionError(f"--motion must be a search radius 0-7 (got {self.motion})")
         if self.quantizer not in QUANTIZERS:
@@ -126,16 +132,27 @@ class CodecPlan:
         tolerance = self.abs_tolerance(max_value)
         return MedCoder() if tolerance is None else MedQuantizer(tolerance)
 
-    def spatial_stages(self, head):
-        """After runmerge: MED for lossless residuals (noise-like: MED leaves the fewest bits), the
-        row delta for lossy ones (merged runs along rows become zeros, which MED would not make).
-        Nothing after linquant or medquant."""
+    def colour_transform(self, channels):
+        """The reversible colour transform (stages/rct.py) for lossless RGB(A) frames, else None:
+        exact, so only where the pixels are (under a lossy bound the bound holds per RGB pixel; on
+        linquant's and medquant's codes it made the dev frames larger)."""
+        from stages.rct import ColourTransform
+
+        return ColourTransform() if self.colour and self.lossless and channels >= 3 else None
+
+    def spatial_stages(self, head, channels=1):
+        """After runmerge: MED for lossless residuals (noise-like: MED leaves the fewest bits), after
+        the colour transform for RGB; the row delta for lossy ones (merged runs along rows become
+        zeros, which MED would not make). Nothing after linquant or medquant."""
         from stages.delta1d import DeltaCoder
         from stages.med import MedCoder
 
         if head.codec_id != "runmerge":
             return []
-        return [MedCoder()] if self.lossless else [DeltaCoder()]
+        if not self.lossless:
+            return [DeltaCoder()]
+        colour = self.colour_transform(channels)
+        return ([colour] if colour is not None else []) + [MedCoder()]
 
     def back_ends(self, wide):
         """The candidate byte-coding tails, the smaller of which is kept: the context range coder;
@@ -161,24 +178,28 @@ class CodecPlan:
         if not model and not self.block:
             raise OptionError("--block 0 predicts every pixel with the model: without a model (MODEL_DIR none) "
                               "give a block size (default 16)")
-        return BlockSelector(self.block, self.motion, model, mean=model and self.mean) if self.block else None
+        return BlockSelector(self.block, self.motion, model, mean=model and self.mean,
+                             global_range=self.global_range) if self.block else None
 
-    def frame_coder(self, max_value, wide, model=True, xp=np):
-        """The predicted frames' coder (sequence/framecoder.py). wide: frames wider than 8 bits."""
+    def frame_coder(self, max_value, wide, model=True, xp=np, channels=1):
+        """The predicted frames' coder (sequence/framecoder.py). wide: frames wider than 8 bits;
+        with `intra`, the keyframe coder codes a predicted frame on its own when that is smaller."""
         from sequence.framecoder import FrameCoder
         from stages.chain import Alternatives, Chain
 
         head = self.residual_head(max_value)
         tails = Alternatives([Chain(tail) for tail in self.back_ends(wide)])
-        return FrameCoder(head, self.spatial_stages(head), tails, self.block_selector(model), self.mode, self.bounds,
-                          max_value, xp)
+        intra = self.keyframe_coder(max_value, wide, channels) if self.intra else None
+        return FrameCoder(head, self.spatial_stages(head, channels), tails, self.block_selector(model), self.mode,
+                          self.bounds, max_value, xp, intra)
 
-    def keyframe_coder(self, max_value, wide):
+    def keyframe_coder(self, max_value, wide, channels=1):
         from sequence.framecoder import KeyframeCoder
         from stages.chain import Alternatives, Chain
 
         return KeyframeCoder(self.keyframe_head(max_value), max_value,
-                             Alternatives([Chain(tail) for tail in self.back_ends(wide)]))
+                             Alternatives([Chain(tail) for tail in self.back_ends(wide)]),
+                             self.colour_transform(channels))
 
     def keyframe_schedule(self, n, lanes_for):
         """(is_key (N,) bool, lane starts). lanes_for(n_windows, dynamic) → the default lane count."""
