@@ -58,6 +58,11 @@ def build_parser():
     comp.add_argument("--loop", choices=("closed", "open"), default="closed",
                       help="closed (default): each frame is predicted from the decoded frames before it in its "
                            "window; open: TEZip's original extrapolation from the keyframe alone")
+    comp.add_argument("--order", choices=("sequential", "hierarchical"), default="sequential",
+                      help="sequential (default): each frame predicted from the frames before it (the model, the "
+                           "previous frame moved); hierarchical: each window coded in bidirectional B-frame order by "
+                           "fitted interpolation, without a model: for smooth simulated fields and detector runs "
+                           "(abs mode, -w only)")
     comp.add_argument("--block", type=int, default=16, metavar="N",
                       help="per N x N block, predict from PredNet or from the previous decoded frame, whichever "
                            "is closer (static backgrounds repeat exactly); 0 uses PredNet everywhere. Default 16")
@@ -121,7 +126,7 @@ def codec_plan(args):
     return CodecPlan.make(
         warmup=args.preprocess, window=args.window, threshold=args.threshold, loop=args.loop, block=args.block,
         motion=args.motion, mode=args.mode, bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
-        zstd_level=args.zstd_level, quantizer=args.quantizer,
+        zstd_level=args.zstd_level, quantizer=args.quantizer, order=args.order,
     )
 
 

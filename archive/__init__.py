@@ -149,7 +149,10 @@ class ArchiveWriter:
 
     def add(self, f, chunk):
         chunk = bytes(chunk)
-        self._spool.write(chunk)
+        try:
+            self._spool.write(chunk)
+        except OSError as e:  # a full disk shows here first: one line naming the folder, as publish() does
+            raise TezipError(f"cannot write into {self.out.path} ({e.strerror or e})") from None
         self._where[f] = (self._end, len(chunk), _container.crc32(chunk))
         self._end += len(chunk)
 

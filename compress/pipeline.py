@@ -81,6 +81,8 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
     t_start = time.time()
     n, h, w, c = source.n_frames, source.height, source.width, source.channels
     max_value, wide = max_value_of(source.dtype), np.dtype(source.dtype) != np.uint8
+    if plan.order == "hierarchical":
+        return _encode_hierarchical(source, plan, writer, progress, device, report_frame, t_start)
     weights = model[0] if model is not None else None
     scale = ValueScale.for_source(source) if weights is not None else ValueScale(0, max_value)
     is_key, lane_starts = plan.keyframe_schedule(n, lambda windows, dynamic: default_lanes(weights, n, h, w, windows,
@@ -113,14 +115,39 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
     ).with_id()
     key_header = KeyframeHeader(fmt, keyframes, key_coder.get_config(), sequence.archive_id)
 
-    summary = Summary(
+    return sequence, key_header, _summary(source, stats, keyframes, t_start)
+
+
+def _encode_hierarchical(source, plan, writer, progress, device, report_frame, t_start):
+    """The hierarchical order: windows coded whole by sequence.hierarchical (no model)."""
+    from sequence.coding import encode_windows
+    from sequence.windows import swp_keyframes
+
+    n, h, w, c = source.n_frames, source.height, source.width, source.channels
+    max_value = max_value_of(source.dtype)
+    keyframes = swp_keyframes(n, plan.warmup, plan.window)
+    coder = plan.window_coder(max_value, device)
+    stats = FrameStats(n, max_value, max_value, report_frame)
+    checksums = encode_windows(source, coder, keyframes, writer, stats, progress)
+    fmt = FrameFormat.of(n, h, w, c, source.dtype)
+    sequence = SequenceHeader(
+        frames=fmt, model=None, loop=plan.loop, warmup=plan.warmup, window=plan.window, threshold=None,
+        keyframes=keyframes, lanes=[0], mode=plan.mode, bounds=list(plan.bounds), lossless=plan.lossless,
+        coder=coder.get_config(), frame_checksums=checksums,
+        names_digest=names_digest(source.mode, source.names, _stack(source), _description(source)),
+    ).with_id()
+    key_header = KeyframeHeader(fmt, keyframes, {"id": "window"}, sequence.archive_id)
+    return sequence, key_header, _summary(source, stats, keyframes, t_start)
+
+
+def _summary(source, stats, keyframes, t_start):
+    n, h, w, c = source.n_frames, source.height, source.width, source.channels
+    return Summary(
         frames=n, keyframes=len(keyframes), raw_bytes=n * h * w * c * np.dtype(source.dtype).itemsize,
-        compressed_bytes=0, max_abs_error=stats.max_abs_error, psnr=psnr(max_value, stats.sq_error, stats.values),
+        compressed_bytes=0, max_abs_error=stats.max_abs_error, psnr=psnr(stats.max_value, stats.sq_error, stats.values),
         seconds=time.time() - t_start, per_frame=stats.per_frame(), frame_bytes=[int(b) for b in stats.chunk_bytes],
-        shown=stats.shown, blocks=dict(stats.blocks),
+        shown=stats.shown, blocks=dict(stats.blocks), stage_seconds={"predict+code": time.time() - t_start},
     )
-    summary.stage_seconds = {"predict+code": summary.seconds}
-    return sequence, key_header, summary
 
 
 def _stack(source):
@@ -162,7 +189,7 @@ def _compress_into(model_dir, source, out, plan, flags, label):
     plan.check_sequence(n, source.spec)
     if flags.report_frame is not None and not 0 <= flags.report_frame < n:
         raise TezipError(f"--report-frame {flags.report_frame} is outside the sequence (frames 0-{n - 1})")
-    model = load_predictor_model(model_dir)
+    model = load_predictor_model(model_dir) if plan.order == "sequential" else None  # hierarchical: no model
     if model is not None and model[0].channels != source.channels and not (model[0].channels == 3 and source.channels == 1):
         raise TezipError(
             f"model {model_dir} was trained on {model[0].channels}-channel frames but {source.spec} holds "

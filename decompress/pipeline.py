@@ -95,6 +95,8 @@ def decode_sequence(model_dir, archive, sink, progress=None, device="CPU"):
 
     seq = archive.sequence
     fmt = seq.frames
+    if seq.coder.get("id") == "hierarchical":
+        return _decode_hierarchical(archive, sink, progress, device)
     weights = None
     if seq.model is not None:
         if is_no_model(model_dir):
@@ -120,6 +122,26 @@ def decode_sequence(model_dir, archive, sink, progress=None, device="CPU"):
     decoder = SequenceDecoder(archive, coder, key_coder, sink, Verifier(archive))
     run_windows(predictor, fmt.n_frames, seq.lanes, is_key, decoder, closed_loop=seq.loop == "closed", scale=scale,
                 progress=progress)
+
+
+def _decode_hierarchical(archive, sink, progress, device):
+    """Format 3 in the hierarchical order: each window decoded whole (sequence.hierarchical)."""
+    from sequence.coding import decode_windows
+    from sequence.hierarchical import HierarchicalCoder
+
+    seq = archive.sequence
+    fmt = seq.frames
+    if seq.model is not None or archive.keyframes.coder != {"id": "window"}:
+        raise TezipError(f"{ENTROPY_FILE} is corrupt (a hierarchical window coder with a model or a keyframe coder)")
+    try:
+        coder = HierarchicalCoder.from_config(seq.coder, device=device)
+    except TezipError as e:
+        raise TezipError(f"{ENTROPY_FILE} is corrupt ({e})") from None
+    if coder.max_value != fmt.max_value:
+        raise TezipError(f"{ENTROPY_FILE} is corrupt (its window coder's value range is not the frames')")
+    longest = max(e - s for s, e in zip(seq.keyframes, list(seq.keyframes[1:]) + [fmt.n_frames]))
+    check_memory(fmt, 4 * longest)  # a window is decoded whole: a few copies of its frames
+    decode_windows(archive, coder, sink, Verifier(archive), progress)
 
 
 def decompress_folder(model_dir, comp_dir, out_dir, flags: RunFlags = RunFlags(), label=""):

@@ -36,7 +36,8 @@ class ValueScale:
         if np.dtype(source.dtype) == np.uint8:
             return cls(0, 255)
         n = source.n_frames
-        picks = sorted({round(i * (n - 1) / max(1, samples - 1)) for i in range(min(n, samples))})
+        count = min(n, samples)  # spread `count` picks over the run: every frame of a short one
+        picks = sorted({round(i * (n - 1) / max(1, count - 1)) for i in range(count)})
         lows, highs = [], []
         for i in picks:
             frame = source.read(i)

@@ -160,3 +160,45 @@ class SequenceDecoder:
         mp = None if model_prediction is None else to_planar(model_prediction)
         decoded = self.coder.decode_frame(self.archive.frame_chunk(self.frame_index[f]), mp, previous)
         return self._done(f, decoded)
+
+
+def window_bounds(keyframes, n_frames):
+    """[(start, end)] of the windows: each keyframe to the next (the last to the end)."""
+    ends = list(keyframes[1:]) + [n_frames]
+    return list(zip(keyframes, ends))
+
+
+def encode_windows(source, window_coder, keyframes, writer, stats, progress=None):
+    """The hierarchical order's encoder: each window (a keyframe and the frames up to the next) read
+    whole and coded by `window_coder` (sequence.hierarchical.HierarchicalCoder) into one chunk per
+    frame; memory holds one window. Returns the frames' checksums."""
+    checksums = [None] * source.n_frames
+    for start, end in window_bounds(keyframes, source.n_frames):
+        window = source.read_range(start, end)
+        chunks, decoded = window_coder.encode_window(to_planar(window))
+        for k, (chunk, frame, rec) in enumerate(zip(chunks, window, decoded)):
+            writer.add(start + k, chunk)
+            out = to_interleaved(rec, frame.dtype)
+            checksums[start + k] = frame_checksum(out)
+            stats.add(start + k, frame, rec, len(chunk), None if k == 0 else rec)
+        if progress is not None:
+            progress(end - start)
+    return checksums
+
+
+def decode_windows(archive, window_coder, sink, verify, progress=None):
+    """The mirror of encode_windows: each window's chunks (its keyframe's in key_frame.dat, the
+    others in entropy.dat) decoded together, every frame verified and handed to the sink."""
+    seq = archive.sequence
+    fmt = seq.frames
+    predicted = 0
+    for w, (start, end) in enumerate(window_bounds(seq.keyframes, fmt.n_frames)):
+        chunks = [archive.keyframe_chunk(w)] + [archive.frame_chunk(predicted + k) for k in range(end - start - 1)]
+        predicted += end - start - 1
+        decoded = window_coder.decode_window(chunks, fmt.frame_shape, end - start)
+        for k, rec in enumerate(decoded):
+            out = to_interleaved(rec, fmt.dtype)
+            verify(start + k, out)
+            sink.write(start + k, out)
+        if progress is not None:
+            progress(end - start)

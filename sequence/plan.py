@@ -14,6 +14,10 @@ from sequence.windows import dwp_lane_starts, first_keyframes, swp_keyframes, sw
 
 QUANTIZERS = ("auto", "linquant", "medquant", "runmerge")
 LOOPS = ("closed", "open")
+# sequential: each frame from the frames before it (the model, the previous frame moved);
+# hierarchical: each window in bidirectional B-frame order with fitted interpolation, no model
+# (sequence/hierarchical.py: smooth fields, the domain TEZip was proposed for).
+ORDERS = ("sequential", "hierarchical")
 MAX_LANES = 16
 # Budget for the model's recurrent state and activations when choosing how many lanes to batch.
 LANE_MEMORY_BUDGET = 2 << 30
@@ -54,6 +58,7 @@ class CodecPlan:
     lanes: int | None = None
     zstd_level: int | None = None
     mean: bool = True  # blocks may also take the mean of the model's prediction and the previous frame moved
+    order: str = "sequential"
     intra: bool = True  # a predicted frame may be coded on its own pixels when that is smaller
     colour: bool = True  # lossless RGB: a reversible colour transform before MED (keyframes, residuals)
     global_range: int = 128  # blocks also search around one global displacement of up to this many pixels
@@ -90,6 +95,13 @@ class CodecPlan:
             raise OptionError(f"--quantizer {self.quantizer} serves the abs mode only (got -m {self.mode})")
         if self.loop not in LOOPS:
             raise OptionError(f"--loop must be closed or open (got {self.loop!r})")
+        if self.order not in ORDERS:
+            raise OptionError(f"--order must be one of {', '.join(ORDERS)} (got {self.order!r})")
+        if self.order == "hierarchical":
+            if self.window is None:
+                raise OptionError("--order hierarchical codes fixed windows: give -w WINDOW, not -t")
+            if self.mode != "abs":
+                raise OptionError(f"--order hierarchical serves the abs mode only (got -m {self.mode})")
 
     # -- what follows from the options -----------------------------------------------------------
     @property
@@ -192,6 +204,13 @@ class CodecPlan:
         intra = self.keyframe_coder(max_value, wide, channels) if self.intra else None
         return FrameCoder(head, self.spatial_stages(head, channels), tails, self.block_selector(model), self.mode,
                           self.bounds, max_value, xp, intra)
+
+    def window_coder(self, max_value, device="CPU"):
+        """The hierarchical order's window coder (sequence/hierarchical.py), within the abs bound."""
+        from sequence.hierarchical import HierarchicalCoder
+
+        tolerance = 0 if self.lossless else min(int(math.floor(self.bounds[0])), max_value)
+        return HierarchicalCoder(tolerance, max_value, device=device)
 
     def keyframe_coder(self, max_value, wide, channels=1):
         from sequence.framecoder import KeyframeCoder

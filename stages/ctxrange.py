@@ -313,3 +313,304 @@ class ContextRangeCoder(Codec):
         if status == _BAD_VALUE:
             raise TezipError("corrupt ctxrange data: a value outside int32")
         return out
+
+
+# --------------------------------------------------------------------------- grid sequences
+#
+# A variant for coders whose values come as a sequence of 2-D grids (sequence/hierarchical.py: an
+# interpolation level's pass is the grid of the points it predicts, coarse to fine): every grid is
+# coded in raster order with the activity of its *own* W, N, NW, NE values (neighbours on the same
+# grid, so of the same pass), and with the grid's `aux` number (its pass) as a second context, one
+# adaptive model through all grids of the call. On hierarchical-B LSI codes of smooth fields this
+# gives 7-14 % fewer bytes at abs 16-64 than coding the frame in raster order with a pass context.
+# The binarisation, the probabilities and the range coder are the ones above.
+
+_GRID_SIGN_CONTEXTS = 9  # signs (-, 0, +) of west and north on the grid
+MAX_GRID_AUX = 16
+_GRID_MODELLED_MANTISSA = 2  # mantissa bits below the top ones are direct (equiprobable) bits
+
+
+# The grid coder's adaptation: as _adapt, with the slow estimate's division by (seen + 2) done as a
+# multiplication by a table of 2^16 / (seen + 2) (a division per decision was a fifth of the time).
+_RECIPROCALS = ((1 << 16) // np.arange(2, (1 << 12) + 2)).astype(np.int64)
+
+
+@njit(cache=True, inline="always")
+def _grid_adapt(models, m, bit, fast_rate, slow_rate):
+    target = _PROB_ONE if bit == 0 else 0
+    models[m, 0] += (target - models[m, 0]) >> fast_rate
+    seen = models[m, 2]
+    models[m, 1] += ((target - models[m, 1]) * _RECIPROCALS[seen]) >> 16
+    if seen + 2 < (np.int64(1) << slow_rate):
+        models[m, 2] = seen + 1
+
+
+@njit(cache=True, inline="always")
+def _grid_encode_bit(st, buf, models, m, bit, fast_rate, slow_rate):
+    bound = (st[1] >> 16) * _probability(models, m)
+    if bit == 0:
+        st[1] = bound
+    else:
+        st[0] += bound
+        st[1] -= bound
+    _grid_adapt(models, m, bit, fast_rate, slow_rate)
+    while st[1] < _TOP:
+        st[1] <<= 8
+        _shift_low(st, buf)
+
+
+@njit(cache=True, inline="always")
+def _grid_decode_bit(st, data, models, m, fast_rate, slow_rate):
+    bound = (st[1] >> 16) * _probability(models, m)
+    if st[0] < bound:
+        st[1] = bound
+        bit = 0
+    else:
+        st[0] -= bound
+        st[1] -= bound
+        bit = 1
+    _grid_adapt(models, m, bit, fast_rate, slow_rate)
+    while st[1] < _TOP:
+        st[1] <<= 8
+        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
+        st[2] += 1
+        st[0] = ((st[0] << 8) | byte) & 0xFFFFFFFF
+    return bit
+
+
+@njit(cache=True, inline="always")
+def _encode_direct(st, buf, value, n):
+    """n <= 16 equiprobable bits at once: the range is split into 2^n equal parts."""
+    st[1] >>= n
+    st[0] += value * st[1]
+    while st[1] < _TOP:
+        st[1] <<= 8
+        _shift_low(st, buf)
+
+
+@njit(cache=True, inline="always")
+def _decode_direct(st, data, n):
+    st[1] >>= n
+    value = min(st[0] // st[1], (np.int64(1) << n) - 1)  # the min only matters for corrupt data
+    st[0] -= value * st[1]
+    while st[1] < _TOP:
+        st[1] <<= 8
+        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
+        st[2] += 1
+        st[0] = ((st[0] << 8) | byte) & 0xFFFFFFFF
+    return value
+
+
+@njit(cache=True, inline="always")
+def _grid_contexts(values, off, gw, gi, gj, aux, n_aux):
+    k = off + gi * gw + gj
+    west = abs(np.int64(values[k - 1])) if gj > 0 else np.int64(0)
+    north = abs(np.int64(values[k - gw])) if gi > 0 else np.int64(0)
+    north_west = abs(np.int64(values[k - gw - 1])) if gi > 0 and gj > 0 else np.int64(0)
+    north_east = abs(np.int64(values[k - gw + 1])) if gi > 0 and gj + 1 < gw else np.int64(0)
+    a = min(_halflog(west + north + ((north_west + north_east) >> 1)), _N_ACTIVITY - 1)
+    sw = _sign3(np.int64(values[k - 1])) if gj > 0 else 1
+    sn = _sign3(np.int64(values[k - gw])) if gi > 0 else 1
+    return a * n_aux + aux, sw * 3 + sn
+
+
+def _grid_models(n_aux):
+    n_ctx = _N_ACTIVITY * n_aux
+    models = np.zeros((n_ctx * (_MAX_BITS + 2) + _GRID_SIGN_CONTEXTS + (_MAX_BITS + 1) * _MAX_BITS, 3), np.int64)
+    models[:, :2] = _PROB_ONE // 2
+    return models
+
+
+@njit(cache=True, nogil=True)
+def _encode_grid_values(values, grids, n_aux, models, fast_rate, slow_rate):
+    """values: flat int32; grids: (G, 4) int64 rows (offset, height, width, aux) → coded bytes."""
+    n_ctx = _N_ACTIVITY * n_aux
+    sign0 = n_ctx
+    unary0 = sign0 + _GRID_SIGN_CONTEXTS
+    mantissa0 = unary0 + n_ctx * (_MAX_BITS + 1)
+    buf = np.empty(max(4096, values.size // 2), np.uint8)
+    st = np.zeros(5, np.int64)
+    st[1] = 0xFFFFFFFF
+    st[3] = 1
+    for g in range(grids.shape[0]):
+        off, gh, gw, aux = grids[g, 0], grids[g, 1], grids[g, 2], grids[g, 3]
+        for gi in range(gh):
+            for gj in range(gw):
+                if st[4] + st[3] + 160 > buf.shape[0]:
+                    grown = np.empty(2 * buf.shape[0] + st[3] + 160, np.uint8)
+                    grown[: st[4]] = buf[: st[4]]
+                    buf = grown
+                v = np.int64(values[off + gi * gw + gj])
+                ctx, sign_ctx = _grid_contexts(values, off, gw, gi, gj, aux, n_aux)
+                if v == 0:
+                    _grid_encode_bit(st, buf, models, ctx, 0, fast_rate, slow_rate)
+                    continue
+                _grid_encode_bit(st, buf, models, ctx, 1, fast_rate, slow_rate)
+                _grid_encode_bit(st, buf, models, sign0 + sign_ctx, 1 if v < 0 else 0, fast_rate, slow_rate)
+                m = abs(v) - 1
+                k = 0
+                while (m >> k) > 0:
+                    k += 1
+                unary = unary0 + ctx * (_MAX_BITS + 1)
+                for u in range(k):
+                    _grid_encode_bit(st, buf, models, unary + u, 1, fast_rate, slow_rate)
+                if k < _MAX_BITS:
+                    _grid_encode_bit(st, buf, models, unary + k, 0, fast_rate, slow_rate)
+                mantissa = mantissa0 + k * _MAX_BITS
+                low = max(k - 1 - _GRID_MODELLED_MANTISSA, 0)  # bits below this are direct
+                for b in range(k - 2, low - 1, -1):
+                    _grid_encode_bit(st, buf, models, mantissa + b, (m >> b) & 1, fast_rate, slow_rate)
+                while low > 0:
+                    n = min(low, 16)
+                    low -= n
+                    _encode_direct(st, buf, (m >> low) & ((np.int64(1) << n) - 1), n)
+    if st[4] + st[3] + 16 > buf.shape[0]:
+        grown = np.empty(st[4] + st[3] + 16, np.uint8)
+        grown[: st[4]] = buf[: st[4]]
+        buf = grown
+    for _ in range(5):
+        _shift_low(st, buf)
+    return buf[: st[4]].copy()
+
+
+@njit(cache=True, nogil=True)
+def _decode_grid_values(data, grids, n_aux, out, models, fast_rate, slow_rate):
+    """Fill the flat int32 `out` from coded bytes (the mirror of _encode_grid_values); returns
+    (status code, bytes read)."""
+    n_ctx = _N_ACTIVITY * n_aux
+    sign0 = n_ctx
+    unary0 = sign0 + _GRID_SIGN_CONTEXTS
+    mantissa0 = unary0 + n_ctx * (_MAX_BITS + 1)
+    st = np.zeros(3, np.int64)
+    st[1] = 0xFFFFFFFF
+    st[2] = 1
+    for _ in range(4):
+        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
+        st[0] = (st[0] << 8) | byte
+        st[2] += 1
+    for g in range(grids.shape[0]):
+        off, gh, gw, aux = grids[g, 0], grids[g, 1], grids[g, 2], grids[g, 3]
+        for gi in range(gh):
+            for gj in range(gw):
+                ctx, sign_ctx = _grid_contexts(out, off, gw, gi, gj, aux, n_aux)
+                k_out = off + gi * gw + gj
+                if _grid_decode_bit(st, data, models, ctx, fast_rate, slow_rate) == 0:
+                    out[k_out] = 0
+                    continue
+                negative = _grid_decode_bit(st, data, models, sign0 + sign_ctx, fast_rate, slow_rate)
+                unary = unary0 + ctx * (_MAX_BITS + 1)
+                k = 0
+                while k < _MAX_BITS and _grid_decode_bit(st, data, models, unary + k, fast_rate, slow_rate) == 1:
+                    k += 1
+                m = np.int64(1) << (k - 1) if k > 0 else np.int64(0)
+                mantissa = mantissa0 + k * _MAX_BITS
+                low = max(k - 1 - _GRID_MODELLED_MANTISSA, 0)
+                for b in range(k - 2, low - 1, -1):
+                    m |= np.int64(_grid_decode_bit(st, data, models, mantissa + b, fast_rate, slow_rate)) << b
+                while low > 0:
+                    n = min(low, 16)
+                    low -= n
+                    m |= _decode_direct(st, data, n) << low
+                v = -(m + 1) if negative else m + 1
+                if v > 2147483647:
+                    return _BAD_VALUE, st[2]
+                out[k_out] = v
+            if st[2] > data.shape[0] + _OVERRUN_SLACK:
+                return _OVERRUN, st[2]
+    return _OK, st[2]
+
+
+def check_capacity(n_bytes, n_values):
+    """TezipError unless `n_bytes` of coded data can hold `n_values` values (before allocating them)."""
+    _check_capacity(n_bytes, (n_values,))
+
+
+def _check_grids(grids, n_values, n_aux):
+    grids = np.ascontiguousarray(grids, dtype=np.int64).reshape(-1, 4)
+    if not 1 <= n_aux <= MAX_GRID_AUX:
+        raise ValueError(f"grid coder: n_aux must be 1-{MAX_GRID_AUX}, got {n_aux}")
+    if len(grids) and (grids[:, 1:3].min() < 0 or grids[:, 0].min() < 0 or grids[:, 3].min() < 0
+                       or grids[:, 3].max() >= n_aux
+                       or (grids[:, 0] + grids[:, 1] * grids[:, 2]).max() > n_values):
+        raise ValueError("grid coder: a grid lies outside the values or has an aux number out of range")
+    return grids
+
+
+def encode_grids(values, grids, n_aux, fast_rate=4, slow_rate=8):
+    """Code a flat int32 array laid out as 2-D grids: `grids` rows are (offset, height, width, aux),
+    aux in 0..n_aux-1 (n_aux <= MAX_GRID_AUX), coded in the order given; values outside every grid
+    are not coded. Returns bytes."""
+    values = np.ascontiguousarray(values, dtype=np.int32).ravel()
+    grids = _check_grids(grids, values.size, n_aux)
+    return _encode_grid_values(values, grids, n_aux, _grid_models(n_aux), fast_rate, slow_rate).tobytes()
+
+
+def decode_grids(data, grids, n_aux, out, fast_rate=4, slow_rate=8):
+    """The mirror of encode_grids: fills the flat int32 `out` (the grids' values) and returns it;
+    TezipError when `data` cannot be what encode_grids made (never reads or writes out of bounds).
+    The decoder ends exactly where the encoder's bytes end (both renormalise alike), so a stream
+    truncated by even one byte, or with bytes after it, is refused."""
+    if out.dtype != np.int32 or out.ndim != 1:
+        raise TezipError(f"grid decoding fills a flat int32 array, got {out.dtype} {out.shape}")
+    grids = _check_grids(grids, out.size, n_aux)
+    n_coded = int(grids[:, 1].astype(object).dot(grids[:, 2].astype(object))) if len(grids) else 0
+    _check_capacity(len(data), (n_coded,))
+    status, read = _decode_grid_values(np.frombuffer(data, np.uint8), grids, n_aux, out, _grid_models(n_aux),
+                                       fast_rate, slow_rate)
+    if status == _OVERRUN or (status == _OK and read > len(data)):
+        raise TezipError("corrupt ctxrange data: truncated")
+    if status == _BAD_VALUE:
+        raise TezipError("corrupt ctxrange data: a value outside int32")
+    if read != len(data):  # the decoder reads exactly the bytes the encoder wrote
+        raise TezipError("corrupt ctxrange data: bytes after the end of the coded values")
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _count_grid_decisions(values, grids, n_aux, counts):
+    """The decisions encode_grids would code, counted per model: counts[model, bit] (mantissa bits
+    are counted as such: the coder learns little from them)."""
+    n_ctx = _N_ACTIVITY * n_aux
+    sign0 = n_ctx
+    unary0 = sign0 + _GRID_SIGN_CONTEXTS
+    raw_bits = np.int64(0)
+    for g in range(grids.shape[0]):
+        off, gh, gw, aux = grids[g, 0], grids[g, 1], grids[g, 2], grids[g, 3]
+        for gi in range(gh):
+            for gj in range(gw):
+                v = np.int64(values[off + gi * gw + gj])
+                ctx, sign_ctx = _grid_contexts(values, off, gw, gi, gj, aux, n_aux)
+                if v == 0:
+                    counts[ctx, 0] += 1
+                    continue
+                counts[ctx, 1] += 1
+                counts[sign0 + sign_ctx, 1 if v < 0 else 0] += 1
+                m = abs(v) - 1
+                k = 0
+                while (m >> k) > 0:
+                    k += 1
+                unary = unary0 + ctx * (_MAX_BITS + 1)
+                for u in range(k):
+                    counts[unary + u, 1] += 1
+                if k < _MAX_BITS:
+                    counts[unary + k, 0] += 1
+                if k > 1:
+                    raw_bits += k - 1
+    return raw_bits
+
+
+def estimate_grid_bits(values, grids, n_aux):
+    """About how many bits encode_grids(values, grids, n_aux) makes, far faster: every binary
+    decision's model at its empirical entropy plus what adapting to it costs (½ log₂ n + 1 bits for
+    n decisions), mantissa bits at one bit each. For an encoder's choices between alternatives."""
+    values = np.ascontiguousarray(values, dtype=np.int32).ravel()
+    grids = _check_grids(grids, values.size, n_aux)
+    counts = np.zeros((len(_grid_models(n_aux)), 2), np.int64)
+    raw = _count_grid_decisions(values, grids, n_aux, counts)
+    n = counts.sum(1)
+    used = n > 0
+    c, n = counts[used].astype(np.float64), n[used].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(np.where(c > 0, c * np.log2(c / n[:, None]), 0.0)).sum()
+    learning = (0.5 * np.log2(n) + 1.0).sum()  # what an adaptive model pays to learn p (≈ ½ log₂ n)
+    return float(h + learning) + float(raw)
