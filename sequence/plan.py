@@ -86,7 +86,7 @@ class CodecPlan:
         if not _is_int(self.block) or not 0 <= self.block <= MAX_BLOCK:
             raise OptionError(f"--block must be 0 (off) or a block size up to {MAX_BLOCK} (got {self.block})")
         if not _is_int(self.global_range) or not 0 <= self.global_range <= MAX_GLOBAL_RANGE:
-            raise OptionError(f"the global motion range must be 0 (off) to {MAX_GLOBAL_RANGE} (got {self.global_range})")
+            raise OptionError(f"--global-motion must be 0 (off) to {MAX_GLOBAL_RANGE} pixels (got {self.global_range})")
         if not _is_int(self.motion) or not 0 <= self.motion <= 7:
             raise OptionError(f"--motion must be a search radius 0-7 (got {self.motion})")
         if self.quantizer not in QUANTIZERS:
