@@ -85,8 +85,50 @@ def _block_sad_mean(frame, model, candidate, y0, y1, x0, x1, dy, dx, limit):
     return total
 
 
+@njit(cache=True, inline="always")
+def _block_cost_rct(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, limit):
+    """The block's cost after the chain colour transform (stages/rct.py) of its residual e = frame -
+    prediction (the candidate moved, or with `mean` its mean with the model): sum of |e_B| +
+    |e_G - e_B| + |e_R - e_G| (+ |e| of further channels), what the lossless RGB residual coder
+    sees; stops once a row ends at or beyond `limit`. For frames of 3 or more channels."""
+    n_planes, height, width = frame.shape
+    total = np.int64(0)
+    for i in range(y0, y1):
+        si = min(max(i + dy, 0), height - 1)
+        for j in range(x0, x1):
+            sj = min(max(j + dx, 0), width - 1)
+            e0, e1, e2 = np.int64(0), np.int64(0), np.int64(0)
+            for c in range(n_planes):
+                v = np.int64(candidate[c, si, sj])
+                if mean:
+                    v = (np.int64(model[c, i, j]) + v + 1) >> 1
+                e = np.int64(frame[c, i, j]) - v
+                if c == 0:
+                    e0 = e
+                elif c == 1:
+                    e1 = e
+                elif c == 2:
+                    e2 = e
+                else:
+                    total += abs(e)
+            total += abs(e2) + abs(e1 - e2) + abs(e0 - e1)
+        if total >= limit:
+            return total
+    return total
+
+
+@njit(cache=True, inline="always")
+def _cost(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, colour, limit):
+    """The block's matching cost: SAD over the channels, or with `colour` _block_cost_rct."""
+    if colour:
+        return _block_cost_rct(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, limit)
+    if mean:
+        return _block_sad_mean(frame, model, candidate, y0, y1, x0, x1, dy, dx, limit)
+    return _block_sad(frame, candidate, y0, y1, x0, x1, dy, dx, limit)
+
+
 @njit(cache=True, parallel=True)
-def _choose_blocks(frame, model, previous, block, radius, use_model, use_mean, gy, gx, n_windows, choices):
+def _choose_blocks(frame, model, previous, block, radius, use_model, use_mean, gy, gx, n_windows, colour, choices):
     ny, nx = choices.shape
     _, height, width = frame.shape
     side = 2 * radius + 1
@@ -100,18 +142,18 @@ def _choose_blocks(frame, model, previous, block, radius, use_model, use_mean, g
         best = np.int64(2) ** 62
         code = 0
         if use_model:
-            best = _block_sad(frame, model, y0, y1, x0, x1, 0, 0, best)
+            best = _cost(frame, model, model, y0, y1, x0, x1, 0, 0, False, colour, best)
         best_dy, best_dx = 0, 0
         for window in range(n_windows):
             oy, ox = (0, 0) if window == 0 else (gy, gx)
             for k in range(size):
                 index = (centre + k) % size  # the window's centre first, so ties keep it
                 dy, dx = oy + index // side - radius, ox + index % side - radius
-                sad = _block_sad(frame, previous, y0, y1, x0, x1, dy, dx, best)
+                sad = _cost(frame, model, previous, y0, y1, x0, x1, dy, dx, False, colour, best)
                 if sad < best:
                     best, code, best_dy, best_dx = sad, 1 + window * kinds * size + index, dy, dx
         if use_model and use_mean and code > 0:
-            sad = _block_sad_mean(frame, model, previous, y0, y1, x0, x1, best_dy, best_dx, best)
+            sad = _cost(frame, model, previous, y0, y1, x0, x1, best_dy, best_dx, True, colour, best)
             if sad < best:
                 best, code = sad, code + size
         choices[by, bx] = code
@@ -244,6 +286,9 @@ class BlockSelector(Codec):
                 raise TezipError(f"block selection's {name} flag must be true or false, got {flag!r}")
         self.model = model  # False: no model prediction to choose (code 0 never occurs)
         self.mean = mean and model  # the mean of the model and the previous frame moved may be chosen
+        # Encoder only (not recorded: the decoder reads the choices): match blocks by the cost of their
+        # residual after the chain colour transform, as the lossless RGB residual coder sees it.
+        self.colour_cost = False
 
     def get_config(self):
         config = super().get_config()
@@ -288,7 +333,7 @@ class BlockSelector(Codec):
         gy, gx = self.global_vector(frame, previous)
         _choose_blocks(np.ascontiguousarray(frame), np.ascontiguousarray(model_prediction),
                        np.ascontiguousarray(previous), self.block, self.radius, self.model, self.mean, gy, gx,
-                       2 if (gy, gx) != (0, 0) else 1, choices)
+                       2 if (gy, gx) != (0, 0) else 1, self.colour_cost and frame.shape[0] >= 3, choices)
         return BlockChoices(choices, (gy, gx)) if self.global_range else choices
 
     def combine(self, model_prediction, previous, choices):

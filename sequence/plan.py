@@ -202,7 +202,10 @@ class CodecPlan:
         head = self.residual_head(max_value)
         tails = Alternatives([Chain(tail) for tail in self.back_ends(wide)])
         intra = self.keyframe_coder(max_value, wide, channels) if self.intra else None
-        return FrameCoder(head, self.spatial_stages(head, channels), tails, self.block_selector(model), self.mode,
+        selector = self.block_selector(model)
+        if selector is not None:
+            selector.colour_cost = self.colour_transform(channels) is not None
+        return FrameCoder(head, self.spatial_stages(head, channels), tails, selector, self.mode,
                           self.bounds, max_value, xp, intra)
 
     def window_coder(self, max_value, device="CPU"):

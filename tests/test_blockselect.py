@@ -164,3 +164,16 @@ def test_global_motion_end_to_end_pan_is_exact_and_far_smaller(tmp_path):
         np.testing.assert_array_equal(read_sequence(tmp_path / f"d{g}").frames, frames)
         sizes[g] = stats.compressed_bytes
     assert sizes[128] < 0.5 * sizes[0]
+
+
+def test_colour_cost_matches_blocks_as_the_colour_transformed_residual_is_coded():
+    frame = np.zeros((3, 16, 16), np.int32)
+    model = frame - 5  # residual (5, 5, 5): SAD 15, after (B, G - B, R - G) 5 + 0 + 0
+    previous = frame.copy()
+    previous[2] -= 6  # residual (0, 0, 6): SAD 6, after the transform 6 + 6 + 0
+    sel = BlockSelector(8, radius=0)
+    assert (sel.choose(frame, model, previous) == 1).all()  # the previous frame by SAD
+    sel.colour_cost = True
+    assert (sel.choose(frame, model, previous) == 0).all()  # the model by the coded cost
+    assert "colour_cost" not in str(sel.get_config())  # encoder only
+    assert (sel.choose(frame[:1], model[:1], previous[:1]) == 1).all()  # one channel (R): plain SAD, 0 < 5
