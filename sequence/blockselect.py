@@ -128,12 +128,12 @@ def _cost(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, colour, limit):
 
 
 @njit(cache=True, parallel=True)
-def _choose_blocks(frame, model, previous, block, radius, use_model, use_mean, gy, gx, n_windows, colour, choices):
+def _choose_blocks(frame, model, previous, block, radius, use_model, use_mean, kinds, gy, gx, n_windows, colour,
+                   choices):
     ny, nx = choices.shape
     _, height, width = frame.shape
     side = 2 * radius + 1
     size = side * side
-    kinds = 2 if use_mean else 1
     centre = radius * side + radius
     for b in prange(ny * nx):
         by, bx = b // nx, b % nx
@@ -325,16 +325,27 @@ class BlockSelector(Codec):
         gy, gx = estimate_global_motion(frame, previous, self.global_range)
         return (0, 0) if max(abs(gy), abs(gx)) <= self.radius else (gy, gx)
 
-    def choose(self, frame, model_prediction, previous):
+    def choose(self, frame, model_prediction, previous, use_model=True, vector=None):
         """The block choices (module docstring) for planar (C, H, W) integer inputs: (ny, nx) int32
-        codes, or BlockChoices (the codes and the global vector) with global_range."""
+        codes, or BlockChoices (the codes and the global vector) with global_range. use_model=False:
+        the previous frame moved only (codes the decoder reads as any others); vector: the global
+        vector already estimated for this frame (else estimated here)."""
         choices = np.zeros(self.grid(*frame.shape[1:]), np.int32)
         model_prediction = previous if model_prediction is None else model_prediction
-        gy, gx = self.global_vector(frame, previous)
+        gy, gx = self.global_vector(frame, previous) if vector is None else vector
+        use_model = self.model and use_model
         _choose_blocks(np.ascontiguousarray(frame), np.ascontiguousarray(model_prediction),
-                       np.ascontiguousarray(previous), self.block, self.radius, self.model, self.mean, gy, gx,
+                       np.ascontiguousarray(previous), self.block, self.radius, use_model, self.mean and use_model,
+                       self.kinds, gy, gx,
                        2 if (gy, gx) != (0, 0) else 1, self.colour_cost and frame.shape[0] >= 3, choices)
         return BlockChoices(choices, (gy, gx)) if self.global_range else choices
+
+    def uses_model(self, choices):
+        """Whether any block of `choices` takes the model's prediction (alone or in the mean)."""
+        codes = np.asarray(split_choices(choices)[0])
+        if not self.model or not codes.size:
+            return False
+        return bool((codes == 0).any() or (self.mean and (((codes - 1) // (2 * self.radius + 1) ** 2) % 2 == 1).any()))
 
     def combine(self, model_prediction, previous, choices):
         """The prediction made of the chosen candidate in each block."""

@@ -159,14 +159,20 @@ class FrameCoder:
         """frame, model_prediction (or None without a model), previous decoded frame: (C, H, W) int32
         → (chunk bytes, decoded frame, prediction). choice: (block choices, prediction) already made."""
         choices, p = choice if choice is not None else self.choose(frame, model_prediction, previous)
+        body, decoded = self._predicted_chunk(frame, choices, p)
+        if model_prediction is not None and self.selector is not None and self.selector.uses_model(choices):
+            from sequence.blockselect import split_choices
+
+            # the same frame without the model's candidates, kept when smaller (on exact repeats a lower sum
+            # of absolute residuals can cost more bits): losslessly the chunk is never larger than without
+            # a model; encoder only, the decoder reads the codes as any others
+            alt_choices = self.selector.choose(frame, model_prediction, previous, use_model=False,
+                                               vector=split_choices(choices)[1])
+            alt_p = self.prediction(model_prediction, previous, alt_choices)
+            alt_body, alt_decoded = self._predicted_chunk(frame, alt_choices, alt_p)
+            if len(alt_body) < len(body):
+                choices, p, body, decoded = alt_choices, alt_p, alt_body, alt_decoded
         self.last_choices, self.last_intra = choices, False
-        codes, decoded = self.quantize(frame, p)
-        for stage in self.spatial:
-            codes = stage.encode(codes)
-        body = self.tails.encode(np.ascontiguousarray(codes, dtype=np.int32))
-        if self.selector is not None:
-            head = self.selector.encode_frame_choices(choices)
-            body = _varint(len(head)) + head + body
         if self.intra is None:
             return body, decoded, p
         body = bytes([PREDICTED]) + body
@@ -179,6 +185,17 @@ class FrameCoder:
                 self.last_choices, self.last_intra = None, True
                 return bytes([INTRA]) + intra, intra_decoded, p
         return body, decoded, p
+
+    def _predicted_chunk(self, frame, choices, p):
+        """(chunk without the mode byte, decoded frame) of `frame` coded against prediction `p`."""
+        codes, decoded = self.quantize(frame, p)
+        for stage in self.spatial:
+            codes = stage.encode(codes)
+        body = self.tails.encode(np.ascontiguousarray(codes, dtype=np.int32))
+        if self.selector is not None:
+            head = self.selector.encode_frame_choices(choices)
+            body = _varint(len(head)) + head + body
+        return body, decoded
 
     def decode_frame(self, chunk, model_prediction, previous):
         """The mirror of encode_frame: chunk → the decoded frame (C, H, W) int32."""

@@ -133,3 +133,25 @@ def test_corrupt_chunks_raise_tezip_error(bound):
             except TezipError:
                 continue
             assert back.shape == a.shape  # undetectable here: the frame checksum catches it
+
+
+@pytest.mark.parametrize("bound", [0, 2])
+def test_a_model_whose_blocks_code_larger_is_dropped_for_the_frame(bound):
+    """Blocks pick the model by the smaller sum of absolute residuals; where that codes larger (noise
+    against a constant offset) the frame is coded without the model's candidates."""
+    plan = CodecPlan.make(warmup=1, window=8, bounds=(bound,), intra=False)
+    coder = plan.frame_coder(255, False, model=True, channels=3)
+    decoder = FrameCoder.from_config(json.loads(json.dumps(coder.get_config())), coder.mode, coder.bounds, 255, "e")
+    previous = frames(1, h=64, w=64, seed=6)[0]
+    frame = np.clip(previous + 3 * (bound + 1), 0, 255)  # a constant step: cheap residuals, large sum
+    rng = np.random.default_rng(0)
+    model = np.clip(frame + rng.integers(-1, 2, frame.shape) * (2 * bound + 1) * 2, 0, 255).astype(np.int32)
+    choices, _ = coder.choose(frame, model, previous)
+    assert coder.selector.uses_model(choices)  # by the sum of absolute residuals the model wins
+    chunk, decoded, _ = coder.encode_frame(frame, model, previous)
+    assert not coder.selector.uses_model(coder.last_choices)
+    without = plan.frame_coder(255, False, model=False, channels=3).encode_frame(frame, None, previous)[0]
+    assert len(chunk) <= len(without)
+    back = decoder.decode_frame(chunk, model, previous)
+    np.testing.assert_array_equal(back, decoded)
+    assert np.abs(back - frame).max() <= bound
