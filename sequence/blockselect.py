@@ -200,7 +200,7 @@ def _overlap_sad(current, previous, dy, dx):
     return total, max(0, y1 - y0) * max(0, x1 - x0)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _search_global(current, previous, cy, cx, reach, limit):
     """The displacement within ±reach of (cy, cx), |d| <= limit, whose mean absolute difference
     over the overlap (at least a quarter of the frame) is smallest; (cy, cx) when none qualifies."""
@@ -208,27 +208,47 @@ def _search_global(current, previous, cy, cx, reach, limit):
     side = 2 * reach + 1
     sads = np.full(side * side, -1, np.int64)
     counts = np.zeros(side * side, np.int64)
-    for k in prange(side * side):
+    for k in range(side * side):  # one thread: on busy cores a parallel region cost 20x the sums
         dy, dx = cy + k // side - reach, cx + k % side - reach
         if abs(dy) <= limit and abs(dx) <= limit and abs(dy) < height and abs(dx) < width:
             sad, n = _overlap_sad(current, previous, dy, dx)
             if 4 * n >= height * width:
                 sads[k], counts[k] = sad, n
     best_dy, best_dx, best_sad, best_n = cy, cx, np.int64(-1), np.int64(1)
-    for k in range(side * side):  # in a fixed order, so the result never depends on the threads
+    for k in range(side * side):  # in a fixed order
         if sads[k] >= 0 and (best_sad < 0 or sads[k] * best_n < best_sad * counts[k]):
             best_dy, best_dx, best_sad, best_n = cy + k // side - reach, cx + k % side - reach, sads[k], counts[k]
     return best_dy, best_dx
 
 
+@njit(cache=True)
+def _channel_sum(frame):
+    """(C, H, W) integers → (H, W) int64: the sum over the channels."""
+    n_planes, height, width = frame.shape
+    out = np.zeros((height, width), np.int64)
+    for c in range(n_planes):
+        for i in range(height):
+            for j in range(width):
+                out[i, j] += frame[c, i, j]
+    return out
+
+
+@njit(cache=True)
+def _sum_2x2(x):
+    """(H, W) int64 → (H // 2, W // 2): sums of 2 x 2 pixels (an odd last row or column dropped)."""
+    height, width = x.shape[0] // 2, x.shape[1] // 2
+    out = np.empty((height, width), np.int64)
+    for i in range(height):
+        for j in range(width):
+            out[i, j] = x[2 * i, 2 * j] + x[2 * i + 1, 2 * j] + x[2 * i, 2 * j + 1] + x[2 * i + 1, 2 * j + 1]
+    return out
+
+
 def _luminance_pyramid(frame):
     """[the channels' sum, then 2 x 2 sums of it ...] down to at most GLOBAL_COARSE_SIDE a side."""
-    levels = [np.asarray(frame, np.int64).sum(axis=0)]
+    levels = [_channel_sum(np.ascontiguousarray(frame))]
     while max(levels[-1].shape) > GLOBAL_COARSE_SIDE and min(levels[-1].shape) >= 16:
-        x = levels[-1]
-        h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
-        x = x[:h, :w]
-        levels.append(x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
+        levels.append(_sum_2x2(levels[-1]))
     return levels
 
 
