@@ -25,7 +25,14 @@ frame). When the vector lies beyond the ±radius window, each block also searche
 
 (window 0 is the layout above). The vector is stored before the frame's block choices; only the
 encoder's choice needs to be good, the decoder reads it. The pan of issue 14's hard content (23 px
-right, 3 down per frame, a 97 px jump back every fifth frame) is found exactly.
+right, 3 down per frame, a 97 px jump back every fifth frame) is found exactly, in 7-10 ms per
+360 x 264 frame (one thread). In the chunk (format 3): the vector as two zigzag varints, then the
+(ny, nx) codes through the context range coder.
+
+Encoder only (nothing recorded): with `colour_cost` (lossless RGB, whose residuals go through the
+chain colour transform) blocks are matched by |e_B| + |e_G - e_B| + |e_R - e_G| of their residual
+e instead of the plain sum; `choose(..., use_model=False)` leaves the model's candidates out (the
+frame coder retries a frame so and keeps the smaller chunk).
 
 The decoder has the previous decoded frame
 (the previous frame of the same window: windows start with keyframes), so it rebuilds the same

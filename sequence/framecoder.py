@@ -16,7 +16,9 @@ A predicted frame (FrameCoder):
     matches); the model's state and the window go on as for any predicted frame. The mode byte,
     present only then, says which: 0 = predicted (what follows is as above), 1 = intra (what
     follows is the intra coder's chunk). The encoder tries intra only when the predicted chunk is
-    larger than INTRA_TRY_FRACTION of the last intra or keyframe chunk.
+    larger than INTRA_TRY_FRACTION of the last intra or keyframe chunk. A frame whose blocks took
+    the model's prediction is also coded with the previous frame's candidates only, and the smaller
+    chunk kept (encoder only: the decoder reads either as any block choices).
 
 A keyframe (KeyframeCoder): coded on its own by MED (exact) or medquant (within an abs bound),
 clipped the same way; lossless RGB frames first through a reversible colour transform (the
