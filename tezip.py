@@ -69,6 +69,15 @@ def build_parser():
     comp.add_argument("--motion", type=int, default=4, metavar="R",
                       help="with --block: the previous frame may also be moved by up to R pixels each way per block "
                            "(motion search); 0 takes it unmoved. Default 4")
+    comp.add_argument("--global-motion", type=int, default=128, metavar="G",
+                      help="with --block: one displacement of the whole previous frame (a camera pan) of up to G "
+                           "pixels each way is estimated per frame, and each block also searches around it; "
+                           "0 = off. Default 128")
+    comp.add_argument("--no-intra", action="store_true",
+                      help="never code a predicted frame on its own pixels (by default a frame is coded like a "
+                           "keyframe when that is smaller: scene cuts)")
+    comp.add_argument("--no-colour", action="store_true",
+                      help="no reversible colour transform (B, G-B, R-G) of lossless RGB keyframes and residuals")
     comp.add_argument("-m", "--mode", default="abs", metavar="MODE",
                       help="error-bound mode: abs (|x-x'| <= b), rel (b x value range of the frame's channel), "
                            "absrel (two values: the tighter of abs and rel), pwrel (|x-x'| <= b|x|). Default abs")
@@ -139,6 +148,7 @@ def codec_plan(args):
         warmup=args.preprocess, window=args.window, threshold=args.threshold, loop=args.loop, block=args.block,
         motion=args.motion, mode=args.mode, bounds=tuple(args.bound), entropy=not args.no_entropy, lanes=args.lanes,
         zstd_level=args.zstd_level, quantizer=args.quantizer, order=args.order,
+        global_range=args.global_motion, intra=not args.no_intra, colour=not args.no_colour,
     )
 
 

@@ -148,13 +148,13 @@ def main():
                 print(f"bound {bound:>2} {tag:>9}: {r['bytes']:>9} bytes ratio {r['ratio']:7.2f} "
                       f"({r['seconds']:.1f} s, model {r['model_seconds']:.1f} s)", flush=True)
     print()
-    print("| bound | no model | untrained | given | given vs no model | blocks: model / previous / moved / mean |")
+    print("| bound | no model | untrained | given | given vs no model | blocks: model / previous / moved / mean / global / intra |")
     print("|---|---|---|---|---|---|")
     for bound in args.bounds:
         r = {row["model"]: row for row in rows if row["bound"] == bound}
         gain = 1 - r["given"]["bytes"] / r["none"]["bytes"]
         b = r["given"]["blocks"]
-        shares = " / ".join(f"{100 * b.get(k, 0):.0f} %" for k in ("model", "previous", "moved", "mean"))
+        shares = " / ".join(f"{100 * b.get(k, 0):.0f} %" for k in ("model", "previous", "moved", "mean", "global", "intra"))
         print(f"| {bound or 'lossless'} | {r['none']['ratio']:.2f} | {r['untrained']['ratio']:.2f} | "
               f"{r['given']['ratio']:.2f} | {100 * gain:+.1f} % fewer bytes | {shares} |")
     if args.json:

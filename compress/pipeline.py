@@ -121,8 +121,8 @@ def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, 
         if device != "GPU":
             check_model_memory(weights, h, w, len(lane_starts))
         predictor = predictor_for(weights, c, h, w, len(lane_starts), device)
-    coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device))
-    key_coder = plan.keyframe_coder(max_value, wide)
+    coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device), c)
+    key_coder = plan.keyframe_coder(max_value, wide, c)
     encoder = SequenceEncoder(source, coder, key_coder, writer, stats)
     run_windows(predictor, end, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed", threshold=plan.threshold,
                 scale=scale, progress=progress)
@@ -135,8 +135,8 @@ def sequence_headers(model, source, plan, scale, keyframes, lane_starts, checksu
     n, h, w, c = source.n_frames, source.height, source.width, source.channels
     max_value, wide = max_value_of(source.dtype), np.dtype(source.dtype) != np.uint8
     weights = model[0] if model is not None else None
-    coder = plan.frame_coder(max_value, wide, weights is not None)
-    key_coder = plan.keyframe_coder(max_value, wide)
+    coder = plan.frame_coder(max_value, wide, weights is not None, channels=c)
+    key_coder = plan.keyframe_coder(max_value, wide, c)
     fmt = FrameFormat.of(n, h, w, c, source.dtype, scale if weights is not None else None)
     model_record = None
     if model is not None:

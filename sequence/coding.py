@@ -27,18 +27,32 @@ class FrameStats:
         self.chunk_bytes = np.zeros(n_frames, np.int64)
         self.max_abs_error, self.sq_error, self.values = 0, 0.0, 0
         self.shown = None  # (frame index, frame (H, W, C), prediction (C, H, W) or None)
-        self.blocks = {}  # block choices by kind: "model", "previous", "moved", "mean"
+        self.blocks = {}  # block choices by kind: "model", "previous", "moved", "mean", "global", "intra"
+        self.intra_frames = 0  # predicted frames coded on their own (FrameCoder's intra mode)
 
     def add_choices(self, selector, choices):
+        """Count a frame's blocks by kind: model, previous (unmoved), moved (around zero), mean,
+        global (the previous frame moved around the global vector)."""
+        from sequence.blockselect import split_choices
+
         if choices is None:
             return
         side2 = (2 * selector.radius + 1) ** 2
         centre = 1 + side2 // 2
-        codes = np.asarray(choices).reshape(-1)
+        codes = np.asarray(split_choices(choices)[0]).reshape(-1)
+        group = (codes - 1) // side2
         for kind, n in (("model", np.sum(codes == 0)), ("previous", np.sum(codes == centre)),
                         ("moved", np.sum((codes >= 1) & (codes <= side2) & (codes != centre))),
-                        ("mean", np.sum(codes > side2))):
+                        ("mean", np.sum((codes > 0) & (group % selector.kinds == 1))),
+                        ("global", np.sum((codes > 0) & (group >= selector.kinds) & (group % selector.kinds == 0)))):
             self.blocks[kind] = self.blocks.get(kind, 0) + int(n)
+
+    def add_intra(self, coder, shape):
+        """A predicted frame coded on its own: all its blocks count as intra."""
+        self.intra_frames += 1
+        if coder.selector is not None:
+            ny, nx = coder.selector.grid(*shape)
+            self.blocks["intra"] = self.blocks.get("intra", 0) + ny * nx
 
     def add(self, f, frame, decoded, chunk_bytes, prediction=None):
         """frame (H, W, C) as read; decoded and prediction planar (C, H, W) int32."""
@@ -115,6 +129,7 @@ class SequenceEncoder:
         frame = self.original(f)
         self._last.pop(f - 1, None)
         chunk, decoded = self.key_coder.encode_frame(to_planar(frame))
+        self.coder.note_intra(len(chunk))
         return self._done(f, frame, decoded, chunk)
 
     def prediction_error(self, f, model_prediction):
@@ -133,7 +148,9 @@ class SequenceEncoder:
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
         chunk, decoded, prediction = self.coder.encode_frame(to_planar(frame), mp, previous)
-        if self.coder.selector is not None:
+        if self.coder.last_intra:
+            self.stats.add_intra(self.coder, frame.shape[:2])
+        elif self.coder.selector is not None:
             self.stats.add_choices(self.coder.selector, self.coder.last_choices)
         return self._done(f, frame, decoded, chunk, prediction)
 

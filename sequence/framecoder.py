@@ -8,11 +8,21 @@ A predicted frame (FrameCoder):
     residual     frame − prediction, quantized within each pixel's tolerance by the quantizer
                  (linquant, medquant or runmerge; runmerge at tolerance 0 is lossless)
     decoded      clip(prediction + reconstructed residual, 0, max value)
-    chunk        [varint length + block choices] + the residual's codes through the spatial stages
-                 and the smallest of the candidate tails (stages.chain.Alternatives)
+    chunk        [mode byte] + [varint length + block choices] + the residual's codes through the
+                 spatial stages and the smallest of the candidate tails (stages.chain.Alternatives)
+
+    With an intra coder (a KeyframeCoder) a predicted frame may instead be coded on its own pixels,
+    as a keyframe is, when that is smaller (a scene cut, content no block of the previous frame
+    matches); the model's state and the window go on as for any predicted frame. The mode byte,
+    present only then, says which: 0 = predicted (what follows is as above), 1 = intra (what
+    follows is the intra coder's chunk). The encoder tries intra only when the predicted chunk is
+    larger than INTRA_TRY_FRACTION of the last intra or keyframe chunk. A frame whose blocks took
+    the model's prediction is also coded with the previous frame's candidates only, and the smaller
+    chunk kept (encoder only: the decoder reads either as any block choices).
 
 A keyframe (KeyframeCoder): coded on its own by MED (exact) or medquant (within an abs bound),
-clipped the same way; chunk = the codes through the smallest candidate tail.
+clipped the same way; lossless RGB frames first through a reversible colour transform (the
+`colour` stage, stages/rct.py); chunk = the codes through the smallest candidate tail.
 
 Frames are planar int32 here: (C, H, W). Format 2 archives stored the codes of all frames in one
 stack (decompress/v2.py); `reconstruct` serves them.
@@ -25,6 +35,10 @@ from sequence.bounds import pixel_tolerances
 from stages import codec_from_config
 from stages._codec import check_config
 from stages.chain import Alternatives
+
+PREDICTED, INTRA = 0, 1  # a predicted frame's mode byte (with an intra coder)
+# Intra is tried when the predicted chunk is larger than this fraction of the last intra/keyframe chunk.
+INTRA_TRY_FRACTION = 1.0
 
 
 def to_host(a):
@@ -77,21 +91,27 @@ class FrameCoder:
     mode, bounds: the error bound (per-pixel tolerances); max_value: 255 or 65535; xp: numpy, or
     cupy to quantize on a GPU (identical integers either way)."""
 
-    def __init__(self, quantizer, spatial, tails, selector, mode, bounds, max_value, xp=np):
+    def __init__(self, quantizer, spatial, tails, selector, mode, bounds, max_value, xp=np, intra=None):
         self.quantizer, self.spatial, self.tails, self.selector = quantizer, list(spatial), tails, selector
         self.mode, self.bounds, self.max_value, self.xp = mode, list(bounds), int(max_value), xp
+        self.intra = intra  # a KeyframeCoder: a predicted frame may be coded on its own (module docstring)
+        self.intra_reference = None  # encoder only: bytes of the last intra or keyframe chunk
+        self.last_choices, self.last_intra = None, False  # for the run's statistics
 
     def get_config(self):
-        return {"id": "frame", "residual": [s.get_config() for s in [self.quantizer] + self.spatial],
-                "tails": self.tails.get_config(),
-                "block_select": self.selector.get_config() if self.selector is not None else None}
+        config = {"id": "frame", "residual": [s.get_config() for s in [self.quantizer] + self.spatial],
+                  "tails": self.tails.get_config(),
+                  "block_select": self.selector.get_config() if self.selector is not None else None}
+        if self.intra is not None:
+            config["intra"] = self.intra.get_config()
+        return config
 
     @classmethod
     def from_config(cls, config, mode, bounds, max_value, where, xp=np):
         from sequence.blockselect import BlockSelector
 
         try:
-            options = check_config(config, "frame", ("residual", "tails", "block_select"))
+            options = check_config(config, "frame", ("residual", "tails", "block_select", "intra"))
         except TezipError as e:
             raise TezipError(f"{where} is corrupt ({e})") from None
         residual = _stages(options.get("residual"), where)
@@ -103,8 +123,13 @@ class FrameCoder:
                 selector = BlockSelector.from_config(selector)
             except TezipError as e:
                 raise TezipError(f"{where}: {e}") from None
+        intra = options.get("intra")
+        if intra is not None:
+            intra = KeyframeCoder.from_config(intra, max_value, where)
+            if intra.tolerance > (min(bounds) if mode == "abs" and bounds else 0):
+                raise TezipError(f"{where} is corrupt (its intra coder's tolerance exceeds the bound)")
         return cls(residual[0], residual[1:], Alternatives.from_config(options.get("tails"), where), selector,
-                   mode, bounds, max_value, xp)
+                   mode, bounds, max_value, xp, intra)
 
     def prediction(self, model_prediction, previous, choices):
         """The prediction the frame is coded against: (C, H, W) int32."""
@@ -128,11 +153,43 @@ class FrameCoder:
         choices = self.selector.choose(frame, model_prediction, previous) if self.selector is not None else None
         return choices, self.prediction(model_prediction, previous, choices)
 
+    def note_intra(self, size):
+        """Encoder: a keyframe or intra chunk of `size` bytes was made (what intra costs now)."""
+        self.intra_reference = int(size)
+
     def encode_frame(self, frame, model_prediction, previous, choice=None):
         """frame, model_prediction (or None without a model), previous decoded frame: (C, H, W) int32
         → (chunk bytes, decoded frame, prediction). choice: (block choices, prediction) already made."""
         choices, p = choice if choice is not None else self.choose(frame, model_prediction, previous)
-        self.last_choices = choices  # for the run's statistics
+        body, decoded = self._predicted_chunk(frame, choices, p)
+        if model_prediction is not None and self.selector is not None and self.selector.uses_model(choices):
+            from sequence.blockselect import split_choices
+
+            # the same frame without the model's candidates, kept when smaller (on exact repeats a lower sum
+            # of absolute residuals can cost more bits): losslessly the chunk is never larger than without
+            # a model; encoder only, the decoder reads the codes as any others
+            alt_choices = self.selector.choose(frame, model_prediction, previous, use_model=False,
+                                               vector=split_choices(choices)[1])
+            alt_p = self.prediction(model_prediction, previous, alt_choices)
+            alt_body, alt_decoded = self._predicted_chunk(frame, alt_choices, alt_p)
+            if len(alt_body) < len(body):
+                choices, p, body, decoded = alt_choices, alt_p, alt_body, alt_decoded
+        self.last_choices, self.last_intra = choices, False
+        if self.intra is None:
+            return body, decoded, p
+        body = bytes([PREDICTED]) + body
+        self.last_sizes = (len(body), None)
+        if self.intra_reference is None or len(body) > INTRA_TRY_FRACTION * self.intra_reference:
+            intra, intra_decoded = self.intra.encode_frame(np.asarray(frame))
+            self.note_intra(len(intra) + 1)
+            self.last_sizes = (len(body), len(intra) + 1)
+            if len(intra) + 1 < len(body):
+                self.last_choices, self.last_intra = None, True
+                return bytes([INTRA]) + intra, intra_decoded, p
+        return body, decoded, p
+
+    def _predicted_chunk(self, frame, choices, p):
+        """(chunk without the mode byte, decoded frame) of `frame` coded against prediction `p`."""
         codes, decoded = self.quantize(frame, p)
         for stage in self.spatial:
             codes = stage.encode(codes)
@@ -140,15 +197,21 @@ class FrameCoder:
         if self.selector is not None:
             head = self.selector.encode_frame_choices(choices)
             body = _varint(len(head)) + head + body
-        return body, decoded, p
+        return body, decoded
 
     def decode_frame(self, chunk, model_prediction, previous):
         """The mirror of encode_frame: chunk → the decoded frame (C, H, W) int32."""
         chunk = bytes(chunk)
         choices, pos = None, 0
         c, h, w = previous.shape
+        if self.intra is not None:
+            if not chunk or chunk[0] not in (PREDICTED, INTRA):
+                raise TezipError("corrupt frame chunk: unknown coding mode")
+            if chunk[0] == INTRA:
+                return self.intra.decode_frame(chunk[1:], (c, h, w))
+            pos = 1
         if self.selector is not None:
-            size, pos = _read_varint(chunk)
+            size, pos = _read_varint(chunk, pos)
             if pos + size > len(chunk):
                 raise TezipError("corrupt frame chunk: block choices cut off")
             choices = self.selector.decode_frame_choices(chunk[pos : pos + size], h, w)
@@ -168,26 +231,36 @@ class FrameCoder:
 class KeyframeCoder:
     """Codes a keyframe on its own, and decodes it. head: MedCoder (exact) or MedQuantizer (within
     its tolerance); tails: the candidate byte codings (None for format 2, whose codes are coded
-    whole)."""
+    whole); colour: an exact colour transform (stages/rct.py) of the pixels before an exact head,
+    or None."""
 
     HEADS = ("med", "medquant")  # keyframes are predicted from their own pixels
+    COLOURS = ("rct",)
 
-    def __init__(self, head, max_value, tails=None):
-        self.head, self.max_value, self.tails = head, int(max_value), tails
+    def __init__(self, head, max_value, tails=None, colour=None):
+        self.head, self.max_value, self.tails, self.colour = head, int(max_value), tails, colour
 
     def get_config(self):
-        return {"id": "keyframe", "head": self.head.get_config(), "tails": self.tails.get_config()}
+        config = {"id": "keyframe", "head": self.head.get_config(), "tails": self.tails.get_config()}
+        if self.colour is not None:
+            config["colour"] = self.colour.get_config()
+        return config
 
     @classmethod
     def from_config(cls, config, max_value, where):
         try:
-            options = check_config(config, "keyframe", ("head", "tails"))
+            options = check_config(config, "keyframe", ("head", "tails", "colour"))
         except TezipError as e:
             raise TezipError(f"{where} is corrupt ({e})") from None
         head = codec_from_config(options.get("head"), where)
         if head.codec_id not in cls.HEADS:
             raise TezipError(f"{where} has a stage list this TEZip cannot decode")
-        return cls(head, max_value, Alternatives.from_config(options.get("tails"), where))
+        colour = options.get("colour")
+        if colour is not None:
+            colour = codec_from_config(colour, where)
+            if colour.codec_id not in cls.COLOURS or head.lossy:
+                raise TezipError(f"{where} has a stage list this TEZip cannot decode")
+        return cls(head, max_value, Alternatives.from_config(options.get("tails"), where), colour)
 
     @property
     def tolerance(self):
@@ -199,7 +272,7 @@ class KeyframeCoder:
             codes, reconstructed = self.head.quantize(frame)
             decoded = np.clip(reconstructed, 0, self.max_value)
         else:
-            codes, decoded = self.head.encode(frame), frame
+            codes, decoded = self.head.encode(self.colour.encode(frame) if self.colour is not None else frame), frame
         if np.abs(decoded - frame).max() > self.tolerance:  # checked rather than trusted
             raise RuntimeError("internal error: a coded keyframe exceeds the error bound")
         return codes, decoded
@@ -216,6 +289,8 @@ class KeyframeCoder:
     def reconstruct(self, codes):
         """The keyframe from the head's codes (what format 2 stored whole)."""
         planes = self.head.decode(codes)
+        if self.colour is not None:
+            planes = self.colour.decode(planes)
         if self.head.lossy:  # quantized within the bound: the encoder clipped the same way
             return np.clip(planes, 0, self.max_value)
         if planes.size and (planes.min() < 0 or planes.max() > self.max_value):

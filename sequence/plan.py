@@ -25,6 +25,7 @@ MAX_LANES = 16
 # pixels: 1, 4 and 16 lanes ran within noise of each other per lane-step on the bundled model).
 LANE_MEMORY_BUDGET = 512 << 20
 MAX_BLOCK = 4096
+MAX_GLOBAL_RANGE = 4096  # sequence.blockselect's
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class CodecPlan:
     zstd_level: int | None = None
     mean: bool = True  # blocks may also take the mean of the model's prediction and the previous frame moved
     order: str = "sequential"
+    intra: bool = True  # a predicted frame may be coded on its own pixels when that is smaller
+    colour: bool = True  # lossless RGB: a reversible colour transform before MED (keyframes, residuals)
+    global_range: int = 128  # blocks also search around one global displacement of up to this many pixels
 
     @classmethod
     def make(cls, **options):
@@ -84,6 +88,8 @@ class CodecPlan:
             raise OptionError(f"--zstd-level must be 1-22 (got {self.zstd_level})")
         if not _is_int(self.block) or not 0 <= self.block <= MAX_BLOCK:
             raise OptionError(f"--block must be 0 (off) or a block size up to {MAX_BLOCK} (got {self.block})")
+        if not _is_int(self.global_range) or not 0 <= self.global_range <= MAX_GLOBAL_RANGE:
+            raise OptionError(f"--global-motion must be 0 (off) to {MAX_GLOBAL_RANGE} pixels (got {self.global_range})")
         if not _is_int(self.motion) or not 0 <= self.motion <= 7:
             raise OptionError(f"--motion must be a search radius 0-7 (got {self.motion})")
         if self.quantizer not in QUANTIZERS:
@@ -141,16 +147,27 @@ class CodecPlan:
         tolerance = self.abs_tolerance(max_value)
         return MedCoder() if tolerance is None else MedQuantizer(tolerance)
 
-    def spatial_stages(self, head):
-        """After runmerge: MED for lossless residuals (noise-like: MED leaves the fewest bits), the
-        row delta for lossy ones (merged runs along rows become zeros, which MED would not make).
-        Nothing after linquant or medquant."""
+    def colour_transform(self, channels):
+        """The reversible colour transform (stages/rct.py) for lossless RGB(A) frames, else None:
+        exact, so only where the pixels are (under a lossy bound the bound holds per RGB pixel; on
+        linquant's and medquant's codes it made the dev frames larger)."""
+        from stages.rct import ColourTransform
+
+        return ColourTransform() if self.colour and self.lossless and channels >= 3 else None
+
+    def spatial_stages(self, head, channels=1):
+        """After runmerge: MED for lossless residuals (noise-like: MED leaves the fewest bits), after
+        the colour transform for RGB; the row delta for lossy ones (merged runs along rows become
+        zeros, which MED would not make). Nothing after linquant or medquant."""
         from stages.delta1d import DeltaCoder
         from stages.med import MedCoder
 
         if head.codec_id != "runmerge":
             return []
-        return [MedCoder()] if self.lossless else [DeltaCoder()]
+        if not self.lossless:
+            return [DeltaCoder()]
+        colour = self.colour_transform(channels)
+        return ([colour] if colour is not None else []) + [MedCoder()]
 
     def back_ends(self, wide):
         """The candidate byte-coding tails, the smaller of which is kept: the context range coder;
@@ -176,17 +193,23 @@ class CodecPlan:
         if not model and not self.block:
             raise OptionError("--block 0 predicts every pixel with the model: without a model (MODEL_DIR none) "
                               "give a block size (default 16)")
-        return BlockSelector(self.block, self.motion, model, mean=model and self.mean) if self.block else None
+        return BlockSelector(self.block, self.motion, model, mean=model and self.mean,
+                             global_range=self.global_range) if self.block else None
 
-    def frame_coder(self, max_value, wide, model=True, xp=np):
-        """The predicted frames' coder (sequence/framecoder.py). wide: frames wider than 8 bits."""
+    def frame_coder(self, max_value, wide, model=True, xp=np, channels=1):
+        """The predicted frames' coder (sequence/framecoder.py). wide: frames wider than 8 bits;
+        with `intra`, the keyframe coder codes a predicted frame on its own when that is smaller."""
         from sequence.framecoder import FrameCoder
         from stages.chain import Alternatives, Chain
 
         head = self.residual_head(max_value)
         tails = Alternatives([Chain(tail) for tail in self.back_ends(wide)])
-        return FrameCoder(head, self.spatial_stages(head), tails, self.block_selector(model), self.mode, self.bounds,
-                          max_value, xp)
+        intra = self.keyframe_coder(max_value, wide, channels) if self.intra else None
+        selector = self.block_selector(model)
+        if selector is not None:
+            selector.colour_cost = self.colour_transform(channels) is not None
+        return FrameCoder(head, self.spatial_stages(head, channels), tails, selector, self.mode,
+                          self.bounds, max_value, xp, intra)
 
     def window_coder(self, max_value, device="CPU"):
         """The hierarchical order's window coder (sequence/hierarchical.py), within the abs bound."""
@@ -195,12 +218,13 @@ class CodecPlan:
         tolerance = 0 if self.lossless else min(int(math.floor(self.bounds[0])), max_value)
         return HierarchicalCoder(tolerance, max_value, device=device)
 
-    def keyframe_coder(self, max_value, wide):
+    def keyframe_coder(self, max_value, wide, channels=1):
         from sequence.framecoder import KeyframeCoder
         from stages.chain import Alternatives, Chain
 
         return KeyframeCoder(self.keyframe_head(max_value), max_value,
-                             Alternatives([Chain(tail) for tail in self.back_ends(wide)]))
+                             Alternatives([Chain(tail) for tail in self.back_ends(wide)]),
+                             self.colour_transform(channels))
 
     def keyframe_schedule(self, n, lanes_for):
         """(is_key (N,) bool, lane starts). lanes_for(n_windows, dynamic) → the default lane count."""

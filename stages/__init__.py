@@ -6,6 +6,7 @@ config an archive recorded (stages/_codec.py states the contract every stage kee
     runmerge   runs along rows sharing one value within tolerances    (quantizer)
     med        MED (LOCO-I) prediction errors                         (exact)
     delta1d    first differences along each frame                     (exact)
+    rct        reversible colour transform of RGB planes              (exact)
     zigzag     signed → unsigned codes                                (exact)
     ctxrange   context-modelled adaptive binary range coder           (byte coder)
     zstd       byte-plane shuffle + zstd                              (byte coder)
@@ -21,11 +22,13 @@ def _registry():
     from stages.linquant import LinearQuantizer
     from stages.med import MedCoder
     from stages.medquant import MedQuantizer
+    from stages.rct import ColourTransform
     from stages.runmerge import RunMerge
     from stages.zigzag import ZigZagCoder
     from stages.zstd import ZstdCodec
 
-    stages = (LinearQuantizer, MedQuantizer, RunMerge, MedCoder, DeltaCoder, ZigZagCoder, ContextRangeCoder, ZstdCodec)
+    stages = (LinearQuantizer, MedQuantizer, RunMerge, MedCoder, DeltaCoder, ColourTransform, ZigZagCoder, ContextRangeCoder,
+              ZstdCodec)
     return {s.codec_id: s for s in stages}
 
 

@@ -26,3 +26,28 @@ def test_bench_codecs_writes_json(tmp_path):
         assert row["check"] == "ok" and row["max_abs_error"] == 0 and row["psnr"] is None
         assert row["bytes"] > 0 and row["ratio"] == frames.nbytes / row["bytes"]
     assert (out / "codecs.md").read_text().count("| zstd-diff") == 2
+
+
+def test_bench_hard_builds_its_hard_content():
+    """benchmarks/bench_hard.py's generators (the TEZip runs are left to the benchmark)."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import bench_hard
+
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (40, 170, 260, 3)).astype(np.uint8)
+    cuts = bench_hard.make_cuts(clip)
+    assert cuts.shape == (30, 170, 260, 3) and (cuts[1] == clip[37]).all() and (cuts[2] == clip[74 % 40]).all()
+    pan = bench_hard.make_pan(clip)
+    assert pan.shape == (30, 160, 240, 3)
+    still = clip[20]
+    for k in (0, 1, 5):  # 3 down, 23 right per frame, modulo the room left (10 rows, 20 columns)
+        y, x = (3 * k) % 10, (23 * k) % 20
+        assert (pan[k] == still[y:y + 160, x:x + 240]).all()
+    frame = clip[0, :17, :21]
+    coded = bench_hard.vq_numpy(frame, codewords=8, iterations=2)
+    assert coded.shape == frame.shape and coded.dtype == np.uint8
+    assert (coded[16:] == frame[16:]).all() and (coded[:, 20:] == frame[:, 20:]).all()  # edges kept
+    blocks = coded[:16, :20].reshape(4, 4, 5, 4, 3).transpose(0, 2, 1, 3, 4).reshape(20, -1)
+    assert len(np.unique(blocks, axis=0)) <= 8

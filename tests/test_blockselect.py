@@ -134,3 +134,89 @@ def test_static_background_compresses_smaller_with_block_choice(tiny_model, tmp_
         decompress_folder(tiny_model(3), comp, tmp_path / f"o{block}")
         np.testing.assert_array_equal(read_sequence(tmp_path / f"o{block}").frames, frames)
     assert sizes[8] < 0.8 * sizes[0], sizes
+
+
+def pan_frames(n, h=64, w=160, step=(3, 23), seed=4):
+    """Windows of a smooth random scene sliding `step` (down, right) per frame, jumping back to the
+    start every fifth frame (the pan of issue 14's hard content): (n, 3, h, w) int32."""
+    rng = np.random.default_rng(seed)
+    H, W = h + 5 * step[0], w + 5 * step[1]
+    scene = np.cumsum(np.cumsum(rng.integers(-4, 5, (3, H, W)), axis=1), axis=2) // 16
+    scene = (scene - scene.min()) % 256
+    return np.stack([scene[:, (k % 5) * step[0]:(k % 5) * step[0] + h, (k % 5) * step[1]:(k % 5) * step[1] + w]
+                     for k in range(n)]).astype(np.int32)
+
+
+def test_global_motion_finds_the_pan_and_the_jump_back():
+    from sequence.blockselect import estimate_global_motion
+
+    frames = pan_frames(7)
+    # frame k shows the scene at (3k, 23k): frame(i, j) = previous(i + 3, j + 23); the jump back -4 steps
+    assert estimate_global_motion(frames[1], frames[0], 128) == (3, 23)
+    assert estimate_global_motion(frames[5], frames[4], 128) == (-12, -92)
+    assert estimate_global_motion(frames[1], frames[0], 10) != (3, 23)  # beyond the range: not found
+    assert estimate_global_motion(frames[1], frames[1], 128) == (0, 0)
+
+
+@pytest.mark.parametrize("mean", [False, True])
+def test_global_motion_choices_round_trip_and_rebuild_the_moved_frame(mean):
+    from sequence.blockselect import BlockChoices
+
+    frames = pan_frames(6)
+    sel = BlockSelector(8, radius=2, model=True, mean=mean, global_range=128)
+    assert BlockSelector.from_config(sel.get_config()).get_config() == sel.get_config()
+    assert sel.get_config()["global_range"] == 128
+    model = frames[1] + np.random.default_rng(0).integers(-20, 21, frames[1].shape).astype(np.int32)
+    for previous, frame, vector in ((frames[0], frames[1], (3, 23)), (frames[4], frames[5], (-12, -92))):
+        choices = sel.choose(frame, model, previous)
+        assert isinstance(choices, BlockChoices) and choices.vector == vector
+        data = sel.encode_frame_choices(choices)
+        back = sel.decode_frame_choices(data, *frame.shape[1:])
+        assert back.vector == vector
+        np.testing.assert_array_equal(back.codes, choices.codes)
+        combined = sel.combine(model, previous, back)
+        np.testing.assert_array_equal(combined, sel.combine(model, previous, choices))
+        # blocks whose moved source lies inside the previous frame are predicted exactly
+        (gy, gx), (h, w) = vector, frame.shape[1:]
+        y0, y1 = -(-max(0, -gy) // 8) * 8, min(h, h - gy) // 8 * 8
+        x0, x1 = -(-max(0, -gx) // 8) * 8, min(w, w - gx) // 8 * 8
+        assert y1 - y0 >= 8 and x1 - x0 >= 8
+        np.testing.assert_array_equal(combined[:, y0:y1, x0:x1], frame[:, y0:y1, x0:x1])
+    # without a global vector beyond the radius the second window is not searched
+    still = sel.choose(frames[1], model, frames[1])
+    assert still.vector == (0, 0) and int(still.codes.max()) <= sel.kinds * 25
+    # a vector beyond the range, or cut off, is refused
+    bad = BlockSelector(8, radius=2, global_range=64)
+    with pytest.raises(TezipError, match="global"):
+        bad.decode_frame_choices(sel.encode_frame_choices(BlockChoices(choices.codes, (0, 65))), 64, 160)
+    for cut in (b"", data[:1]):
+        with pytest.raises(TezipError):
+            sel.decode_frame_choices(cut, 64, 160)
+    with pytest.raises(TezipError):
+        BlockSelector(8, global_range=4097)
+
+
+def test_global_motion_end_to_end_pan_is_exact_and_far_smaller(tmp_path):
+    frames = np.ascontiguousarray(pan_frames(10).transpose(0, 2, 3, 1).astype(np.uint8))
+    write_frames(tmp_path / "in", frames)
+    sizes = {}
+    for g in (0, 128):
+        plan = CodecPlan.make(warmup=1, window=10, bounds=(0,), global_range=g, intra=False)
+        stats = compress_folder("none", tmp_path / "in", tmp_path / f"c{g}", plan)
+        decompress_folder("none", tmp_path / f"c{g}", tmp_path / f"d{g}")
+        np.testing.assert_array_equal(read_sequence(tmp_path / f"d{g}").frames, frames)
+        sizes[g] = stats.compressed_bytes
+    assert sizes[128] < 0.5 * sizes[0]
+
+
+def test_colour_cost_matches_blocks_as_the_colour_transformed_residual_is_coded():
+    frame = np.zeros((3, 16, 16), np.int32)
+    model = frame - 5  # residual (5, 5, 5): SAD 15, after (B, G - B, R - G) 5 + 0 + 0
+    previous = frame.copy()
+    previous[2] -= 6  # residual (0, 0, 6): SAD 6, after the transform 6 + 6 + 0
+    sel = BlockSelector(8, radius=0)
+    assert (sel.choose(frame, model, previous) == 1).all()  # the previous frame by SAD
+    sel.colour_cost = True
+    assert (sel.choose(frame, model, previous) == 0).all()  # the model by the coded cost
+    assert "colour_cost" not in str(sel.get_config())  # encoder only
+    assert (sel.choose(frame[:1], model[:1], previous[:1]) == 1).all()  # one channel (R): plain SAD, 0 < 5

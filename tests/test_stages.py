@@ -38,6 +38,7 @@ VARIANTS = {
     "linquant": [{"tolerance": 1}, {"tolerance": 4}, {"tolerance": 255}],
     "medquant": [{"tolerance": 1}, {"tolerance": 4}, {"tolerance": 255}],
     "runmerge": [{"representative": "midpoint"}],
+    "rct": [{"transform": "gsub"}],
     "ctxrange": [{"fast_rate": 3, "slow_rate": 9}],
     "zstd": [{"level": 3, "shuffle": False}, {"level": 9, "shuffle": True}],
 }
@@ -82,7 +83,7 @@ def edge_frames(shape):
 
 def test_registry_lists_every_stage_once_with_its_kind():
     assert stages.codec_ids() == tuple(REGISTRY)
-    assert set(REGISTRY) >= {"linquant", "medquant", "runmerge", "med", "delta1d", "zigzag", "ctxrange", "zstd"}
+    assert set(REGISTRY) >= {"linquant", "medquant", "runmerge", "med", "delta1d", "rct", "zigzag", "ctxrange", "zstd"}
     for cid, cls in REGISTRY.items():
         assert cls.codec_id == cid
         assert not (cls.lossy and cls.emits_bytes), cid  # a stage is one kind
