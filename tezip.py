@@ -187,7 +187,7 @@ def run_compress(args, plan, flags):
         from cluster import compress_on_cluster
 
         return compress_on_cluster(model_dir, image_dir, out_dir, plan, flags, args.workers, args.scheduler)
-    if sequence_folders(image_dir):
+    if sequence_folders(image_dir, hdf5_files=True):
         return _failures(compress_batch(model_dir, image_dir, out_dir, plan, flags))
     compress_folder(model_dir, image_dir, out_dir, plan, flags)
     return 0

@@ -24,11 +24,21 @@ class SequenceResult:
     message: str = ""
 
 
-def sequence_folders(folder):
-    """The sequence subfolders of `folder` when it holds only folders (a batch), else None.
+# A batch folder may hold HDF5 files, each one sequence (its one frame dataset, or the NeXus default).
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5")
+
+
+def is_hdf5_file(path):
+    return path.suffix.lower() in HDF5_SUFFIXES and path.is_file()
+
+
+def sequence_folders(folder, hdf5_files=False):
+    """The sequences of `folder` when it is a batch, else None: its subfolders (sorted by name),
+    and with `hdf5_files` (compression) its HDF5 files too, when it holds nothing else.
 
     A folder of images (or of archive files) is a single sequence; a folder mixing images and
-    subfolders is left to the single-sequence reader, which names the stray subfolder.
+    subfolders is left to the single-sequence reader, which names the stray subfolder. Raises
+    TezipError when two sequences would share an output folder (run1/ beside run1.h5).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -37,8 +47,22 @@ def sequence_folders(folder):
         entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
     except OSError:
         return None  # the single-sequence reader reports the folder's problem
-    subfolders = sorted((e for e in entries if e.is_dir()), key=lambda e: e.name)
-    return subfolders if subfolders and len(subfolders) == len(entries) else None
+    members = sorted((e for e in entries if e.is_dir() or (hdf5_files and is_hdf5_file(e))), key=lambda e: e.name)
+    if not members or len(members) != len(entries):
+        return None
+    names = [sequence_name(e) for e in members]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise TezipError(f"batch folder {printable(folder)}: {printable(clash[0])} names two sequences (a folder and "
+                         f"an HDF5 file), whose archives would share OUT_DIR/{printable(clash[0])}; rename one")
+    return members
+
+
+def sequence_name(src):
+    """The name of a batch sequence's output folder: a folder's name, an HDF5 file's without its
+    suffix (run_017.h5 → OUT_DIR/run_017/, restored there as run_017.h5)."""
+    src = Path(src)
+    return src.stem if src.suffix.lower() in HDF5_SUFFIXES and not src.is_dir() else src.name
 
 
 def run_batch(sequences, out_root, process, already_done, overwrite, verb):
@@ -49,7 +73,7 @@ def run_batch(sequences, out_root, process, already_done, overwrite, verb):
     bar = progress_bar(len(sequences), verb, unit="sequence")
     try:
         for i, src in enumerate(sequences, 1):
-            out = Path(out_root) / src.name
+            out = Path(out_root) / sequence_name(src)
             label = sequence_label(i, len(sequences), src)
             ruled_out = not_to_run(src, out, label, already_done, overwrite)
             if ruled_out is not None:

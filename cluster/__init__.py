@@ -14,7 +14,7 @@ one task (decoding it is still split: the archive records its keyframes).
 
 from pathlib import Path
 
-from base.batch import check_batch_folders, not_to_run, print_table, sequence_folders, sequence_label
+from base.batch import check_batch_folders, not_to_run, print_table, sequence_folders, sequence_label, sequence_name
 from base.errors import TezipError
 
 
@@ -48,7 +48,7 @@ def _run(src_root, out_root, what, make_job, already_done, overwrite, verb, work
     from cluster.client import dask_client, worker_count
     from cluster.run import run_jobs
 
-    sequences = sequence_folders(src_root)
+    sequences = sequence_folders(src_root, hdf5_files=what == "IMAGE_DIR")
     if sequences:
         check_batch_folders(src_root, out_root, what)
     with dask_client(workers, scheduler) as client:
@@ -61,7 +61,7 @@ def _run(src_root, out_root, what, make_job, already_done, overwrite, verb, work
             return 0
         results, jobs, where = [], [], []
         for i, src in enumerate(sequences, 1):
-            out, label = Path(out_root) / src.name, sequence_label(i, len(sequences), src)
+            out, label = Path(out_root) / sequence_name(src), sequence_label(i, len(sequences), src)
             ruled_out = not_to_run(src, out, label, already_done, overwrite)
             results.append(ruled_out)
             if ruled_out is None:

@@ -187,6 +187,38 @@ def test_hdf5_dataset_round_trip_is_restored_as_hdf5(tiny_model, tmp_path, case)
         np.testing.assert_array_equal(back, frames)
 
 
+def test_a_folder_of_hdf5_files_is_a_batch(tmp_path):
+    """A folder of .h5 files (and sequence folders) is a batch: each file one sequence, compressed
+    into OUT/<file name less .h5>/ and restored there as <file name>.h5, bit-exact; a folder and a
+    file that would share an output folder are refused with one line before anything is written."""
+    import tezip
+
+    runs = tmp_path / "runs"
+    originals = {"run_a": detector_frames(6, 16, 24, seed=1)[..., 0], "run_b": detector_frames(5, 16, 24, seed=2)[..., 0]}
+    runs.mkdir()
+    for name, frames in originals.items():
+        nexus_file(runs / f"{name}.h5", frames)
+    folder_frames = make_sequence(runs / "seq_c", n_frames=4, height=16, width=24, channels=1, seed=3)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert tezip.main(["-c", "none", str(runs), str(tmp_path / "comp"), "-w", "3"]) == 0
+        assert tezip.main(["-u", "none", str(tmp_path / "comp"), str(tmp_path / "out")]) == 0
+    assert "compressed 3 of 3 sequences" in printed.getvalue()
+    assert sorted(p.name for p in (tmp_path / "comp").iterdir()) == ["run_a", "run_b", "seq_c"]
+    for name, frames in originals.items():
+        assert sorted(p.name for p in (tmp_path / "out" / name).iterdir()) == [f"{name}.h5"]
+        with h5py.File(tmp_path / "out" / name / f"{name}.h5", "r") as f:
+            np.testing.assert_array_equal(f["/entry/data/data"][()], frames)
+    np.testing.assert_array_equal(read_sequence(tmp_path / "out" / "seq_c").frames, folder_frames)
+
+    (runs / "run_a").mkdir()
+    make_sequence(runs / "run_a", n_frames=3, height=16, width=24, channels=1, seed=4)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = tezip.main(["-c", "none", str(runs), str(tmp_path / "comp2"), "-w", "3"])
+    assert code != 0 and not (tmp_path / "comp2").exists()
+    assert len(err.getvalue().strip().splitlines()) == 1 and "run_a names two sequences" in err.getvalue()
+
+
 # --- one frame at a time ---------------------------------------------------------------------------------
 
 
