@@ -124,8 +124,9 @@ def test_other_model_arithmetic_fails_with_clear_message(tiny_model, sequence, t
     from prednet.reference import ReferencePredictor
 
     comp = tmp_path / "comp"
-    # block 0: every pixel predicted by the model (no block may fall back to the previous frame)
-    compress(tiny_model(3), sequence[0], comp, **dict(OPTIONS, bounds=(bound,), block=0))
+    # block 0: every pixel predicted by the model (no block may fall back to the previous frame);
+    # no intra frames (coded on their own, they would not need the model at all)
+    compress(tiny_model(3), sequence[0], comp, **dict(OPTIONS, bounds=(bound,), block=0, intra=False))
     real_predict = ReferencePredictor.predict
     calls = []
 
