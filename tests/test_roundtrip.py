@@ -60,7 +60,7 @@ def test_lossless_rgb_bit_exact(tiny_model, rgb20, tmp_path, entropy):
     h = header(comp)
     for name in (archive.ENTROPY_FILE, archive.KEYFRAME_FILE):  # the format version after the magic
         assert int.from_bytes((comp / name).read_bytes()[8:10], "little") == container.FORMAT_VERSION == 3
-    assert ids(h["coder"]["residual"]) == ["runmerge", "med"]  # lossless: runmerge at tolerance 0, then MED
+    assert ids(h["coder"]["residual"]) == ["runmerge", "rct", "med"]  # lossless RGB: runmerge at 0, colour transform, MED
     assert tails(h["coder"]) == ([["ctxrange"]] if entropy else [["zigzag", "zstd"]])
     assert tails(key_header(comp)["coder"]) == tails(h["coder"])
     assert h["model"]["arithmetic"] == archive.REFERENCE_ARITHMETIC and len(h["model"]["digest"]) == 64
