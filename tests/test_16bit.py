@@ -4,6 +4,8 @@ real tiny PredNet on detector-like frames (conftest.detector_frames)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -354,3 +356,28 @@ def test_16_bit_training_data_and_model(tmp_path):
     write_frames(tmp_path / "img", frames)
     _, _, out = roundtrip(tmp_path / "model", tmp_path / "img", tmp_path, window=4)
     np.testing.assert_array_equal(read_sequence(out).frames, frames)
+
+
+@pytest.mark.parametrize("source", ["tiff-stack-16", "gray-folder-8"])
+def test_bundled_default_model_on_grayscale_and_16_bit(tmp_path, detector, source):
+    """`-c default` (the bundled RGB model) on a 16-bit TIFF stack and on a folder of 8-bit gray
+    frames, without training: the model is shown the gray frame in its three channels (recorded in
+    the archive), and -u default restores the frames bit-exact, as the same stack / gray images."""
+    if source == "tiff-stack-16":
+        frames = detector
+        target = tmp_path / "run_007.tif"
+        tifffile.imwrite(target, frames[..., 0], photometric="minisblack")
+        restored = tmp_path / "out" / "run_007.tif"
+    else:
+        frames = moving_squares(7, 24, 40, 1, seed=5, noise=2)
+        target = tmp_path / "gray"
+        write_frames(target, frames)
+        restored = tmp_path / "out"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert tezip.main(["-f", "-c", "default", str(target), str(tmp_path / "comp"), "-w", "4"]) == 0
+        assert tezip.main(["-f", "-u", "default", str(tmp_path / "comp"), str(tmp_path / "out")]) == 0
+    with archive.read_archive(tmp_path / "comp") as a:
+        assert a.sequence.model["input"] == "gray-on-colour"
+    back = read_sequence(restored)
+    assert back.frames.dtype == frames.dtype and back.frames.shape == frames.shape
+    np.testing.assert_array_equal(back.frames, frames)
