@@ -265,6 +265,9 @@ def publish_archive(out, writer, source, sequence, key_header, summary, plan, fl
     if flags.report or flags.report_frame is not None:
         from compress.report import REPORT_FILE, render_report
 
+        # The report's title shows the ratio: count the archive's bytes before drawing it
+        # (publishing, which sets compressed_bytes below, comes after).
+        summary.compressed_bytes = sum(_byte_count(write) for write in files.values())
         png = render_report(source.names, summary, plan.threshold, max_value_of(source.dtype),
                             title=Path(str(source.spec)).name)
         files[REPORT_FILE] = lambda f: f.write(png)
@@ -278,6 +281,24 @@ def publish_archive(out, writer, source, sequence, key_header, summary, plan, fl
         _print_details(summary, source.names)
     print(label + summary.line(), flush=True)
     return summary
+
+
+class _Counter:
+    """A file object that only counts what is written to it."""
+
+    def __init__(self):
+        self.n = 0
+
+    def write(self, data):
+        self.n += len(data)
+        return len(data)
+
+
+def _byte_count(write):
+    """Bytes that write(file object) writes."""
+    counter = _Counter()
+    write(counter)
+    return counter.n
 
 
 def _print_details(summary, names):
