@@ -182,6 +182,9 @@ def find_dataset(h5file, file) -> str:
     if candidates:
         raise TezipError(f"{file}: {len(candidates)} datasets could be the frames: {listing(candidates)}; name one as "
                          f"{file}{SEPARATOR}{printable(candidates[0][0])}")
+    stacks = [(name, ds) for name, ds in found if len(ds.shape) in (3, 4)]
+    if len(stacks) == 1:  # the one image stack there is, of a kind TEZip cannot take: say why (uint32, ...)
+        frames_mode(stacks[0][1], f"{file}{SEPARATOR}{printable(stacks[0][0])}")
     what = f" (its datasets: {listing(found)})" if found else " (it holds no datasets)"
     raise TezipError(f"{file}: no 3-D or 4-D uint8/uint16 dataset{what}; name the frames' dataset as "
                      f"{file}{SEPARATOR}/path/to/dataset")

@@ -266,6 +266,10 @@ def test_bad_specs_refused_in_one_line(tmp_path):
         f.create_dataset("mask", data=np.zeros((20, 28), np.uint8))
     with raises_one_line("none.h5", "no 3-D or 4-D uint8/uint16 dataset", "/mask (20x28 uint8)", "::/path/to/dataset"):
         open_source(tmp_path / "none.h5")
+    with h5py.File(tmp_path / "u32.h5", "w") as f:  # a detector's uint32 stack, the only one: why, not "name it"
+        f.create_dataset("entry/data/data", data=np.zeros((3, 20, 28), np.uint32))
+    with raises_one_line("u32.h5::/entry/data/data", "uint32 dataset; only uint8 and uint16 frames are supported"):
+        open_source(tmp_path / "u32.h5")
     with raises_one_line("missing.h5", "file not found"):
         open_source(tmp_path / "missing.h5")
     with raises_one_line("missing.h5", "file not found"):
