@@ -52,6 +52,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from sequence.framecoder import _read_varint as read_varint  # noqa: E402  (the chunk layout's own
+from sequence.framecoder import _varint as varint  # noqa: E402            length fields)
+
 KEYFRAME_FILE, ENTROPY_FILE, NAMES_FILE = "key_frame.dat", "entropy.dat", "filename.txt"
 FILES = (KEYFRAME_FILE, ENTROPY_FILE, NAMES_FILE)
 DAT_FILES = (KEYFRAME_FILE, ENTROPY_FILE)
@@ -168,26 +171,6 @@ def join_dat(magic, version, header, chunks, fix_table=True) -> bytes:
         header["chunks"] = [[len(c), crc32(c)] for c in chunks]
     hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     return _PREFIX.pack(magic, version, len(hb)) + hb + struct.pack("<I", crc32(hb)) + b"".join(chunks)
-
-
-def read_varint(data: bytes, pos: int = 0):
-    """(value, position after it) of the varint at data[pos:] (sequence/framecoder.py's layout)."""
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            return value, pos
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def split_frame_chunk(chunk: bytes, has_choices: bool):
