@@ -307,7 +307,8 @@ def _print_details(summary, names):
             how = "stored exactly" if dec_mse == 0 else f"coded on its own within the bound, decoded MSE {dec_mse:.4f}"
             print(f"  frame {i} {printable(names[i])}: keyframe ({how})")
         else:
-            print(f"  frame {i} {printable(names[i])}: prediction MSE {pred_mse:.6f}, decoded MSE (pixel units) {dec_mse:.4f}")
+            shown = "n/a (not kept in the hierarchical order)" if pred_mse != pred_mse else f"{pred_mse:.3g}"
+            print(f"  frame {i} {printable(names[i])}: prediction MSE {shown}, decoded MSE (pixel units) {dec_mse:.4f}")
     for stage, sec in summary.stage_seconds.items():
         print(f"  stage {stage}: {sec:.3f} s")
     for what, size in summary.stage_bytes.items():

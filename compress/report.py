@@ -15,7 +15,7 @@ REPORT_FILE = "report.png"
 
 def worst_predicted_frame(summary):
     """The predicted frame with the largest prediction MSE (the most instructive one), or 0."""
-    predicted = [(mse, i) for i, is_key, mse, _ in summary.per_frame if not is_key]
+    predicted = [(mse, i) for i, is_key, mse, _ in summary.per_frame if not is_key and mse == mse]  # NaN: unknown
     return max(predicted)[1] if predicted else 0
 
 

@@ -54,8 +54,10 @@ class FrameStats:
             ny, nx = coder.selector.grid(*shape)
             self.blocks["intra"] = self.blocks.get("intra", 0) + ny * nx
 
-    def add(self, f, frame, decoded, chunk_bytes, prediction=None):
-        """frame (H, W, C) as read; decoded and prediction planar (C, H, W) int32."""
+    def add(self, f, frame, decoded, chunk_bytes, prediction=None, key=None):
+        """frame (H, W, C) as read; decoded and prediction planar (C, H, W) int32. key: whether f is a
+        keyframe (default: no prediction given); a predicted frame without its prediction (the
+        hierarchical order keeps none) records its prediction MSE as NaN, unknown."""
         g, f = f, f - self.first  # the sequence's frame index, and this record's
         x = to_planar(frame)
         err = (decoded.astype(np.int64) - x).astype(np.float64)
@@ -65,7 +67,9 @@ class FrameStats:
         self.values += x.size
         self.dec_mse[f] = sq / max(1, x.size)
         self.chunk_bytes[f] = chunk_bytes
-        self.is_key[f] = prediction is None
+        self.is_key[f] = prediction is None if key is None else key
+        if prediction is None and not self.is_key[f]:
+            self.pred_mse[f] = np.nan
         if prediction is not None:
             d = (x - prediction.astype(np.int64)) / self.span
             self.pred_mse[f] = float(np.mean(d * d))
@@ -209,7 +213,7 @@ def encode_windows(source, window_coder, keyframes, writer, stats, progress=None
             writer.add(start + k, chunk)
             out = to_interleaved(rec, frame.dtype)
             checksums[start + k] = frame_checksum(out)
-            stats.add(start + k, frame, rec, len(chunk), None if k == 0 else rec)
+            stats.add(start + k, frame, rec, len(chunk), None, key=k == 0)  # its prediction is not kept
         if progress is not None:
             progress(end - start)
     return checksums
