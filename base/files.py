@@ -22,6 +22,22 @@ def file_kind(mode):
     return next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
 
 
+def open_input(path, kind):
+    """open_regular for an input the user named, its failures as one-line TezipErrors: `path: file
+    not found`, `path: is a FIFO (named pipe), not <kind>`, `path: permission denied`, `path:
+    cannot be read: <reason>`. kind: what the file should be ("an image file", "an HDF5 file")."""
+    try:
+        return open_regular(path)
+    except FileNotFoundError:
+        raise TezipError(f"{path}: file not found") from None
+    except NotARegularFile as error:
+        raise TezipError(f"{path}: is {error.what}, not {kind}") from None
+    except PermissionError:
+        raise TezipError(f"{path}: permission denied") from None
+    except OSError as error:
+        raise TezipError(f"{path}: cannot be read: {error.strerror or error}") from None
+
+
 def open_regular(path):
     """Open `path` for reading when it is a regular file (or a link to one), never blocking: a
     FIFO would wait forever for a writer and a device never ends, so anything else raises

@@ -101,19 +101,9 @@ def _open(path: Path) -> Iterator[Image.Image]:
     """Open an image lazily (header only), from a regular file only (base.files.open_regular: a
     FIFO or a device is refused, never opened for reading); TezipError if it is not one or Pillow
     cannot identify it."""
-    from base.files import NotARegularFile, open_regular
+    from base.files import open_input
 
-    try:
-        fp = open_regular(path)
-    except FileNotFoundError:
-        raise TezipError(f"{path}: file not found") from None
-    except NotARegularFile as error:
-        raise TezipError(f"{path}: is {error.what}, not an image file") from None
-    except PermissionError:
-        raise TezipError(f"{path}: permission denied") from None
-    except OSError as error:
-        raise TezipError(f"{path}: cannot be read: {error.strerror or error}") from None
-    with fp:
+    with open_input(path, "an image file") as fp:
         try:
             image = Image.open(fp)
         except Image.UnidentifiedImageError:

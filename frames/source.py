@@ -239,20 +239,11 @@ class Hdf5Source(FrameSource):
     kind = "hdf5"
 
     def __init__(self, file: Path, dataset: str | None):
-        from base.files import NotARegularFile, open_regular
+        from base.files import open_input
 
         h5py = hdf5.h5py_module()
         self.file, self._h5 = Path(file), None
-        try:
-            open_regular(self.file).close()
-        except FileNotFoundError:
-            raise TezipError(f"{self.file}: file not found") from None
-        except NotARegularFile as error:
-            raise TezipError(f"{self.file}: is {error.what}, not an HDF5 file") from None
-        except PermissionError:
-            raise TezipError(f"{self.file}: permission denied") from None
-        except OSError as error:
-            raise TezipError(f"{self.file}: cannot be read: {error.strerror or error}") from None
+        open_input(self.file, "an HDF5 file").close()
         if not h5py.is_hdf5(self.file):
             raise TezipError(f"{self.file}: not an HDF5 file")
         try:
