@@ -10,8 +10,14 @@ user errors to one line and a non-zero exit code.
 """
 
 import argparse
+import os
 import signal
 import sys
+
+# The numba kernels' OpenMP threads sleep while they wait for work instead of spinning (unless the
+# user says otherwise): spinning threads hold the cores that the frame threads and other programs
+# need; on a busy 2-core machine that made -c 1.5-1.8x slower. Set before OpenMP is loaded.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -128,6 +134,10 @@ def build_parser():
     common = p.add_argument_group("common")
     common.add_argument("--overwrite", action="store_true",
                         help="allow a non-empty OUT_DIR (its archive or image files are replaced)")
+    common.add_argument("--threads", type=int, metavar="N",
+                        help="-c/-u: frames worked on at once in this process (lossless frames coded side by side, "
+                             "chunks parsed ahead, image files written); default: the cores, up to 4; 1: one at a "
+                             "time. Never changes the archive")
     common.add_argument("-f", "--force", action="store_true", help="force CPU even if a GPU is present")
     common.add_argument("-v", "--verbose", action="store_true", help="print details (per-epoch losses, per-frame errors, stage sizes)")
     return p
@@ -242,6 +252,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     job = check_job(p, args)
     check_cluster(p, args, job)
+    from base.threads import set_frame_threads
+
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        p.error(f"--threads must be 1-1024 (got {args.threads})")
+    set_frame_threads(args.threads)  # for this run only (main() can run more than once in a process)
 
     # Ctrl-C (or `kill`) is one line from here on, also while the frameworks are still importing
     # (seconds at start-up): the handler only records the signal and raises KeyboardInterrupt.
@@ -278,6 +293,7 @@ def main(argv=None):
         print(INTERRUPTED, file=sys.stderr)
         return 128 + (publish.signals_received[0] if publish.signals_received else signal.SIGINT)
     finally:
+        set_frame_threads(None)
         for sig, handler in previous.items():
             if handler is not None:
                 signal.signal(sig, handler)

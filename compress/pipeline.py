@@ -19,6 +19,7 @@ from archive.names import check_names
 from base.errors import TezipError, printable
 from base.pixels import max_value_of
 from base.progress import progress_bar
+from base.threads import frame_threads
 from base.publish import OutputFolder, check_output_folder
 from sequence.coding import FrameStats, SequenceEncoder
 from sequence.plan import CodecPlan, RunFlags, default_lanes
@@ -105,11 +106,13 @@ def keyframe_schedule(model, source, plan):
     return plan.keyframe_schedule(n, lambda windows, dynamic: default_lanes(weights, n, h, w, windows, dynamic))
 
 
-def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, scale, device="CPU", progress=None):
+def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, scale, device="CPU", progress=None,
+                  threads=None):
     """Code frames lane_starts[0] .. end-1 (whole windows: the whole sequence, or a segment with
     its own lanes) into `writer` (add(f, chunk)), recording into `stats` (FrameStats); under -t
-    `is_key` (N,) bool is updated with the keyframes placed. Returns the checksums (N entries,
-    None outside the frames coded)."""
+    `is_key` (N,) bool is updated with the keyframes placed. threads: frames coded at once when
+    lossless (sequence.coding.SequenceEncoder; default base.threads.frame_threads()). Returns the checksums (N
+    entries, None outside the frames coded)."""
     from prednet.reference import predictor_for
     from sequence.windows import run_windows
 
@@ -123,9 +126,10 @@ def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, 
         predictor = predictor_for(weights, c, h, w, len(lane_starts), device)
     coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device), c)
     key_coder = plan.keyframe_coder(max_value, wide, c)
-    encoder = SequenceEncoder(source, coder, key_coder, writer, stats)
-    run_windows(predictor, end, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed", threshold=plan.threshold,
-                scale=scale, progress=progress)
+    threads = frame_threads() if threads is None else threads
+    with SequenceEncoder(source, coder, key_coder, writer, stats, threads, plan.lossless) as encoder:
+        run_windows(predictor, end, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed",
+                    threshold=plan.threshold, scale=scale, progress=progress)
     return encoder.checksums
 
 

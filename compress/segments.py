@@ -101,7 +101,8 @@ def encode_segment(model, source, plan, part: SegmentPlan, device="CPU", report_
     else:
         is_key = np.zeros(source.n_frames, bool)
         is_key[part.keyframes] = True
-        checksums = encode_frames(model, source, plan, chunks, stats, is_key, part.lane_starts, end, part.scale, device)
+        checksums = encode_frames(model, source, plan, chunks, stats, is_key, part.lane_starts, end, part.scale, device,
+                                  threads=1)  # a Dask worker is one thread: the cluster runs segments side by side
         keyframes = [int(k) for k in np.flatnonzero(is_key[start:end]) + start]
     return SegmentCode(start, end, chunks.chunks, checksums[start:end], keyframes, stats)
 

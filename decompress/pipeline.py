@@ -17,6 +17,7 @@ from archive.common import ENTROPY_FILE, KEYFRAME_FILE
 from archive.v3 import GRAY_ON_COLOUR
 from base.errors import TezipError, printable
 from base.progress import progress_bar
+from base.threads import frame_threads
 from base.publish import OutputFolder, check_output_folder
 from sequence.coding import SequenceDecoder
 from sequence.framecoder import FrameCoder, KeyframeCoder
@@ -112,11 +113,12 @@ def load_archive_model(model_dir, archive):
     return weights
 
 
-def decode_range(weights, archive, sink, frames, progress=None, device="CPU", lane_starts=None):
+def decode_range(weights, archive, sink, frames, progress=None, device="CPU", lane_starts=None, threads=None):
     """Decode frames (start, end) of a format-3 archive — whole windows: the whole sequence or a
     segment — verify each and write it to `sink` (write(f, (H, W, C) frame)). weights: from
     load_archive_model. lane_starts: the lanes to run (default the archive's; a segment gives its
-    own, sequence.windows.segment_lanes)."""
+    own, sequence.windows.segment_lanes). threads: chunks parsed ahead at once
+    (sequence.coding.SequenceDecoder; default base.threads.frame_threads())."""
     from prednet.reference import predictor_for
     from prednet.scale import ValueScale
     from sequence.windows import run_windows
@@ -141,9 +143,10 @@ def decode_range(weights, archive, sink, frames, progress=None, device="CPU", la
             raise TezipError(f"{ENTROPY_FILE} is corrupt (a {weights.channels}-channel model for {fmt.channels}-channel frames)")
         predictor = predictor_for(weights, fmt.channels, fmt.height, fmt.width, len(lanes), device)
     scale = ValueScale(*(fmt.value_range or (0, fmt.max_value)))
-    decoder = SequenceDecoder(archive, coder, key_coder, sink, Verifier(archive))
-    run_windows(predictor, frames[1], lanes, is_key, decoder, closed_loop=seq.loop == "closed", scale=scale,
-                progress=progress)
+    with SequenceDecoder(archive, coder, key_coder, sink, Verifier(archive), frame_threads() if threads is None else threads,
+                         frames[1]) as decoder:
+        run_windows(predictor, frames[1], lanes, is_key, decoder, closed_loop=seq.loop == "closed", scale=scale,
+                    progress=progress)
 
 
 def _decode_hierarchical(archive, sink, progress, device, frames=None):

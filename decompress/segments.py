@@ -59,5 +59,5 @@ def decode_segment(model_dir, weights, archive, frames, device="CPU"):
     lanes = None if seq.coder.get("id") == "hierarchical" else segment_lanes(seq.lanes, start, end)
     if lanes is not None:
         check_memory(fmt, len(lanes), weights)
-    decode_range(weights, archive, sink, (start, end), None, device, lanes)
+    decode_range(weights, archive, sink, (start, end), None, device, lanes, threads=1)  # one thread per Dask worker
     return sink.frames

@@ -11,7 +11,8 @@ stores it; it is checked field by field, as anything read from an archive is):
 
 - "folder": each frame its own image file, named by frames.write.output_names(names) (a lossy
   format's name becomes PNG), each written into its own temporary file of the output folder as
-  soon as it arrives (memory: one frame), all published together by close().
+  soon as it is encoded (in worker threads: base.threads; memory: a frame per thread), all
+  published together by close().
 - "tiff": one uncompressed multi-page TIFF named description["stack"], the same bytes
   frames.write.write_tiff_stack writes: its pages' tags are written first, then each frame's pixels
   at its page's place, so frames may come in any order.
@@ -36,6 +37,7 @@ import numpy as np
 from base.errors import TezipError, printable
 from base.pixels import MODE_DTYPES, SUPPORTED_MODES, TIFF_EXTENSIONS
 from base.publish import TMP_SUFFIX, deferred_interrupts, signals_received
+from base.threads import frame_threads
 from frames import hdf5
 
 _NAME_MAX = 255  # bytes: the longest file name Linux, macOS and Windows write
@@ -176,15 +178,23 @@ class FrameSink:
 
 
 class FolderSink(FrameSink):
-    """Each frame its own file, in its own temporary as soon as it arrives; published together."""
+    """Each frame its own file, in its own temporary as soon as it is encoded; published together.
+    With threads > 1 the image files are encoded (PNG: deflate, the slow part of writing a frame)
+    in worker threads, at most `threads` frames in flight beyond the one being written, while the
+    caller decodes the next frame; close() waits for them, an encoding error surfaces at the next
+    write or at close, naming its file."""
 
     kind = "folder"
 
-    def __init__(self, out, description, mode, names):
+    def __init__(self, out, description, mode, names, threads=None):
         names = [plain_name(n, "frame name") for n in names]
         super().__init__(out, mode, len(names), _dimension(description, "height"), _dimension(description, "width"))
         self.files, self.notes = self.file_names(names)
         self._frame_temps: list[str | None] = [None] * len(names)
+        self.threads = frame_threads() if threads is None else max(1, int(threads))  # PNG's deflate releases the GIL
+        self._pool = None
+        self._encoding: list = []  # (frame index, future of its file's bytes), oldest first
+        self._failing: str | None = None  # the file whose encoding or writing failed
 
     @staticmethod
     def file_names(names):
@@ -230,19 +240,57 @@ class FolderSink(FrameSink):
         self._written[i] = 1
 
     def _write(self, i, frame):
-        from frames.write import write_frame
+        if self.threads > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
 
+                self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="encode")
+            # a copy: the caller may reuse its array once write returns
+            self._encoding.append((i, self._pool.submit(self.encode, np.array(frame), self.mode, self.files[i])))
+            self._store_encoded(self.threads)
+            return
+        self._store(i, self.encode(frame, self.mode, self.files[i]))
+
+    def _store_encoded(self, keep):
+        """Write the files of the oldest frames encoded in the workers until at most `keep` remain."""
+        while len(self._encoding) > keep:
+            i, future = self._encoding[0]
+            self._failing = self.files[i]
+            data = future.result()
+            self._encoding.pop(0)
+            self._store(i, data)
+        self._failing = None
+
+    def _store(self, i, data):
         track: list[str] = []
+        self._failing = self.files[i]
         try:
             with self.out.new_file(track) as f:
-                write_frame(f, frame, self.mode, format_of=self.files[i])
+                f.write(data)
                 self._sync(f)
         finally:
             self._temps += track
         self._frame_temps[i] = track[0]
+        self._failing = None
+
+    def _fail(self, error, name=None):
+        super()._fail(error, self._failing or name)
 
     def _finish(self):
+        self._store_encoded(0)
+        self._stop()
         self._temps = list(self._frame_temps)
+
+    def _stop(self):
+        for _, future in self._encoding:
+            future.cancel()
+        self._encoding = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _discard(self):
+        self._stop()
 
 
 class TiffStackSink(FrameSink):

@@ -125,8 +125,60 @@ def _block_cost_rct(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, limit
 
 
 @njit(cache=True, inline="always")
+def _inside_cost(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, colour, limit):
+    """_cost of a block whose moved candidate lies inside the frame: the same sums without the
+    border clamp, over row slices with 32-bit row sums (a block row is at most 4096 pixels of
+    16-bit values: |e_B| + |e_G - e_B| + |e_R - e_G| <= 5 * 65535 each), which the compiler
+    vectorises (about 3x faster). A sum stopped early is still >= limit: the same choices."""
+    n_planes = frame.shape[0]
+    total = np.int64(0)
+    if colour:
+        for i in range(y0, y1):
+            f0, f1, f2 = frame[0, i, x0:x1], frame[1, i, x0:x1], frame[2, i, x0:x1]
+            c0, c1, c2 = (candidate[0, i + dy, x0 + dx:x1 + dx], candidate[1, i + dy, x0 + dx:x1 + dx],
+                          candidate[2, i + dy, x0 + dx:x1 + dx])
+            m0, m1, m2 = model[0, i, x0:x1], model[1, i, x0:x1], model[2, i, x0:x1]
+            row = np.int32(0)
+            for j in range(f0.size):
+                v0, v1, v2 = c0[j], c1[j], c2[j]
+                if mean:
+                    v0, v1, v2 = (m0[j] + v0 + 1) >> 1, (m1[j] + v1 + 1) >> 1, (m2[j] + v2 + 1) >> 1
+                e0, e1, e2 = f0[j] - v0, f1[j] - v1, f2[j] - v2
+                row += np.int32(abs(e2) + abs(e1 - e2) + abs(e0 - e1))
+            total += row
+            for c in range(3, n_planes):
+                fc, cc, mc = frame[c, i, x0:x1], candidate[c, i + dy, x0 + dx:x1 + dx], model[c, i, x0:x1]
+                row = np.int32(0)
+                for j in range(fc.size):
+                    v = cc[j]
+                    if mean:
+                        v = (mc[j] + v + 1) >> 1
+                    row += np.int32(abs(fc[j] - v))
+                total += row
+            if total >= limit:
+                return total
+        return total
+    for c in range(n_planes):
+        for i in range(y0, y1):
+            fc, cc, mc = frame[c, i, x0:x1], candidate[c, i + dy, x0 + dx:x1 + dx], model[c, i, x0:x1]
+            row = np.int32(0)
+            for j in range(fc.size):
+                v = cc[j]
+                if mean:
+                    v = (mc[j] + v + 1) >> 1
+                row += np.int32(abs(fc[j] - v))
+            total += row
+        if total >= limit:
+            return total
+    return total
+
+
+@njit(cache=True, inline="always")
 def _cost(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, colour, limit):
     """The block's matching cost: SAD over the channels, or with `colour` _block_cost_rct."""
+    _, height, width = frame.shape
+    if y0 + dy >= 0 and y1 + dy <= height and x0 + dx >= 0 and x1 + dx <= width:
+        return _inside_cost(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, colour, limit)
     if colour:
         return _block_cost_rct(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, limit)
     if mean:
@@ -195,20 +247,36 @@ def _combine_blocks(model, previous, block, radius, kinds, gy, gx, choices, out)
 
 
 @njit(cache=True)
-def _overlap_sad(current, previous, dy, dx):
-    """(sum of |current - previous moved by (dy, dx)| over their overlap, the overlap's size)."""
+def _overlap_sad(current, previous, dy, dx, run):
+    """(sum of |current - previous moved by (dy, dx)| over their overlap, the overlap's size).
+    current, previous: (H, W) int32 (then `run` differences at most add up within int32: partial
+    sums in 32-bit lanes, which the compiler vectorises, ~7x faster) or int64 (run ignored)."""
     height, width = current.shape
     y0, y1 = max(0, -dy), min(height, height - dy)
     x0, x1 = max(0, -dx), min(width, width - dx)
     total = np.int64(0)
+    wide = current.itemsize > 4
     for i in range(y0, y1):
-        for j in range(x0, x1):
-            total += abs(current[i, j] - previous[i + dy, j + dx])
+        row, moved = current[i, x0:x1], previous[i + dy, x0 + dx:x1 + dx]  # slices: no index wraparound
+        if wide:
+            for j in range(row.size):
+                total += abs(np.int64(row[j]) - np.int64(moved[j]))
+            continue
+        start = 0
+        while start < row.size:
+            stop = min(row.size, start + run)
+            a, b = row[start:stop], moved[start:stop]  # (a loop over a range of indices would not vectorise)
+            part = np.int32(0)
+            for j in range(a.size):
+                d = a[j] - b[j]
+                part += np.int32(d if d >= 0 else -d)
+            total += part
+            start = stop
     return total, max(0, y1 - y0) * max(0, x1 - x0)
 
 
 @njit(cache=True)
-def _search_global(current, previous, cy, cx, reach, limit):
+def _search_global(current, previous, cy, cx, reach, limit, run):
     """The displacement within ±reach of (cy, cx), |d| <= limit, whose mean absolute difference
     over the overlap (at least a quarter of the frame) is smallest; (cy, cx) when none qualifies."""
     height, width = current.shape
@@ -218,7 +286,7 @@ def _search_global(current, previous, cy, cx, reach, limit):
     for k in range(side * side):  # one thread: on busy cores a parallel region cost 20x the sums
         dy, dx = cy + k // side - reach, cx + k % side - reach
         if abs(dy) <= limit and abs(dx) <= limit and abs(dy) < height and abs(dx) < width:
-            sad, n = _overlap_sad(current, previous, dy, dx)
+            sad, n = _overlap_sad(current, previous, dy, dx, run)
             if 4 * n >= height * width:
                 sads[k], counts[k] = sad, n
     best_dy, best_dx, best_sad, best_n = cy, cx, np.int64(-1), np.int64(1)
@@ -252,11 +320,20 @@ def _sum_2x2(x):
 
 
 def _luminance_pyramid(frame):
-    """[the channels' sum, then 2 x 2 sums of it ...] down to at most GLOBAL_COARSE_SIDE a side."""
+    """[the channels' sum, then 2 x 2 sums of it ...] down to at most GLOBAL_COARSE_SIDE a side;
+    each level as (values, run): int32 with the number of |differences| that fit an int32 sum
+    where its values allow (all levels of 16-bit frames up to ~8k pixels a side), else int64."""
     levels = [_channel_sum(np.ascontiguousarray(frame))]
     while max(levels[-1].shape) > GLOBAL_COARSE_SIDE and min(levels[-1].shape) >= 16:
         levels.append(_sum_2x2(levels[-1]))
-    return levels
+    out = []
+    for level in levels:
+        top = int(level.max()) if level.size else 0  # values are >= 0: |a - b| <= max
+        if top < 2**31:
+            out.append((level.astype(np.int32), max(1, (2**31 - 1) // max(1, top))))
+        else:
+            out.append((level, 1))
+    return out
 
 
 def estimate_global_motion(frame, previous, limit):
@@ -264,11 +341,17 @@ def estimate_global_motion(frame, previous, limit):
     (|gy|, |gx| <= limit), coarse to fine (module docstring). Encoder only."""
     current, reference = _luminance_pyramid(frame), _luminance_pyramid(previous)
     top = len(current) - 1
+
+    def search(level, cy, cx, reach, bound):
+        (a, run_a), (b, run_b) = current[level], reference[level]
+        if a.dtype != b.dtype:  # one frame's level fits int32, the other's not
+            a, b = a.astype(np.int64), b.astype(np.int64)
+        return _search_global(a, b, cy, cx, reach, bound, min(run_a, run_b))
+
     reach = -(-limit // (1 << top))
-    dy, dx = _search_global(current[top], reference[top], 0, 0, reach, reach)
+    dy, dx = search(top, 0, 0, reach, reach)
     for level in range(top - 1, -1, -1):
-        dy, dx = _search_global(current[level], reference[level], 2 * dy, 2 * dx, GLOBAL_REFINE,
-                                -(-limit // (1 << level)))
+        dy, dx = search(level, 2 * dy, 2 * dx, GLOBAL_REFINE, -(-limit // (1 << level)))
     return int(max(-limit, min(limit, dy))), int(max(-limit, min(limit, dx)))
 
 

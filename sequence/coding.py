@@ -7,9 +7,34 @@ each lane, so memory does not grow with the run.
 """
 
 import numpy as np
+from numba import njit
 
 from base.pixels import frame_checksum
 from sequence.framecoder import to_interleaved, to_planar
+
+
+@njit(cache=True, nogil=True)
+def _frame_errors(frame, decoded, prediction, has_prediction):
+    """One pass over a frame: (sum of squared decoded errors, max |decoded error|, sum of squared
+    prediction errors) in pixel units. frame (H, W, C) as read (uint8 / uint16); decoded and
+    prediction planar (C, H, W) integers (prediction read only with has_prediction). Float sums
+    of exact integer squares, the order fixed (the reported MSE never depends on threads)."""
+    height, width, channels = frame.shape
+    sse, pse, worst = 0.0, 0.0, np.int64(0)
+    for c in range(channels):
+        for i in range(height):
+            row_sse, row_pse = np.int64(0), np.int64(0)
+            for j in range(width):
+                x = np.int64(frame[i, j, c])
+                e = np.int64(decoded[c, i, j]) - x
+                row_sse += e * e
+                worst = max(worst, abs(e))
+                if has_prediction:
+                    d = x - np.int64(prediction[c, i, j])
+                    row_pse += d * d
+            sse += float(row_sse)
+            pse += float(row_pse)
+    return sse, worst, pse
 
 
 class FrameStats:
@@ -59,20 +84,19 @@ class FrameStats:
         keyframe (default: no prediction given); a predicted frame without its prediction (the
         hierarchical order keeps none) records its prediction MSE as NaN, unknown."""
         g, f = f, f - self.first  # the sequence's frame index, and this record's
-        x = to_planar(frame)
-        err = (decoded.astype(np.int64) - x).astype(np.float64)
-        sq = float(np.sum(err * err))
-        self.max_abs_error = max(self.max_abs_error, int(np.abs(err).max()) if err.size else 0)
+        size = frame.size
+        sq, worst, pred_sq = _frame_errors(frame, decoded, decoded if prediction is None else prediction,
+                                           prediction is not None)
+        self.max_abs_error = max(self.max_abs_error, int(worst))
         self.sq_error += sq
-        self.values += x.size
-        self.dec_mse[f] = sq / max(1, x.size)
+        self.values += size
+        self.dec_mse[f] = sq / max(1, size)
         self.chunk_bytes[f] = chunk_bytes
         self.is_key[f] = prediction is None if key is None else key
         if prediction is None and not self.is_key[f]:
             self.pred_mse[f] = np.nan
         if prediction is not None:
-            d = (x - prediction.astype(np.int64)) / self.span
-            self.pred_mse[f] = float(np.mean(d * d))
+            self.pred_mse[f] = pred_sq / self.span ** 2 / max(1, size)
         wanted = g == self.report_frame if self.report_frame is not None else (
             self.shown is None or (prediction is not None and (self.shown[2] is None or
                                                                self.pred_mse[f] > self.pred_mse[self.shown[0] - self.first])))
@@ -106,15 +130,78 @@ class FrameStats:
         return [(i, bool(k), float(p), float(d)) for i, (k, p, d) in enumerate(zip(self.is_key, self.pred_mse, self.dec_mse))]
 
 
+def threadsafe_numba():
+    """Whether numba's parallel kernels may be called from several threads at once: its threading
+    layer (chosen at the first parallel call) is OpenMP or TBB; "workqueue" aborts the process on
+    concurrent calls. False before any parallel kernel ran."""
+    import numba
+
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel kernel has run yet
+        return False
+
+
+def serial_kernels():
+    """A worker thread's initializer: its numba kernels run on this thread alone (numba's thread
+    count is per thread). Frames in parallel already use the cores; a parallel region started
+    from a busy worker only waits for cores that the other workers hold."""
+    import numba
+
+    numba.set_num_threads(1)
+
+
+def frame_pool(threads, prefix):
+    """A thread pool for frames coded or parsed side by side (serial_kernels in each thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=prefix, initializer=serial_kernels)
+
+
 class SequenceEncoder:
     """Codes the frames of `source` (frames.source: read(i) → (H, W, C)) with the frame coders,
-    handing each chunk to `writer` (archive.ArchiveWriter) and keeping each frame's checksum."""
+    handing each chunk to `writer` (archive.ArchiveWriter) and keeping each frame's checksum.
 
-    def __init__(self, source, coder, key_coder, writer, stats: FrameStats):
+    threads > 1 with `exact` (lossless: every decoded frame is the frame itself, whatever its chunk
+    turns out to be): predicted frames are coded `threads` at a time in worker threads while the
+    schedule goes on (the model's next step, reading the next frame); each frame's chunk is then
+    finished (the intra choice) and handed on in frame order, so the archive's bytes are the same
+    as with one thread. Use as a context manager, or call close() after the schedule: it finishes
+    the frames still in flight. A frame's error surfaces at the latest there."""
+
+    def __init__(self, source, coder, key_coder, writer, stats: FrameStats, threads=1, exact=False):
         self.source, self.coder, self.key_coder, self.writer, self.stats = source, coder, key_coder, writer, stats
         self.checksums = [None] * source.n_frames
         self._last = {}  # frame → its decoded planar frame, until the next frame of its lane is coded
         self._read = (None, None)  # the frame read last (DWP reads a frame before coding it)
+        self.threads = int(threads) if exact and coder.xp is np else 1
+        self._pool = None
+        self._pending = []  # (frame index, frame as read, planar frame, future of code_predicted), in order
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self._shutdown()
+        return False
+
+    def close(self):
+        """Finish every frame in flight (in order) and stop the worker threads."""
+        try:
+            self._finish_pending(0)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self):
+        for *_, future in self._pending:
+            future.cancel()
+        self._pending = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def original(self, f):
         if self._read[0] != f:
@@ -130,6 +217,7 @@ class SequenceEncoder:
         return out
 
     def keyframe(self, f):
+        self._finish_pending(0)  # a keyframe resets what intra costs: the frames before it finish first
         frame = self.original(f)
         self._last.pop(f - 1, None)
         chunk, decoded = self.key_coder.encode_frame(to_planar(frame))
@@ -151,7 +239,32 @@ class SequenceEncoder:
         frame = self.original(f)
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
-        chunk, decoded, prediction = self.coder.encode_frame(to_planar(frame), mp, previous)
+        planar = to_planar(frame)
+        if self._parallel():
+            self._pending.append((f, frame, planar, self._pool.submit(self.coder.code_predicted, planar, mp, previous)))
+            self._last[f] = planar  # exact: the decoded frame is the frame
+            self._finish_pending(self.threads)
+            return frame
+        return self._finish(f, frame, planar, self.coder.code_predicted(planar, mp, previous))
+
+    def _parallel(self):
+        if self.threads <= 1:
+            return False
+        if self._pool is None:
+            if not threadsafe_numba():
+                self.threads = 1
+                return False
+            self._pool = frame_pool(self.threads, "frames")
+        return True
+
+    def _finish_pending(self, keep):
+        """Finish the oldest frames in flight until at most `keep` remain."""
+        while len(self._pending) > keep:
+            f, frame, planar, future = self._pending.pop(0)
+            self._finish(f, frame, planar, future.result())
+
+    def _finish(self, f, frame, planar, coded):
+        chunk, decoded, prediction = self.coder.finish_frame(planar, coded)
         if self.coder.last_intra:
             self.stats.add_intra(self.coder, frame.shape[:2])
         elif self.coder.selector is not None:
@@ -162,9 +275,15 @@ class SequenceEncoder:
 class SequenceDecoder:
     """Rebuilds the frames of an archive (archive.Archive, format 3) with the frame coders, checks
     each against its stored checksum (`verify(f, frame)` raises on a mismatch) and hands it to
-    `sink.write(f, frame)`."""
+    `sink.write(f, frame)`.
 
-    def __init__(self, archive, coder, key_coder, sink, verify):
+    threads > 1: the chunks of the next predicted frames of a window (up to `end`) are parsed ahead
+    in worker threads (range decoding and the spatial stages need no earlier frame:
+    FrameCoder.parse_frame) while the current one is rebuilt; frames are still rebuilt, checked and
+    written one by one in the schedule's order, and a corrupt chunk is reported when its frame is
+    reached. Use as a context manager (it stops the threads)."""
+
+    def __init__(self, archive, coder, key_coder, sink, verify, threads=1, end=None):
         self.archive, self.coder, self.key_coder, self.sink, self.verify = archive, coder, key_coder, sink, verify
         seq = archive.sequence
         self.shape = seq.frames.frame_shape
@@ -173,6 +292,22 @@ class SequenceDecoder:
         keys = set(seq.keyframes)
         self.frame_index = {f: i for i, f in enumerate(f for f in range(seq.frames.n_frames) if f not in keys)}
         self._last = {}
+        self.end = seq.frames.n_frames if end is None else int(end)
+        self.threads = int(threads) if coder.xp is np else 1
+        self._pool = None
+        self._parsed = {}  # frame → future of its parse_frame
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        for future in self._parsed.values():
+            future.cancel()
+        self._parsed = {}
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        return False
 
     def _done(self, f, decoded):
         out = to_interleaved(decoded, self.dtype)
@@ -189,8 +324,21 @@ class SequenceDecoder:
     def frame(self, f, model_prediction):
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
-        decoded = self.coder.decode_frame(self.archive.frame_chunk(self.frame_index[f]), mp, previous)
-        return self._done(f, decoded)
+        if self.threads > 1 and self._pool is None and not threadsafe_numba():
+            self.threads = 1
+        if self.threads > 1:
+            if self._pool is None:
+                self._pool = frame_pool(self.threads, "parse")
+            for g in range(f, min(f + self.threads + 1, self.end)):  # this frame and the next of its window
+                if g in self.key_index:
+                    break
+                if g not in self._parsed:
+                    chunk = self.archive.frame_chunk(self.frame_index[g])  # read here: one reader of the archive
+                    self._parsed[g] = self._pool.submit(self.coder.parse_frame, chunk, self.shape)
+            parsed = self._parsed.pop(f).result()
+        else:
+            parsed = self.coder.parse_frame(self.archive.frame_chunk(self.frame_index[f]), self.shape)
+        return self._done(f, self.coder.rebuild(parsed, mp, previous))
 
 
 def window_bounds(keyframes, n_frames):

@@ -160,6 +160,13 @@ class FrameCoder:
     def encode_frame(self, frame, model_prediction, previous, choice=None):
         """frame, model_prediction (or None without a model), previous decoded frame: (C, H, W) int32
         → (chunk bytes, decoded frame, prediction). choice: (block choices, prediction) already made."""
+        return self.finish_frame(frame, self.code_predicted(frame, model_prediction, previous, choice))
+
+    def code_predicted(self, frame, model_prediction, previous, choice=None):
+        """The part of encode_frame that reads no state of this coder, so that frames may be coded
+        so in parallel threads (losslessly each frame's decoded frame is the frame itself, known
+        before it is coded): (block choices, prediction, chunk without the mode byte, decoded frame)
+        of the frame coded against its prediction. finish_frame does the rest, in frame order."""
         choices, p = choice if choice is not None else self.choose(frame, model_prediction, previous)
         body, decoded = self._predicted_chunk(frame, choices, p)
         if model_prediction is not None and self.selector is not None and self.selector.uses_model(choices):
@@ -174,6 +181,13 @@ class FrameCoder:
             alt_body, alt_decoded = self._predicted_chunk(frame, alt_choices, alt_p)
             if len(alt_body) < len(body):
                 choices, p, body, decoded = alt_choices, alt_p, alt_body, alt_decoded
+        return choices, p, body, decoded
+
+    def finish_frame(self, frame, coded):
+        """code_predicted's result → (chunk bytes, decoded frame, prediction): with an intra coder the
+        frame coded on its own instead when that is smaller (what intra costs is the state this
+        coder keeps from frame to frame, so frames finish in their order)."""
+        choices, p, body, decoded = coded
         self.last_choices, self.last_intra = choices, False
         if self.intra is None:
             return body, decoded, p
@@ -201,14 +215,20 @@ class FrameCoder:
 
     def decode_frame(self, chunk, model_prediction, previous):
         """The mirror of encode_frame: chunk → the decoded frame (C, H, W) int32."""
+        return self.rebuild(self.parse_frame(chunk, previous.shape), model_prediction, previous)
+
+    def parse_frame(self, chunk, frame_shape):
+        """The part of decode_frame that needs no earlier frame, so that frames may be parsed ahead
+        in parallel threads: chunk → (intra frame or None, block choices, the quantizer's codes);
+        TezipError when corrupt. frame_shape: (C, H, W)."""
         chunk = bytes(chunk)
         choices, pos = None, 0
-        c, h, w = previous.shape
+        c, h, w = frame_shape
         if self.intra is not None:
             if not chunk or chunk[0] not in (PREDICTED, INTRA):
                 raise TezipError("corrupt frame chunk: unknown coding mode")
             if chunk[0] == INTRA:
-                return self.intra.decode_frame(chunk[1:], (c, h, w))
+                return self.intra.decode_frame(chunk[1:], (c, h, w)), None, None
             pos = 1
         if self.selector is not None:
             size, pos = _read_varint(chunk, pos)
@@ -219,6 +239,14 @@ class FrameCoder:
         codes = self.tails.decode(chunk[pos:], (c, h, w))
         for stage in reversed(self.spatial):
             codes = stage.decode(codes)
+        return None, choices, codes
+
+    def rebuild(self, parsed, model_prediction, previous):
+        """parse_frame's result → the decoded frame (C, H, W) int32, against the model's prediction
+        and the previous decoded frame."""
+        intra, choices, codes = parsed
+        if intra is not None:
+            return intra
         return self.reconstruct(codes, choices, model_prediction, previous)
 
     def reconstruct(self, codes, choices, model_prediction, previous):
