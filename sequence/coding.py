@@ -208,12 +208,15 @@ class SequenceEncoder:
             self._read = (f, self.source.read(f))
         return self._read[1]
 
-    def _done(self, f, frame, decoded, chunk, prediction=None):
+    def _done(self, f, frame, decoded, chunk, prediction=None, keep=True):
+        """Hand frame f's chunk on and record it; keep: the lane's next frame is coded against it
+        (a frame finished after its successor was handed out is not kept: it was, already)."""
         self.writer.add(f, chunk)
         out = to_interleaved(decoded, frame.dtype)
         self.checksums[f] = frame_checksum(out)
         self.stats.add(f, frame, decoded, len(chunk), prediction)
-        self._last[f] = decoded
+        if keep:
+            self._last[f] = decoded
         return out
 
     def keyframe(self, f):
@@ -261,15 +264,15 @@ class SequenceEncoder:
         """Finish the oldest frames in flight until at most `keep` remain."""
         while len(self._pending) > keep:
             f, frame, planar, future = self._pending.pop(0)
-            self._finish(f, frame, planar, future.result())
+            self._finish(f, frame, planar, future.result(), keep=False)  # _last holds f since it was handed out
 
-    def _finish(self, f, frame, planar, coded):
+    def _finish(self, f, frame, planar, coded, keep=True):
         chunk, decoded, prediction = self.coder.finish_frame(planar, coded)
         if self.coder.last_intra:
             self.stats.add_intra(self.coder, frame.shape[:2])
         elif self.coder.selector is not None:
             self.stats.add_choices(self.coder.selector, self.coder.last_choices)
-        return self._done(f, frame, decoded, chunk, prediction)
+        return self._done(f, frame, decoded, chunk, prediction, keep)
 
 
 class SequenceDecoder:

@@ -245,6 +245,28 @@ def test_frames_are_decoded_one_at_a_time(tiny_model, tmp_path, monkeypatch, whi
     _decode_peaks(tiny_model, tmp_path, which, threads)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_frames_are_coded_one_at_a_time(tmp_path, monkeypatch, threads):
+    """Compressing 40 frames peaks as 10 do (traced memory): the encoder keeps the last decoded
+    frame of each lane and, with frame threads, the few frames in flight, whatever the run's length."""
+    monkeypatch.setattr("base.threads._threads", threads)
+    for n in (10, 40):
+        make_sequence(tmp_path / f"img{n}", n_frames=n, height=64, width=96, seed=7, noise=3)
+    with contextlib.redirect_stdout(io.StringIO()):
+        compress("none", tmp_path / "img10", tmp_path / "warm", window=9, lanes=1)  # kernels loaded
+        peaks = {}
+        for n in (10, 40):
+            tracemalloc.start()
+            try:
+                compress("none", tmp_path / f"img{n}", tmp_path / f"c{n}", window=9, lanes=1)
+                peaks[n] = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+    frame_bytes = 64 * 96 * 3
+    in_flight = 0 if threads == 1 else (threads + 1) * 3 * 4 * frame_bytes  # planar int32 frames per frame in flight
+    assert peaks[40] < peaks[10] + 2 * 4 * frame_bytes + in_flight + (64 << 10), peaks
+
+
 def _decode_peaks(tiny_model, tmp_path, which, threads):
     model = "none" if which == "none" else tiny_model(3)
     frames = make_sequence(tmp_path / "img40", n_frames=40, height=64, width=96, seed=7, noise=3)
