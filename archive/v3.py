@@ -29,7 +29,7 @@ GRAY_ON_COLOUR = "gray-on-colour"
 def _check_model(model, where):
     if model is None:
         return None
-    if not (isinstance(model, dict) and set(model) - {"input"} == {"digest", "arithmetic"}
+    if not (isinstance(model, dict) and set(model) - {"input", "off"} == {"digest", "arithmetic"}
             and isinstance(model["digest"], str) and len(model["digest"]) <= 128 and model.get("input", GRAY_ON_COLOUR) == GRAY_ON_COLOUR):
         raise TezipError(f"{where} is corrupt (bad model record)")
     if model["arithmetic"] not in ARITHMETICS:
@@ -43,7 +43,9 @@ class SequenceHeader:
     """entropy.dat's header, format 3. `from_json` validates; `to_json` is the stored form."""
 
     frames: FrameFormat
-    model: dict | None  # {"digest", "arithmetic"[, "input"]}, or None: no model (prediction from decoded frames only)
+    # {"digest", "arithmetic"[, "input"][, "off"]}, or None: no model (prediction from decoded frames only);
+    # "off": the frames from which the model stopped predicting for the rest of their window
+    model: dict | None
     loop: str
     warmup: int
     window: int | None
@@ -110,6 +112,11 @@ class SequenceHeader:
         problem = check_lane_plan(lanes, keys, n)
         if problem:
             raise TezipError(f"{where} is corrupt ({problem})")
+        model = _check_model(h.get("model"), where)
+        off = model.get("off", []) if model is not None else []
+        if not (isinstance(off, list) and all(type(f) is int for f in off) and off == sorted(set(off))
+                and all(0 < f < n for f in off) and not set(off) & set(keys)) or "off" in (model or {}) and not off:
+            raise TezipError(f"{where} is corrupt (bad list of frames where the model stops)")
         loop = pred.get("loop")
         if loop not in ("closed", "open"):
             raise TezipError(f"{where} is corrupt (unknown prediction loop {str(loop)[:20]!r})")
@@ -121,7 +128,7 @@ class SequenceHeader:
             raise TezipError(f"{where} is corrupt (no frame coder)")
         bound = h.get("bound") if isinstance(h.get("bound"), dict) else {}
         return cls(
-            frames=frames, model=_check_model(h.get("model"), where), loop=loop, warmup=pred.get("warmup"),
+            frames=frames, model=model, loop=loop, warmup=pred.get("warmup"),
             window=pred.get("window"), threshold=pred.get("threshold"), keyframes=keys, lanes=lanes,
             mode=bound.get("mode"), bounds=bound.get("bounds"), lossless=bool(bound.get("lossless")), coder=coder,
             frame_checksums=sums, names_digest=digest, archive_id=h.get("archive_id"),

@@ -82,9 +82,10 @@ def encode_sequence(model, source, plan: CodecPlan, writer, progress=None, devic
     scale = value_scale(model, source)
     is_key, lane_starts = keyframe_schedule(model, source, plan)
     stats = FrameStats(n, max_value_of(source.dtype), scale.span, report_frame)
-    checksums = encode_frames(model, source, plan, writer, stats, is_key, lane_starts, n, scale, device, progress)
+    checksums, model_off = encode_frames(model, source, plan, writer, stats, is_key, lane_starts, n, scale, device,
+                                         progress)
     keyframes = [int(k) for k in np.flatnonzero(is_key)]
-    sequence, key_header = sequence_headers(model, source, plan, scale, keyframes, lane_starts, checksums)
+    sequence, key_header = sequence_headers(model, source, plan, scale, keyframes, lane_starts, checksums, model_off)
     return sequence, key_header, _summary(source, stats, keyframes, t_start)
 
 
@@ -111,8 +112,9 @@ def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, 
     """Code frames lane_starts[0] .. end-1 (whole windows: the whole sequence, or a segment with
     its own lanes) into `writer` (add(f, chunk)), recording into `stats` (FrameStats); under -t
     `is_key` (N,) bool is updated with the keyframes placed. threads: frames coded at once when
-    lossless (sequence.coding.SequenceEncoder; default base.threads.frame_threads()). Returns the checksums (N
-    entries, None outside the frames coded)."""
+    lossless (sequence.coding.SequenceEncoder; default base.threads.frame_threads()). Returns (the
+    checksums (N entries, None outside the frames coded), the frames from which the model stopped
+    for the rest of their window)."""
     from prednet.reference import predictor_for
     from sequence.windows import run_windows
 
@@ -130,12 +132,13 @@ def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, 
     with SequenceEncoder(source, coder, key_coder, writer, stats, threads, plan.lossless) as encoder:
         run_windows(predictor, end, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed",
                     threshold=plan.threshold, scale=scale, progress=progress)
-    return encoder.checksums
+    return encoder.checksums, sorted(encoder.model_off)
 
 
-def sequence_headers(model, source, plan, scale, keyframes, lane_starts, checksums):
+def sequence_headers(model, source, plan, scale, keyframes, lane_starts, checksums, model_off=()):
     """(SequenceHeader, KeyframeHeader) of a sequence coded in the sequential order: what
-    entropy.dat and key_frame.dat record besides the chunks."""
+    entropy.dat and key_frame.dat record besides the chunks. model_off: the frames from which the
+    model stopped for the rest of their window (encode_frames)."""
     n, h, w, c = source.n_frames, source.height, source.width, source.channels
     max_value, wide = max_value_of(source.dtype), np.dtype(source.dtype) != np.uint8
     weights = model[0] if model is not None else None
@@ -147,6 +150,8 @@ def sequence_headers(model, source, plan, scale, keyframes, lane_starts, checksu
         model_record = {"digest": model[1]["digest"], "arithmetic": REFERENCE_ARITHMETIC}
         if weights.channels != c:
             model_record["input"] = GRAY_ON_COLOUR
+        if model_off:
+            model_record["off"] = sorted(int(f) for f in model_off)
     sequence = SequenceHeader(
         frames=fmt, model=model_record, loop=plan.loop, warmup=plan.warmup, window=plan.window,
         threshold=plan.threshold, keyframes=list(keyframes), lanes=[int(s) for s in lane_starts], mode=plan.mode,

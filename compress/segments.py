@@ -13,7 +13,7 @@ coding, so such a sequence is one segment.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,6 +71,7 @@ class SegmentCode:
     checksums: list
     keyframes: list
     stats: FrameStats
+    model_off: list = field(default_factory=list)  # frames from which the model stopped for their window
 
 
 class _Chunks:
@@ -97,14 +98,14 @@ def encode_segment(model, source, plan, part: SegmentPlan, device="CPU", report_
     chunks = _Chunks(start, end)
     if plan.order == "hierarchical":
         checksums = encode_windows(source, plan.window_coder(max_value, device), part.keyframes, chunks, stats, end=end)
-        keyframes = list(part.keyframes)
+        keyframes, model_off = list(part.keyframes), []
     else:
         is_key = np.zeros(source.n_frames, bool)
         is_key[part.keyframes] = True
-        checksums = encode_frames(model, source, plan, chunks, stats, is_key, part.lane_starts, end, part.scale, device,
-                                  threads=1)  # a Dask worker is one thread: the cluster runs segments side by side
+        checksums, model_off = encode_frames(model, source, plan, chunks, stats, is_key, part.lane_starts, end,
+                                             part.scale, device, threads=1)  # a Dask worker is one thread: the cluster runs segments side by side
         keyframes = [int(k) for k in np.flatnonzero(is_key[start:end]) + start]
-    return SegmentCode(start, end, chunks.chunks, checksums[start:end], keyframes, stats)
+    return SegmentCode(start, end, chunks.chunks, checksums[start:end], keyframes, stats, model_off)
 
 
 class SegmentAssembly:
@@ -121,6 +122,7 @@ class SegmentAssembly:
         self.checksums = [None] * n
         self.keyframes = set() if cuts.dynamic else set(cuts.keyframes)
         self.missing = len(cuts.segments)
+        self.model_off = set()
         self.t_start = time.time()
 
     def add(self, code: SegmentCode):
@@ -128,6 +130,7 @@ class SegmentAssembly:
             self.writer.add(f, chunk)
         self.checksums[code.start:code.end] = code.checksums
         self.keyframes.update(code.keyframes)
+        self.model_off.update(code.model_off)
         self.stats.merge(code.stats)
         self.missing -= 1
 
@@ -140,7 +143,7 @@ class SegmentAssembly:
             sequence, key_header = hierarchical_headers(self.source, self.plan, keyframes, self.checksums)
         else:
             sequence, key_header = sequence_headers(self.model, self.source, self.plan, self.cuts.scale, keyframes,
-                                                    self.cuts.lane_starts, self.checksums)
+                                                    self.cuts.lane_starts, self.checksums, self.model_off)
         return sequence, key_header, _summary(self.source, self.stats, keyframes, self.t_start)
 
     def close(self):

@@ -19,6 +19,10 @@ class WholeSequenceDecoder:
         self.frames, self.codes, self.choices = frames, codes, choices
         self.coder, self.key_coder = coder, key_coder
 
+    def model_pays(self, f, keyframe):
+        """Format 2 ran the model on every frame."""
+        return True
+
     def keyframe(self, f):
         self.frames[f] = to_interleaved(self.key_coder.reconstruct(self.codes[f]), self.frames.dtype)
         return self.frames[f]

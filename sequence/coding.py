@@ -130,6 +130,13 @@ class FrameStats:
         return [(i, bool(k), float(p), float(d)) for i, (k, p, d) in enumerate(zip(self.is_key, self.pred_mse, self.dec_mse))]
 
 
+# The model's trial in each window (SequenceEncoder.model_pays): it predicts the first MODEL_TRIAL
+# frames of the window, and goes on to the window's end only if its candidates saved at least
+# MODEL_PAYS of those frames' bytes (the encoder codes each frame that took them without them too).
+MODEL_TRIAL = 4
+MODEL_PAYS = 0.01
+
+
 def threadsafe_numba():
     """Whether numba's parallel kernels may be called from several threads at once: its threading
     layer (chosen at the first parallel call) is OpenMP or TBB; "workqueue" aborts the process on
@@ -177,6 +184,10 @@ class SequenceEncoder:
         self.threads = int(threads) if exact and coder.xp is np else 1
         self._pool = None
         self._pending = []  # (frame index, frame as read, planar frame, future of code_predicted), in order
+        self.model_off = []  # the frames from which the model stopped for the rest of their window
+        self._stopping = set()  # frames model_pays said no at (a frame made a keyframe after that is not one)
+        self._in_trial = {}  # frames of a window's trial being coded → True
+        self._paid = {}  # frame → (bytes the model saved, chunk bytes), until its window's trial is judged
 
     def __enter__(self):
         return self
@@ -219,8 +230,26 @@ class SequenceEncoder:
             self._last[f] = decoded
         return out
 
+    def model_pays(self, f, keyframe):
+        """Whether the model goes on predicting from frame f to the end of its window (the one that
+        starts at `keyframe`): yes, except after the window's first MODEL_TRIAL predicted frames
+        when its candidates saved less than MODEL_PAYS of their bytes; then f is recorded
+        (model_off) and the window goes on without the model, as fast as a run without one."""
+        if f < keyframe + 1 + MODEL_TRIAL:
+            self._in_trial[f] = True
+        if f != keyframe + 1 + MODEL_TRIAL:
+            return True
+        self._finish_pending(0)  # the trial's frames, all finished: the same answer at any thread count
+        trial = [self._paid.pop(g) for g in range(keyframe + 1, f) if g in self._paid]
+        pays = len(trial) < MODEL_TRIAL or sum(s for s, _ in trial) >= MODEL_PAYS * sum(b for _, b in trial)
+        if not pays:
+            self._stopping.add(f)
+        return pays
+
     def keyframe(self, f):
         self._finish_pending(0)  # a keyframe resets what intra costs: the frames before it finish first
+        self._stopping.discard(f)
+        self._in_trial.pop(f, None)
         frame = self.original(f)
         self._last.pop(f - 1, None)
         chunk, decoded = self.key_coder.encode_frame(to_planar(frame))
@@ -239,6 +268,9 @@ class SequenceEncoder:
         return float(np.sum(d * d)), d.size
 
     def frame(self, f, model_prediction):
+        if f in self._stopping:
+            self._stopping.discard(f)
+            self.model_off.append(f)
         frame = self.original(f)
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
@@ -268,6 +300,8 @@ class SequenceEncoder:
 
     def _finish(self, f, frame, planar, coded, keep=True):
         chunk, decoded, prediction = self.coder.finish_frame(planar, coded)
+        if self._in_trial.pop(f, False):
+            self._paid[f] = (self.coder.last_saving, len(chunk))
         if self.coder.last_intra:
             self.stats.add_intra(self.coder, frame.shape[:2])
         elif self.coder.selector is not None:
@@ -296,6 +330,7 @@ class SequenceDecoder:
         self.frame_index = {f: i for i, f in enumerate(f for f in range(seq.frames.n_frames) if f not in keys)}
         self._last = {}
         self.end = seq.frames.n_frames if end is None else int(end)
+        self.model_off = set(seq.model.get("off", ())) if seq.model is not None else set()
         self.threads = int(threads) if coder.xp is np else 1
         self._pool = None
         self._parsed = {}  # frame → future of its parse_frame
@@ -318,6 +353,10 @@ class SequenceDecoder:
         self.sink.write(f, out)
         self._last[f] = decoded
         return out
+
+    def model_pays(self, f, keyframe):
+        """What the encoder decided (SequenceEncoder.model_pays), as the archive records it."""
+        return f not in self.model_off
 
     def keyframe(self, f):
         self._last.pop(f - 1, None)

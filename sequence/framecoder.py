@@ -97,6 +97,7 @@ class FrameCoder:
         self.intra = intra  # a KeyframeCoder: a predicted frame may be coded on its own (module docstring)
         self.intra_reference = None  # encoder only: bytes of the last intra or keyframe chunk
         self.last_choices, self.last_intra = None, False  # for the run's statistics
+        self.last_saving = 0  # bytes the model's candidates saved in the last frame (encoder)
 
     def get_config(self):
         config = {"id": "frame", "residual": [s.get_config() for s in [self.quantizer] + self.spatial],
@@ -150,7 +151,8 @@ class FrameCoder:
 
     def choose(self, frame, model_prediction, previous):
         """(block choices or None, prediction) for `frame`."""
-        choices = self.selector.choose(frame, model_prediction, previous) if self.selector is not None else None
+        choices = (self.selector.choose(frame, model_prediction, previous, use_model=model_prediction is not None)
+                   if self.selector is not None else None)
         return choices, self.prediction(model_prediction, previous, choices)
 
     def note_intra(self, size):
@@ -165,10 +167,12 @@ class FrameCoder:
     def code_predicted(self, frame, model_prediction, previous, choice=None):
         """The part of encode_frame that reads no state of this coder, so that frames may be coded
         so in parallel threads (losslessly each frame's decoded frame is the frame itself, known
-        before it is coded): (block choices, prediction, chunk without the mode byte, decoded frame)
-        of the frame coded against its prediction. finish_frame does the rest, in frame order."""
+        before it is coded): (block choices, prediction, chunk without the mode byte, decoded frame,
+        bytes the model's candidates saved) of the frame coded against its prediction. finish_frame
+        does the rest, in frame order."""
         choices, p = choice if choice is not None else self.choose(frame, model_prediction, previous)
         body, decoded = self._predicted_chunk(frame, choices, p)
+        saving = 0
         if model_prediction is not None and self.selector is not None and self.selector.uses_model(choices):
             from sequence.blockselect import split_choices
 
@@ -179,15 +183,16 @@ class FrameCoder:
                                                vector=split_choices(choices)[1])
             alt_p = self.prediction(model_prediction, previous, alt_choices)
             alt_body, alt_decoded = self._predicted_chunk(frame, alt_choices, alt_p)
+            saving = max(0, len(alt_body) - len(body))
             if len(alt_body) < len(body):
                 choices, p, body, decoded = alt_choices, alt_p, alt_body, alt_decoded
-        return choices, p, body, decoded
+        return choices, p, body, decoded, saving
 
     def finish_frame(self, frame, coded):
         """code_predicted's result → (chunk bytes, decoded frame, prediction): with an intra coder the
         frame coded on its own instead when that is smaller (what intra costs is the state this
         coder keeps from frame to frame, so frames finish in their order)."""
-        choices, p, body, decoded = coded
+        choices, p, body, decoded, self.last_saving = coded
         self.last_choices, self.last_intra = choices, False
         if self.intra is None:
             return body, decoded, p

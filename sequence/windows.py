@@ -74,7 +74,13 @@ def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loo
         H, W, C; None without a model): the encoder quantizes the residual, the decoder adds the
         stored one;
     coder.prediction_error(f, prediction) → (sum of squared pixel errors, values) of frame f's
-        prediction (encoder only; asked under `threshold`).
+        prediction (encoder only; asked under `threshold`);
+    coder.model_pays(f, keyframe) → whether the model goes on predicting from frame f (a predicted
+        frame of the window that starts at `keyframe`) to the window's end: asked before every
+        predicted frame of a window while the answer is yes. The encoder decides (it stops the
+        model where it did not pay: sequence.coding.SequenceEncoder) and records where it
+        stopped; the decoder answers from that record. The model is not stepped at all while
+        every lane's model is stopped; a stopped lane's frames are predicted without it (None).
 
     predictor: a model stepping `batch` lanes (prednet.reference.ReferencePredictor, or format 2's
     NextFramePredictor), or None: no model, every frame predicted by the coder from the frames
@@ -94,13 +100,20 @@ def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loo
     if len(lanes) > batch:
         raise ValueError("more lanes than the predictor's batch")
     sse, count = np.zeros(batch), np.zeros(batch)  # DWP running error of each lane's window
+    model_on = np.zeros(batch, bool)  # the lane's model runs in its current window (coder.model_pays)
+    window_start = np.zeros(batch, np.int64)  # the lane's current keyframe
     for s in range(max(end - start for start, end in lanes)):
         active = [(i, start + s) for i, (start, end) in enumerate(lanes) if start + s < end]
         reset = np.ones(batch, np.float32)  # idle lanes just stay reset
         for i, f in active:
             reset[i] = 1.0 if is_keyframe[f] else 0.0
+            if is_keyframe[f]:
+                model_on[i], window_start[i] = True, f
+            elif model_on[i] and predictor is not None:
+                model_on[i] = coder.model_pays(f, int(window_start[i]))
         out = None
-        if predictor is not None:
+        stepped = predictor is not None and any(is_keyframe[f] or model_on[i] for i, f in active)
+        if stepped:
             saved_states = predictor.states
             out = predictor.predict(reset)
         if threshold is not None:
@@ -108,19 +121,23 @@ def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loo
             for i, f in active:
                 if is_keyframe[f]:
                     continue
-                frame_sse, values = coder.prediction_error(f, None if out is None else scale.to_pixels(out[i]))
+                frame_sse, values = coder.prediction_error(f, scale.to_pixels(out[i]) if stepped and model_on[i] else None)
                 frame_sse /= float(scale.span) ** 2
                 sse[i], count[i] = (sse[i] + frame_sse, count[i] + values) if not closed_loop else (frame_sse, values)
                 if sse[i] / count[i] > threshold:
                     is_keyframe[f] = True
                     new_keys.append(i)
+                    model_on[i], window_start[i] = True, f
             if new_keys and predictor is not None:
                 # Those lanes restart from their new keyframe: redo the step as the decoder will run it.
                 reset[new_keys] = 1.0
-                predictor.states = saved_states
+                if stepped:
+                    predictor.states = saved_states
+                stepped = True
+                saved_states = predictor.states
                 out = predictor.predict(reset)
-        shown = None if predictor is None else np.zeros((batch, predictor.height, predictor.width, predictor.channels),
-                                                         np.float32)
+        shown = None if not stepped else np.zeros((batch, predictor.height, predictor.width, predictor.channels),
+                                                  np.float32)
         for i, f in active:
             if is_keyframe[f]:
                 decoded = coder.keyframe(f)
@@ -128,10 +145,10 @@ def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loo
                 if shown is not None:
                     shown[i] = scale.to_model(decoded)
             else:
-                decoded = coder.frame(f, None if out is None else scale.to_pixels(out[i]))
+                decoded = coder.frame(f, scale.to_pixels(out[i]) if stepped and model_on[i] else None)
                 if shown is not None:
                     shown[i] = scale.to_model(decoded) if closed_loop else out[i]
-        if predictor is not None:
+        if stepped:
             predictor.update(shown)
         if progress is not None:
             progress(len(active))
