@@ -74,7 +74,7 @@ _UNARY = _SIGN + _N_SIGN_CONTEXTS
 _MANTISSA = _UNARY + _N_CONTEXTS * (_MAX_BITS + 1)
 _N_MODELS = _MANTISSA + (_MAX_BITS + 1) * _MAX_BITS
 
-_FAST_RATE, _SLOW_RATE = 4, 8  # ctxrange's default adaptation
+_FAST_RATE, _SLOW_RATE = 5, 9  # slower than ctxrange's 4, 8: 0.2 % fewer bytes here (cuts and dev frames)
 
 
 @njit(cache=True, inline="always")
