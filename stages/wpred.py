@@ -34,8 +34,13 @@ on scene cuts of the dev clip (benchmarks/bench_hard.py) and checked on other fr
 Borders: a missing N is W (on the first row), a missing W, NW, NE or NN is N, a missing true or
 sub-predictor error is 0; pixel (0, 0) is predicted 0.
 
-Measured (lossless RCT'd RGB 360 x 264 frames, planes B, G − B, R − G): 3.3-4.8 % fewer bytes than
-MED + ctxrange on scene cuts of the dev clip, 3.4 % on dev frames.
+Measured (lossless RCT'd RGB 360 x 264 frames, planes B, G − B, R − G, each frame on its own): 4.5 %
+fewer bytes than MED + ctxrange on the 30 scene cuts of benchmarks/bench_hard.py, 4.3 % on the 60
+dev frames 200-259. Tried and not kept: LOCO-I's bias cancellation on top (per context of the
+expected error and the true errors' signs: 0.5 % larger; the sub-predictors already correct the
+bias), the neighbours' error activity beside the expected error as a second context (< 0.1 %).
+Where values have gaps between them (8-bit frames scaled to 16 bits) MED's errors keep the gaps
+and a weighted mean does not: keyframes take the smaller of this and MED (sequence/plan.py).
 
 It is host code (numba, one sequential pass per frame; frames run in parallel threads, `nogil`).
 Integer arithmetic only, in 64 bits with every intermediate bounded (sub-predictions clamped to
