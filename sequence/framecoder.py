@@ -20,9 +20,12 @@ A predicted frame (FrameCoder):
     the model's prediction is also coded with the previous frame's candidates only, and the smaller
     chunk kept (encoder only: the decoder reads either as any block choices).
 
-A keyframe (KeyframeCoder): coded on its own by MED (exact) or medquant (within an abs bound),
-clipped the same way; lossless RGB frames first through a reversible colour transform (the
-`colour` stage, stages/rct.py); chunk = the codes through the smallest candidate tail.
+A keyframe (KeyframeCoder): coded on its own. Lossless (with the context coder): the smaller of
+the weighted predictor with its context coder (stages/wpred.py) and MED → ctxrange, each on the
+pixels; lossless RGB frames first through a reversible colour transform (the `colour` stage,
+stages/rct.py). Within an abs bound: medquant, clipped the same way. Archives of earlier versions
+(and `-n`): MED (exact) or medquant as the head, chunk = its codes through the smallest candidate
+tail.
 
 Frames are planar int32 here: (C, H, W). Format 2 archives stored the codes of all frames in one
 stack (decompress/v2.py); `reconstruct` serves them.
@@ -263,9 +266,11 @@ class FrameCoder:
 
 class KeyframeCoder:
     """Codes a keyframe on its own, and decodes it. head: MedCoder (exact) or MedQuantizer (within
-    its tolerance); tails: the candidate byte codings (None for format 2, whose codes are coded
-    whole); colour: an exact colour transform (stages/rct.py) of the pixels before an exact head,
-    or None."""
+    its tolerance), or None: the pixels go to the tails as they are, candidate chains that each
+    start with their own exact predictor (lossless keyframes: stages/wpred.py's weighted predictor
+    and context coder, or MED → ctxrange, whichever is smaller); tails: the candidate byte codings
+    (stages.chain.Alternatives; None for format 2, whose codes are coded whole); colour: an exact
+    colour transform (stages/rct.py) of the pixels before an exact head, or None."""
 
     HEADS = ("med", "medquant")  # keyframes are predicted from their own pixels
     COLOURS = ("rct",)
@@ -274,7 +279,10 @@ class KeyframeCoder:
         self.head, self.max_value, self.tails, self.colour = head, int(max_value), tails, colour
 
     def get_config(self):
-        config = {"id": "keyframe", "head": self.head.get_config(), "tails": self.tails.get_config()}
+        config = {"id": "keyframe"}
+        if self.head is not None:
+            config["head"] = self.head.get_config()
+        config["tails"] = self.tails.get_config()
         if self.colour is not None:
             config["colour"] = self.colour.get_config()
         return config
@@ -285,23 +293,31 @@ class KeyframeCoder:
             options = check_config(config, "keyframe", ("head", "tails", "colour"))
         except TezipError as e:
             raise TezipError(f"{where} is corrupt ({e})") from None
-        head = codec_from_config(options.get("head"), where)
-        if head.codec_id not in cls.HEADS:
+        tails = Alternatives.from_config(options.get("tails"), where)
+        head = options.get("head")
+        if head is not None:
+            head = codec_from_config(head, where)
+            if head.codec_id not in cls.HEADS:
+                raise TezipError(f"{where} has a stage list this TEZip cannot decode")
+        elif any(stage.lossy for chain in tails.chains for stage in chain.stages):
+            # no head: the candidates code the pixels themselves, exactly
             raise TezipError(f"{where} has a stage list this TEZip cannot decode")
         colour = options.get("colour")
         if colour is not None:
             colour = codec_from_config(colour, where)
-            if colour.codec_id not in cls.COLOURS or head.lossy:
+            if colour.codec_id not in cls.COLOURS or (head is not None and head.lossy):
                 raise TezipError(f"{where} has a stage list this TEZip cannot decode")
-        return cls(head, max_value, Alternatives.from_config(options.get("tails"), where), colour)
+        return cls(head, max_value, tails, colour)
 
     @property
     def tolerance(self):
-        return getattr(self.head, "tolerance", 0) if self.head.lossy else 0
+        return getattr(self.head, "tolerance", 0) if self.head is not None and self.head.lossy else 0
 
     def code(self, frame):
         """(C, H, W) int32 → (codes, decoded frame)."""
-        if self.head.lossy:
+        if self.head is None:
+            codes, decoded = self.colour.encode(frame) if self.colour is not None else frame, frame
+        elif self.head.lossy:
             codes, reconstructed = self.head.quantize(frame)
             decoded = np.clip(reconstructed, 0, self.max_value)
         else:
@@ -321,10 +337,10 @@ class KeyframeCoder:
 
     def reconstruct(self, codes):
         """The keyframe from the head's codes (what format 2 stored whole)."""
-        planes = self.head.decode(codes)
+        planes = self.head.decode(codes) if self.head is not None else codes
         if self.colour is not None:
             planes = self.colour.decode(planes)
-        if self.head.lossy:  # quantized within the bound: the encoder clipped the same way
+        if self.head is not None and self.head.lossy:  # quantized within the bound: the encoder clipped the same way
             return np.clip(planes, 0, self.max_value)
         if planes.size and (planes.min() < 0 or planes.max() > self.max_value):
             raise TezipError(f"a keyframe decodes to values outside 0-{self.max_value}")

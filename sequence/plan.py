@@ -138,9 +138,9 @@ class CodecPlan:
         return MedQuantizer(tolerance) if self.quantizer == "medquant" else LinearQuantizer(tolerance)
 
     def keyframe_head(self, max_value):
-        """Keyframes are coded on their own: MED (LOCO-I), exact; or, under a lossy abs bound,
-        medquant, the same prediction from the reconstructed pixels with the errors quantized within
-        the bound (a quarter of the lossless size at abs 8)."""
+        """The keyframes' head where they have one (keyframe_coder): MED (LOCO-I), exact (lossless
+        with -n); or, under a lossy abs bound, medquant, the same prediction from the reconstructed
+        pixels with the errors quantized within the bound (a quarter of the lossless size at abs 8)."""
         from stages.med import MedCoder
         from stages.medquant import MedQuantizer
 
@@ -219,12 +219,23 @@ class CodecPlan:
         return HierarchicalCoder(tolerance, max_value, device=device)
 
     def keyframe_coder(self, max_value, wide, channels=1):
+        """Keyframes (and intra frames) on their own. Lossless with the context coder: no head, the
+        (colour-transformed) pixels go to candidate chains that each predict for themselves, the
+        smaller kept per frame: the weighted predictor with its expected error as the coding context
+        (stages/wpred.py; 4.4 % fewer bytes than MED on the scene cuts) and MED before the usual
+        tails (never worse than before: data with gaps between its values, such as 8-bit frames
+        scaled to 16 bits, is MED's). Otherwise the head (keyframe_head) before the tails."""
         from sequence.framecoder import KeyframeCoder
         from stages.chain import Alternatives, Chain
+        from stages.med import MedCoder
+        from stages.wpred import WeightedPredictionCoder
 
+        colour = self.colour_transform(channels)
+        if self.lossless and self.entropy:
+            chains = [[WeightedPredictionCoder()]] + [[MedCoder()] + tail for tail in self.back_ends(wide)]
+            return KeyframeCoder(None, max_value, Alternatives([Chain(c) for c in chains]), colour)
         return KeyframeCoder(self.keyframe_head(max_value), max_value,
-                             Alternatives([Chain(tail) for tail in self.back_ends(wide)]),
-                             self.colour_transform(channels))
+                             Alternatives([Chain(tail) for tail in self.back_ends(wide)]), colour)
 
     def keyframe_schedule(self, n, lanes_for):
         """(is_key (N,) bool, lane starts). lanes_for(n_windows, dynamic) → the default lane count."""

@@ -10,6 +10,7 @@ config an archive recorded (stages/_codec.py states the contract every stage kee
     zigzag     signed → unsigned codes                                (exact)
     ctxrange   context-modelled adaptive binary range coder           (byte coder)
     zstd       byte-plane shuffle + zstd                              (byte coder)
+    wpred      weighted prediction + context range coding of pixels  (byte coder: an intra coder)
 """
 
 from base.errors import TezipError
@@ -25,10 +26,11 @@ def _registry():
     from stages.rct import ColourTransform
     from stages.runmerge import RunMerge
     from stages.zigzag import ZigZagCoder
+    from stages.wpred import WeightedPredictionCoder
     from stages.zstd import ZstdCodec
 
     stages = (LinearQuantizer, MedQuantizer, RunMerge, MedCoder, DeltaCoder, ColourTransform, ZigZagCoder, ContextRangeCoder,
-              ZstdCodec)
+              ZstdCodec, WeightedPredictionCoder)
     return {s.codec_id: s for s in stages}
 
 

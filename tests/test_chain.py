@@ -251,3 +251,15 @@ def test_default_thread_count_is_codec_threads(monkeypatch):
         assert calls[-2:] == [threads, threads]
     chain.encode(x, threads=2)
     assert calls[-1] == 2
+
+
+def test_wpred_alone_is_a_keyframe_chain():
+    """Lossless keyframes' first candidate (sequence/plan.py): the pixels straight to wpred, which
+    predicts and codes them itself; recorded and rebuilt like any chain."""
+    configs = [{"id": "wpred"}]
+    chain = Chain.from_config(json.loads(json.dumps(configs)), "key_frame.dat")
+    assert chain.get_config() == configs and chain.tail is chain
+    x = pixels()
+    chunks, payload = chain.encode(x)
+    assert payload == "int32" and len(chunks) == len(x)
+    np.testing.assert_array_equal(Chain.from_config(configs, "key_frame.dat").decode(chunks, x.shape[1:]), x)

@@ -32,6 +32,8 @@ CASES = {
     "v3/gray8_dwp": ("model1", "gray8", "absrel", (2, 0.02)),
     "v3/gray8_hierarchical_abs2": ("none", "gray8", "abs", 2),
     "v3/h5_gray16_lossless": ("none", "gray16", "abs", None),
+    "v3/rgb_none_lossless": ("none", "rgb", "abs", None),  # keyframes, intra frames: wpred or MED
+    "v3/gray16_none_lossless": ("none", "gray16", "abs", None),
 }
 
 
@@ -83,3 +85,15 @@ def test_golden_archives_are_the_format_they_claim():
         for name in (archive.ENTROPY_FILE, archive.KEYFRAME_FILE):
             data = (GOLDEN / case / name).read_bytes()
             assert struct.unpack_from("<H", data, 8)[0] == version
+
+
+def test_golden_lossless_rgb_keyframes_decode_through_wpred(tmp_path, monkeypatch):
+    """The archive pinning the weighted predictor's format (stages/wpred.py) really holds wpred chunks."""
+    from stages.wpred import WeightedPredictionCoder
+
+    calls = []
+    decode = WeightedPredictionCoder.decode
+    monkeypatch.setattr(WeightedPredictionCoder, "decode", lambda self, data, out: calls.append(1) or decode(self, data, out))
+    decompress_folder("none", GOLDEN / "v3" / "rgb_none_lossless", tmp_path / "out", RunFlags())
+    assert calls
+    np.testing.assert_array_equal(read_sequence(tmp_path / "out").frames, np.load(GOLDEN / "originals.npz")["rgb"])

@@ -62,7 +62,11 @@ def test_lossless_rgb_bit_exact(tiny_model, rgb20, tmp_path, entropy):
         assert int.from_bytes((comp / name).read_bytes()[8:10], "little") == container.FORMAT_VERSION == 3
     assert ids(h["coder"]["residual"]) == ["runmerge", "rct", "med"]  # lossless RGB: runmerge at 0, colour transform, MED
     assert tails(h["coder"]) == ([["ctxrange"]] if entropy else [["zigzag", "zstd"]])
-    assert tails(key_header(comp)["coder"]) == tails(h["coder"])
+    keys = key_header(comp)["coder"]
+    if entropy:  # lossless keyframes: no head, the smaller of wpred and MED → ctxrange on the RCT'd pixels
+        assert "head" not in keys and tails(keys) == [["wpred"], ["med", "ctxrange"]] and keys["colour"]["id"] == "rct"
+    else:  # -n: MED and the same tails as the residuals
+        assert keys["head"]["id"] == "med" and tails(keys) == tails(h["coder"])
     assert h["model"]["arithmetic"] == archive.REFERENCE_ARITHMETIC and len(h["model"]["digest"]) == 64
     assert h["coder"]["block_select"]["id"] == "blockselect"
 
@@ -312,7 +316,7 @@ def test_abs_keyframes_are_quantized_within_the_bound(tiny_model, rgb20, tmp_pat
     keys_coder, frames_coder = key_header(comp)["coder"], header(comp)["coder"]
     assert (keys_coder["head"]["id"], tails(keys_coder)) == ("medquant", [["ctxrange"]])
     assert (ids(frames_coder["residual"]), tails(frames_coder)) == (["linquant"], [["ctxrange"]])  # the default for abs
-    assert key_header(comp_exact)["coder"]["head"]["id"] == "med"
+    assert "head" not in key_header(comp_exact)["coder"]  # lossless: wpred or MED, chosen per keyframe
     error = np.abs(back.astype(np.int64) - frames)
     assert 0 < error[keys].max() <= 3 and error.max() <= 3 and lossy.max_abs_error == error.max()
     if keys == header(comp_exact)["prediction"]["keyframes"]:
