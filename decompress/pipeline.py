@@ -133,6 +133,8 @@ def decode_range(weights, archive, sink, frames, progress=None, device="CPU", la
         raise TezipError(f"{ENTROPY_FILE} is corrupt (block selection without the model it was made with)")
     if seq.model is None and (coder.selector is None or coder.selector.model):
         raise TezipError(f"{ENTROPY_FILE} is corrupt (a model's prediction is used but no model is recorded)")
+    if seq.model is not None and seq.model.get("off") and coder.selector is None:
+        raise TezipError(f"{ENTROPY_FILE} is corrupt (the model stops, but every pixel is predicted by it)")
     key_coder = KeyframeCoder.from_config(archive.keyframes.coder, fmt.max_value, KEYFRAME_FILE)
     is_key = np.zeros(fmt.n_frames, bool)
     is_key[seq.keyframes] = True

@@ -235,6 +235,8 @@ class SequenceEncoder:
         starts at `keyframe`): yes, except after the window's first MODEL_TRIAL predicted frames
         when its candidates saved less than MODEL_PAYS of their bytes; then f is recorded
         (model_off) and the window goes on without the model, as fast as a run without one."""
+        if self.coder.selector is None:  # --block 0: the model predicts every pixel, nothing else can
+            return True
         if f < keyframe + 1 + MODEL_TRIAL:
             self._in_trial[f] = True
         if f != keyframe + 1 + MODEL_TRIAL:

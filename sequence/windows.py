@@ -100,8 +100,8 @@ def run_windows(predictor, n_frames, lane_starts, is_keyframe, coder, closed_loo
     if len(lanes) > batch:
         raise ValueError("more lanes than the predictor's batch")
     sse, count = np.zeros(batch), np.zeros(batch)  # DWP running error of each lane's window
-    model_on = np.zeros(batch, bool)  # the lane's model runs in its current window (coder.model_pays)
-    window_start = np.zeros(batch, np.int64)  # the lane's current keyframe
+    model_on = np.ones(batch, bool)  # the lane's model runs in its current window (coder.model_pays)
+    window_start = np.array([start for start, _ in lanes] + [0] * (batch - len(lanes)), np.int64)  # its keyframe
     for s in range(max(end - start for start, end in lanes)):
         active = [(i, start + s) for i, (start, end) in enumerate(lanes) if start + s < end]
         reset = np.ones(batch, np.float32)  # idle lanes just stay reset
