@@ -144,6 +144,8 @@ def test_block_0_keeps_the_model_and_refuses_an_off_record(tiny_model, tmp_path,
         compress(tiny_model(3), tmp_path / "in", tmp_path / "c", warmup=1, window=11, lanes=1, block=0)
         decompress_folder(tiny_model(3), tmp_path / "c", tmp_path / "o")
     np.testing.assert_array_equal(read_sequence(tmp_path / "o").frames, frames)
+    with read_archive(tmp_path / "c") as a:
+        assert "off" not in a.sequence.model  # the model was never stopped
     real = SequenceHeader.from_json
 
     def with_off(h, *args, **kw):
