@@ -16,7 +16,7 @@ A predicted frame (FrameCoder):
     matches); the model's state and the window go on as for any predicted frame. The mode byte,
     present only then, says which: 0 = predicted (what follows is as above), 1 = intra (what
     follows is the intra coder's chunk). The encoder tries intra only when the predicted chunk is
-    larger than INTRA_TRY_FRACTION of the last intra or keyframe chunk. A frame whose blocks took
+    larger than INTRA_TRY_FRACTION of the window's keyframe chunk. A frame whose blocks took
     the model's prediction is also coded with the previous frame's candidates only, and the smaller
     chunk kept (encoder only: the decoder reads either as any block choices).
 
@@ -98,7 +98,7 @@ class FrameCoder:
         self.quantizer, self.spatial, self.tails, self.selector = quantizer, list(spatial), tails, selector
         self.mode, self.bounds, self.max_value, self.xp = mode, list(bounds), int(max_value), xp
         self.intra = intra  # a KeyframeCoder: a predicted frame may be coded on its own (module docstring)
-        self.intra_reference = None  # encoder only: bytes of the last intra or keyframe chunk
+        self.intra_reference = None  # encoder only: bytes of the window's keyframe chunk
         self.last_choices, self.last_intra = None, False  # for the run's statistics
         self.last_saving = 0  # bytes the model's candidates saved in the last frame (encoder)
 
@@ -159,7 +159,8 @@ class FrameCoder:
         return choices, self.prediction(model_prediction, previous, choices)
 
     def note_intra(self, size):
-        """Encoder: a keyframe or intra chunk of `size` bytes was made (what intra costs now)."""
+        """Encoder: the window's keyframe chunk has `size` bytes (what coding a frame on its own
+        costs in this window; intra is tried for predicted frames larger than that)."""
         self.intra_reference = int(size)
 
     def encode_frame(self, frame, model_prediction, previous, choice=None):
@@ -168,11 +169,12 @@ class FrameCoder:
         return self.finish_frame(frame, self.code_predicted(frame, model_prediction, previous, choice))
 
     def code_predicted(self, frame, model_prediction, previous, choice=None):
-        """The part of encode_frame that reads no state of this coder, so that frames may be coded
-        so in parallel threads (losslessly each frame's decoded frame is the frame itself, known
-        before it is coded): (block choices, prediction, chunk without the mode byte, decoded frame,
-        bytes the model's candidates saved) of the frame coded against its prediction. finish_frame
-        does the rest, in frame order."""
+        """Code a predicted frame, changing nothing in this coder (it only reads the window's
+        intra_reference, set at its keyframe), so that frames may be coded so in parallel threads
+        (losslessly each frame's decoded frame is the frame itself, known before it is coded):
+        → (block choices or None when intra, prediction, chunk, decoded frame, bytes the model's
+        candidates saved, (predicted chunk bytes, intra chunk bytes or None)). finish_frame takes
+        it in frame order."""
         choices, p = choice if choice is not None else self.choose(frame, model_prediction, previous)
         body, decoded = self._predicted_chunk(frame, choices, p)
         saving = 0
@@ -189,26 +191,23 @@ class FrameCoder:
             saving = max(0, len(alt_body) - len(body))
             if len(alt_body) < len(body):
                 choices, p, body, decoded = alt_choices, alt_p, alt_body, alt_decoded
-        return choices, p, body, decoded, saving
-
-    def finish_frame(self, frame, coded):
-        """code_predicted's result → (chunk bytes, decoded frame, prediction): with an intra coder the
-        frame coded on its own instead when that is smaller (what intra costs is the state this
-        coder keeps from frame to frame, so frames finish in their order)."""
-        choices, p, body, decoded, self.last_saving = coded
-        self.last_choices, self.last_intra = choices, False
         if self.intra is None:
-            return body, decoded, p
+            return choices, p, body, decoded, saving, (len(body), None)
         body = bytes([PREDICTED]) + body
-        self.last_sizes = (len(body), None)
         if self.intra_reference is None or len(body) > INTRA_TRY_FRACTION * self.intra_reference:
             intra, intra_decoded = self.intra.encode_frame(np.asarray(frame))
-            self.note_intra(len(intra) + 1)
-            self.last_sizes = (len(body), len(intra) + 1)
+            sizes = (len(body), len(intra) + 1)
             if len(intra) + 1 < len(body):
-                self.last_choices, self.last_intra = None, True
-                return bytes([INTRA]) + intra, intra_decoded, p
-        return body, decoded, p
+                return None, p, bytes([INTRA]) + intra, intra_decoded, saving, sizes
+            return choices, p, body, decoded, saving, sizes
+        return choices, p, body, decoded, saving, (len(body), None)
+
+    def finish_frame(self, frame, coded):
+        """code_predicted's result → (chunk bytes, decoded frame, prediction), noting what the run's
+        statistics show (last_choices, last_intra, last_sizes, last_saving)."""
+        choices, p, chunk, decoded, self.last_saving, self.last_sizes = coded
+        self.last_choices, self.last_intra = choices, self.intra is not None and chunk[0] == INTRA
+        return chunk, decoded, p
 
     def _predicted_chunk(self, frame, choices, p):
         """(chunk without the mode byte, decoded frame) of `frame` coded against prediction `p`."""
