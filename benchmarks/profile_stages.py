@@ -6,11 +6,11 @@ cumulative time of the functions that do each, plus the start-up (the imports of
 numba loading its cached kernels on first use, which lands in the stage that first calls them).
 
     python benchmarks/profile_stages.py [FRAMES] [--first 200 --count 60] [--model default]
-        [--options -p 1 -w 30] [--top 25]
+        [--threads 1] [--options -p 1 -w 30] [--top 25]
 
-FRAMES: a folder of images (default ../shared/data/megamind). The codec's per-frame work runs in
-worker threads, which cProfile does not follow: their time shows as the main thread waiting in
-the function that handed it out, so the shares still add up to the wall time. Prints a table per
+FRAMES: a folder of images (default ../shared/data/megamind). By default every frame is coded in
+the profiled thread (--threads 1), so each stage's share is its share of the work; with more
+threads the workers' time, which cProfile does not follow, shows as the main thread waiting. Prints a table per
 direction and the top functions by cumulative time. Never part of the test suite.
 """
 
@@ -37,7 +37,9 @@ STAGES = {
                                                    ("sequence/blockselect.py", "combine"),
                                                    ("sequence/blockselect.py", "global_vector")],
     "frame coding (quantize, MED / colour, range coder; keyframes, intra)": [
-        ("sequence/framecoder.py", "encode_frame"), ("sequence/framecoder.py", "decode_frame")],
+        ("sequence/framecoder.py", "encode_frame"), ("sequence/framecoder.py", "decode_frame"),
+        ("sequence/framecoder.py", "code_predicted"), ("sequence/framecoder.py", "parse_frame"),
+        ("sequence/framecoder.py", "rebuild")],
     "image read": [("frames/source.py", "read")],
     "image write": [("frames/sink.py", "write"), ("frames/sink.py", "close")],
     "checksums": [("base/pixels.py", "frame_checksum")],
@@ -81,6 +83,8 @@ def main():
     p.add_argument("--count", type=int, default=60)
     p.add_argument("--model", default="default")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--threads", type=int, default=1,
+                   help="frame threads (base.threads; default 1: every stage in the profiled thread)")
     p.add_argument("--options", nargs=argparse.REMAINDER, default=["-p", "1", "-w", "30"])
     args = p.parse_args()
     t_import = time.perf_counter()
@@ -90,6 +94,9 @@ def main():
     from sequence.plan import RunFlags
 
     startup = time.perf_counter() - t_import
+    from base.threads import set_frame_threads
+
+    set_frame_threads(args.threads)
     plan = tezip.codec_plan(tezip.build_parser().parse_args(["-c", args.model, "in", "out", *args.options]))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
