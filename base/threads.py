@@ -10,12 +10,24 @@ coder, and the kernels it also runs use every core already.
 import os
 
 MAX_DEFAULT = 4
+# What the frames in flight may hold at once: each holds about BYTES_PER_VALUE bytes per value
+# (int32 planes: the frame, its prediction, residual codes, the stages' outputs, the chunk), so
+# --threads never makes a run need more memory than this beyond one frame's.
+FRAME_MEMORY_BUDGET = 256 << 20
+BYTES_PER_VALUE = 48
 _threads = None
 
 
 def frame_threads() -> int:
     """The number of frames worked on at once (>= 1)."""
     return _threads if _threads is not None else max(1, min(MAX_DEFAULT, os.cpu_count() or 1))
+
+
+def threads_for(frame_values: int, threads: int | None = None) -> int:
+    """The frames worked on at once for frames of `frame_values` values (H * W * C): `threads`
+    (default frame_threads()), at most what FRAME_MEMORY_BUDGET holds, at least 1."""
+    threads = frame_threads() if threads is None else int(threads)
+    return max(1, min(threads, FRAME_MEMORY_BUDGET // max(1, int(frame_values) * BYTES_PER_VALUE)))
 
 
 def set_frame_threads(threads: int | None) -> None:

@@ -19,7 +19,7 @@ from archive.names import check_names
 from base.errors import TezipError, printable
 from base.pixels import max_value_of
 from base.progress import progress_bar
-from base.threads import frame_threads
+from base.threads import threads_for
 from base.publish import OutputFolder, check_output_folder
 from sequence.coding import FrameStats, SequenceEncoder
 from sequence.plan import CodecPlan, RunFlags, default_lanes
@@ -112,7 +112,8 @@ def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, 
     """Code frames lane_starts[0] .. end-1 (whole windows: the whole sequence, or a segment with
     its own lanes) into `writer` (add(f, chunk)), recording into `stats` (FrameStats); under -t
     `is_key` (N,) bool is updated with the keyframes placed. threads: frames coded at once when
-    lossless (sequence.coding.SequenceEncoder; default base.threads.frame_threads()). Returns (the
+    lossless (sequence.coding.SequenceEncoder; default: the --threads value within a memory budget,
+    base.threads.threads_for). Returns (the
     checksums (N entries, None outside the frames coded), the frames from which the model stopped
     for the rest of their window)."""
     from prednet.reference import predictor_for
@@ -128,7 +129,7 @@ def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, 
         predictor = predictor_for(weights, c, h, w, len(lane_starts), device)
     coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device), c)
     key_coder = plan.keyframe_coder(max_value, wide, c)
-    threads = frame_threads() if threads is None else threads
+    threads = threads_for(h * w * c, threads)
     with SequenceEncoder(source, coder, key_coder, writer, stats, threads, plan.lossless) as encoder:
         run_windows(predictor, end, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed",
                     threshold=plan.threshold, scale=scale, progress=progress)

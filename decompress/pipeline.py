@@ -17,7 +17,7 @@ from archive.common import ENTROPY_FILE, KEYFRAME_FILE
 from archive.v3 import GRAY_ON_COLOUR
 from base.errors import TezipError, printable
 from base.progress import progress_bar
-from base.threads import frame_threads
+from base.threads import threads_for
 from base.publish import OutputFolder, check_output_folder
 from sequence.coding import SequenceDecoder
 from sequence.framecoder import FrameCoder, KeyframeCoder
@@ -107,7 +107,12 @@ def load_archive_model(model_dir, archive):
     if seq.model is None:
         return None
     if is_no_model(model_dir):
-        raise TezipError("this archive was made with a model: decompress with the same MODEL_DIR (or -u default …)")
+        from prednet.modelfile import default_model_digest
+
+        if seq.model_digest == default_model_digest():
+            raise TezipError("this archive was made with the bundled default model: decompress with -u default …")
+        raise TezipError(f"this archive was made with a model of your own (model digest {str(seq.model_digest)[:12]}…): "
+                         f"decompress with the MODEL_DIR it was made with")
     weights, doc = load_weights(model_dir)
     check_model_digest(seq.model_digest, doc["digest"])
     return weights
@@ -118,7 +123,8 @@ def decode_range(weights, archive, sink, frames, progress=None, device="CPU", la
     segment — verify each and write it to `sink` (write(f, (H, W, C) frame)). weights: from
     load_archive_model. lane_starts: the lanes to run (default the archive's; a segment gives its
     own, sequence.windows.segment_lanes). threads: chunks parsed ahead at once
-    (sequence.coding.SequenceDecoder; default base.threads.frame_threads())."""
+    (sequence.coding.SequenceDecoder; default: the --threads value within a memory budget,
+    base.threads.threads_for)."""
     from prednet.reference import predictor_for
     from prednet.scale import ValueScale
     from sequence.windows import run_windows
@@ -145,8 +151,8 @@ def decode_range(weights, archive, sink, frames, progress=None, device="CPU", la
             raise TezipError(f"{ENTROPY_FILE} is corrupt (a {weights.channels}-channel model for {fmt.channels}-channel frames)")
         predictor = predictor_for(weights, fmt.channels, fmt.height, fmt.width, len(lanes), device)
     scale = ValueScale(*(fmt.value_range or (0, fmt.max_value)))
-    with SequenceDecoder(archive, coder, key_coder, sink, Verifier(archive), frame_threads() if threads is None else threads,
-                         frames[1]) as decoder:
+    with SequenceDecoder(archive, coder, key_coder, sink, Verifier(archive),
+                         threads_for(fmt.height * fmt.width * fmt.channels, threads), frames[1]) as decoder:
         run_windows(predictor, frames[1], lanes, is_key, decoder, closed_loop=seq.loop == "closed", scale=scale,
                     progress=progress)
 

@@ -37,7 +37,7 @@ import numpy as np
 from base.errors import TezipError, printable
 from base.pixels import MODE_DTYPES, SUPPORTED_MODES, TIFF_EXTENSIONS
 from base.publish import TMP_SUFFIX, deferred_interrupts, signals_received
-from base.threads import frame_threads
+from base.threads import threads_for
 from frames import hdf5
 
 _NAME_MAX = 255  # bytes: the longest file name Linux, macOS and Windows write
@@ -191,7 +191,7 @@ class FolderSink(FrameSink):
         super().__init__(out, mode, len(names), _dimension(description, "height"), _dimension(description, "width"))
         self.files, self.notes = self.file_names(names)
         self._frame_temps: list[str | None] = [None] * len(names)
-        self.threads = frame_threads() if threads is None else max(1, int(threads))  # PNG's deflate releases the GIL
+        self.threads = max(1, int(threads)) if threads is not None else None  # PNG's deflate releases the GIL
         self._pool = None
         self._encoding: list = []  # (frame index, future of its file's bytes), oldest first
         self._failing: str | None = None  # the file whose encoding or writing failed
@@ -240,6 +240,8 @@ class FolderSink(FrameSink):
         self._written[i] = 1
 
     def _write(self, i, frame):
+        if self.threads is None:  # the frames in flight within the memory budget (base.threads)
+            self.threads = threads_for(frame.size)
         if self.threads > 1:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor

@@ -100,8 +100,13 @@ def test_model_none_archive_decodes_with_any_model_dir_and_a_model_archive_needs
         for tag, model in (("none", "none"), ("tiny", tiny_model(3)), ("tiny1", tiny_model(1)), ("default", "default")):
             decompress_folder(model, tmp_path / "c_none", tmp_path / f"o_{tag}")
             np.testing.assert_array_equal(read_sequence(tmp_path / f"o_{tag}").frames, frames)
-    with pytest.raises(TezipError, match="this archive was made with a model: decompress with the same MODEL_DIR"):
+    with pytest.raises(TezipError, match="made with a model of your own .*: decompress with the MODEL_DIR it was made"):
         decompress_folder("none", tmp_path / "c_model", tmp_path / "o_refused")
+    assert not (tmp_path / "o_refused").exists()
+    with contextlib.redirect_stdout(io.StringIO()):
+        compress("default", tmp_path / "img", tmp_path / "c_default", window=2)
+    with pytest.raises(TezipError, match="made with the bundled default model: decompress with -u default"):
+        decompress_folder("none", tmp_path / "c_default", tmp_path / "o_refused")
     assert not (tmp_path / "o_refused").exists()
 
 

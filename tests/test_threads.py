@@ -212,3 +212,15 @@ def test_folder_sink_names_a_file_whose_encoding_failed(tmp_path, monkeypatch):
                     sink.write(i, frames[i])
     left = [n for n in os.listdir(tmp_path / "out") if n != publish.LOCK_NAME] if (tmp_path / "out").exists() else []
     assert left == []  # nothing published, no temporary left
+
+
+def test_frames_in_flight_stay_within_the_memory_budget(monkeypatch):
+    """--threads 1024 on 1-megapixel frames: only as many frames at once as FRAME_MEMORY_BUDGET
+    holds; small frames get what was asked; never below 1."""
+    from base import threads
+
+    monkeypatch.setattr(threads, "_threads", 1024)
+    big = threads.threads_for(1024 * 1024)
+    assert 1 <= big <= threads.FRAME_MEMORY_BUDGET // (1024 * 1024 * threads.BYTES_PER_VALUE) and big < 1024
+    assert threads.threads_for(16 * 16 * 3) == 1024
+    assert threads.threads_for(10**10) == 1 and threads.threads_for(100, threads=3) == 3
