@@ -18,6 +18,7 @@ order, and writes the files at the end; read_archive gives the chunks one at a t
 (archive/v2.py, whole-sequence chunks) is still read.
 """
 
+import bisect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from archive.container import FORMAT_VERSION, DatFile
 from archive.names import NAMES_FILE, names_text, parse_names, read_names_file
 from archive.v2 import KeyframeHeaderV2, SequenceHeaderV2
 from archive.v3 import REFERENCE_ARITHMETIC, KeyframeHeader, SequenceHeader
-from base.errors import TezipError
+from base.errors import TezipError, printable
 
 ARCHIVE_FILES = (KEYFRAME_FILE, ENTROPY_FILE, NAMES_FILE)
 
@@ -63,20 +64,37 @@ class Archive:
 
     @property
     def choices_chunk(self):
-        return self._checked(self._ent, 0, "block choices")
+        return self._checked(self._ent, 0, "the block choices are")
 
     def keyframe_chunk(self, i):
-        return self._checked(self._key, i, f"keyframe {self.keyframes.keyframes[i]}")
+        return self._checked(self._key, i, f"the chunk of keyframe {self.keyframes.keyframes[i]} (frame "
+                                           f"{self._frame_name(self.keyframes.keyframes[i])}) is")
 
     def frame_chunk(self, i):
         lead = 1 if self.version == 2 else 0  # format 2: the block choices come first
-        return self._checked(self._ent, lead + i, f"residuals of predicted frame {i}")
+        return self._checked(self._ent, lead + i, f"the chunk of frame {self._predicted_frame(i)} (predicted frame {i}, "
+                                                  f"{self._frame_name(self._predicted_frame(i))}) is")
+
+    def _predicted_frame(self, i):
+        """The frame index of the i-th predicted frame (frames that are not keyframes, in order)."""
+        keys = self.sequence.keyframes
+        lo, hi = i, i + len(keys)  # frame f has f - (keyframes <= f) predicted frames before it
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if mid + 1 - bisect.bisect_right(keys, mid) > i:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _frame_name(self, f):
+        return printable(self.names[f]) if 0 <= f < len(self.names) else "?"
 
     @staticmethod
     def _checked(dat, i, what):
         data = dat.chunk(i)
         if data is None:
-            raise TezipError(f"{dat.name}: {what} are corrupt (checksum mismatch)")
+            raise TezipError(f"{dat.name}: {what} corrupt (checksum mismatch)")
         return data
 
     def close(self):

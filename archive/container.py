@@ -54,6 +54,8 @@ def _parse_header(buf, magic, name, total):
     """Check the prefix and header of a .dat file of `total` bytes whose first bytes are `buf`
     (at least the prefix, and the header when the prefix is valid). Returns (format version,
     header, position of the first chunk)."""
+    if len(buf) < _PREFIX.size and bytes(buf[:8]) == magic:
+        raise TezipError(f"{name} is truncated (header incomplete)")
     if len(buf) < _PREFIX.size or bytes(buf[:8]) != magic:
         other = {KEYFRAME_MAGIC: KEYFRAME_FILE, ENTROPY_MAGIC: ENTROPY_FILE}.get(bytes(buf[:8]))
         if other:

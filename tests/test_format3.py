@@ -289,3 +289,28 @@ def _decode_peaks(tiny_model, tmp_path, which, threads):
     assert peaks[40] < peaks[10] + 2 * frame_bytes + in_flight + (64 << 10), (peaks, frame_bytes)
     if which == "none" and threads == 1:
         assert peaks[40] < 0.8 * frames.nbytes, (peaks, frames.nbytes)
+
+
+def test_damaged_archives_name_the_frame_and_say_truncated(tmp_path):
+    """A corrupt chunk is reported by its frame (index and file name), a file cut inside its prefix
+    as truncated (QA: 'entropy.dat ... holds a entropy.dat file')."""
+    from archive import read_archive
+
+    make_sequence(tmp_path / "img", n_frames=9, height=16, width=24, seed=4, noise=3)
+    with contextlib.redirect_stdout(io.StringIO()):
+        compress("none", tmp_path / "img", tmp_path / "c", warmup=2, window=3)
+    with read_archive(tmp_path / "c") as a:
+        keys = a.sequence.keyframes
+        predicted = [f for f in range(9) if f not in keys]
+        assert [a._predicted_frame(i) for i in range(len(predicted))] == predicted
+    ent = tmp_path / "c" / "entropy.dat"
+    data = bytearray(ent.read_bytes())
+    data[-2] ^= 0xFF  # the last chunk: the last predicted frame's
+    ent.write_bytes(bytes(data))
+    last = predicted[-1]
+    with pytest.raises(TezipError, match=rf"the chunk of frame {last} \(predicted frame {len(predicted) - 1}, "
+                                         rf"frame_{last:04d}.png\) is corrupt"):
+        decompress_folder("none", tmp_path / "c", tmp_path / "o")
+    ent.write_bytes(bytes(data[:10]))
+    with pytest.raises(TezipError, match="entropy.dat is truncated"):
+        decompress_folder("none", tmp_path / "c", tmp_path / "o")
