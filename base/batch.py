@@ -5,6 +5,7 @@ it their job."""
 import math
 import sys
 import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,22 @@ def sequence_name(src):
     return src.stem if src.suffix.lower() in HDF5_SUFFIXES and not src.is_dir() else src.name
 
 
+@contextmanager
+def batch_root(out_root):
+    """Around a batch's run: an OUT_DIR that the run created (as the parent of its sequences'
+    folders) and that an interruption or error leaves empty is removed, so nothing is left of a
+    batch that wrote nothing."""
+    root = Path(out_root)
+    existed = root.exists() or root.is_symlink()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with suppress(OSError):
+                root.rmdir()  # only when empty
+        raise
+
+
 def run_batch(sequences, out_root, process, already_done, overwrite, verb):
     """Call `process(src, out, label)` → SequenceResult for every sequence folder, skipping those
     `already_done(out)` says are finished (unless overwrite) and recording failures without
@@ -72,25 +89,30 @@ def run_batch(sequences, out_root, process, already_done, overwrite, verb):
     results = []
     bar = progress_bar(len(sequences), verb, unit="sequence")
     try:
-        for i, src in enumerate(sequences, 1):
-            out = Path(out_root) / sequence_name(src)
-            label = sequence_label(i, len(sequences), src)
-            ruled_out = not_to_run(src, out, label, already_done, overwrite)
-            if ruled_out is not None:
-                results.append(ruled_out)
-            else:
-                t = time.time()
-                try:
-                    results.append(process(src, out, label))
-                except (TezipError, MemoryError, OSError) as e:
-                    message = str(e) if isinstance(e, TezipError) else (getattr(e, "strerror", None) or "not enough memory")
-                    print(f"{label}error: {message}", file=sys.stderr, flush=True)
-                    results.append(SequenceResult(src.name, "FAILED", seconds=time.time() - t, message=message))
-            bar(1)
+        with batch_root(out_root):
+            _run_all(sequences, out_root, process, already_done, overwrite, results, bar)
     finally:
         bar.close()
     print_table(results, verb)
     return results
+
+
+def _run_all(sequences, out_root, process, already_done, overwrite, results, bar):
+    for i, src in enumerate(sequences, 1):
+        out = Path(out_root) / sequence_name(src)
+        label = sequence_label(i, len(sequences), src)
+        ruled_out = not_to_run(src, out, label, already_done, overwrite)
+        if ruled_out is not None:
+            results.append(ruled_out)
+        else:
+            t = time.time()
+            try:
+                results.append(process(src, out, label))
+            except (TezipError, MemoryError, OSError) as e:
+                message = str(e) if isinstance(e, TezipError) else (getattr(e, "strerror", None) or "not enough memory")
+                print(f"{label}error: {message}", file=sys.stderr, flush=True)
+                results.append(SequenceResult(src.name, "FAILED", seconds=time.time() - t, message=message))
+        bar(1)
 
 
 def sequence_label(i, count, src):

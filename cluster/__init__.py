@@ -14,7 +14,7 @@ one task (decoding it is still split: the archive records its keyframes).
 
 from pathlib import Path
 
-from base.batch import check_batch_folders, not_to_run, print_table, sequence_folders, sequence_label, sequence_name
+from base.batch import batch_root, check_batch_folders, not_to_run, print_table, sequence_folders, sequence_label, sequence_name
 from base.errors import TezipError
 
 
@@ -51,7 +51,7 @@ def _run(src_root, out_root, what, make_job, already_done, overwrite, verb, work
     sequences = sequence_folders(src_root, hdf5_files=what == "IMAGE_DIR")
     if sequences:
         check_batch_folders(src_root, out_root, what)
-    with dask_client(workers, scheduler) as client:
+    with batch_root(out_root), dask_client(workers, scheduler) as client:
         n = worker_count(client)
         if not sequences:
             job = make_job(src_root, out_root, "", n)

@@ -75,7 +75,8 @@ def local_cluster(workers):
     distributed = _distributed()
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                        silence_logs=logging.ERROR, env={**WORKER_ENV, **_inherited_env()})
+                                        silence_logs=logging.ERROR, env={**WORKER_ENV, **_inherited_env()},
+                                        preload=["cluster.worker_setup"])
 
 
 def _inherited_env():

@@ -1,5 +1,7 @@
 """Batch mode (a folder of sequence folders) and --report, through tezip.main with the real tiny PredNet."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -118,3 +120,29 @@ def test_default_model_round_trip_and_mismatch_named(tiny_model, tmp_path, capsy
     assert tezip.main(["-u", str(tiny_model(3)), str(comp), str(tmp_path / "out2"), "-f"]) == 1
     assert "made with the bundled default model" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("finished", [0, 1])
+def test_an_interrupted_batch_leaves_no_empty_out_dir(runs, tmp_path, monkeypatch, capsys, finished):
+    """Ctrl-C during a batch (QA: an empty OUT_DIR was left): an OUT_DIR the run created is removed
+    when nothing was finished in it; finished sequences stay (here: `finished` of them)."""
+    import compress.pipeline
+
+    real, calls = compress.pipeline.compress_folder, []
+
+    def interrupted(model_dir, src, out, *args, **kwargs):
+        calls.append(src)
+        if len(calls) > finished:
+            (Path(out).parent).mkdir(parents=True, exist_ok=True)  # as the sequence's OutputFolder makes it
+            raise KeyboardInterrupt
+        return real(model_dir, src, out, *args, **kwargs)
+
+    monkeypatch.setattr(compress.pipeline, "compress_folder", interrupted)
+    root, _ = runs
+    out = tmp_path / "out"
+    code = tezip.main(["-c", "none", str(root), str(out), "-w", "3"])
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    if finished:
+        assert sorted(p.name for p in out.iterdir()) == ["a_walk"]
+    else:
+        assert not out.exists()
