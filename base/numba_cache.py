@@ -63,3 +63,32 @@ def ensure_numba_cache(source_folder=_KERNEL_FOLDER, environ=os.environ):
         sys.modules["numba"].config.CACHE_DIR = folder
     return folder
 
+
+
+class _NoScipyLinalg:
+    """A meta path finder refusing scipy.linalg (skip_blas_probe, for the length of one import)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "scipy.linalg" or name.startswith("scipy.linalg."):
+            raise ImportError("scipy.linalg is not needed to start TEZip's kernels")
+        return None
+
+
+def skip_blas_probe():
+    """Spare every process numba's BLAS probe: numba.np.arraymath, which numba imports when it
+    compiles or loads its first kernel, imports scipy.linalg only to learn whether np.dot and the
+    like could work in compiled code (0.17 s of a 2 s run on 60 frames; TEZip's kernels use none of
+    them). It is imported here once with scipy.linalg refused, so the probe says no; a kernel that
+    does use them still gets BLAS, which numba imports when it compiles one. Nothing happens when
+    either module is imported already, and when that import fails for another reason numba
+    imports the module itself at its first use, as it would have."""
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    blocker = _NoScipyLinalg()
+    sys.meta_path.insert(0, blocker)
+    try:
+        import numba.np.arraymath  # noqa: F401
+    except Exception:  # noqa: BLE001 (a numba that needs scipy.linalg here: left to import it normally)
+        pass
+    finally:
+        sys.meta_path.remove(blocker)

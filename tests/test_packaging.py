@@ -117,3 +117,26 @@ def test_numba_cache_falls_back_when_neither_source_tree_nor_home_is_writable(tm
     cache = r.stdout.strip()
     assert cache.startswith(str(temp)) and any(os.scandir(cache))  # kernels were cached there
     assert (os.stat(cache).st_mode & 0o077) == 0
+
+
+def test_compressing_skips_numbas_blas_probe_and_blas_still_works(tmp_path):
+    """base.skip_blas_probe: a -c none run in a fresh process never imports scipy.linalg (numba's
+    probe of it took 0.17 s a process), and a kernel that uses BLAS still compiles afterwards."""
+    import subprocess
+    import sys as _sys
+
+    from conftest import make_sequence
+
+    make_sequence(tmp_path / "in", n_frames=3, height=16, width=24, seed=1)
+    script = (
+        "import sys, tezip, numpy as np\n"
+        f"assert tezip.main(['-c', 'none', {str(tmp_path / 'in')!r}, {str(tmp_path / 'c')!r}, '-w', '2']) in (0, None)\n"
+        "before = 'scipy.linalg' in sys.modules\n"
+        "import numba.np.arraymath as m\n"
+        "from numba import njit\n"
+        "dot = njit(lambda a, b: np.dot(a, b))\n"
+        "print('RESULT', before, m._HAVE_BLAS, float(dot(np.ones(3), np.full(3, 2.0))))\n")
+    run = subprocess.run([_sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=str(REPO_ROOT))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "RESULT False False 6.0"
