@@ -135,6 +135,9 @@ class FrameStats:
 # MODEL_PAYS of those frames' bytes (the encoder codes each frame that took them without them too).
 MODEL_TRIAL = 4
 MODEL_PAYS = 0.01
+# Frames of windows shorter than the trial are never judged; their records are dropped, oldest
+# first, beyond this many (far more than every lane's trial in progress), so memory stays bounded.
+MAX_TRIAL_RECORDS = 1 << 16
 
 
 def threadsafe_numba():
@@ -304,6 +307,8 @@ class SequenceEncoder:
         chunk, decoded, prediction = self.coder.finish_frame(planar, coded)
         if self._in_trial.pop(f, False):
             self._paid[f] = (self.coder.last_saving, len(chunk))
+            if len(self._paid) > MAX_TRIAL_RECORDS:  # trials of windows too short to be judged, oldest first
+                del self._paid[next(iter(self._paid))]
         if self.coder.last_intra:
             self.stats.add_intra(self.coder, frame.shape[:2])
         elif self.coder.selector is not None:

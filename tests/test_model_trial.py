@@ -157,3 +157,24 @@ def test_block_0_keeps_the_model_and_refuses_an_off_record(tiny_model, tmp_path,
         assert a.sequence.model["off"] == [3]  # as the patched reader reports it
         with pytest.raises(TezipError, match="the model stops, but every pixel is predicted by it"):
             pipeline.decode_range(pipeline.load_archive_model(tiny_model(3), a), a, None, (0, 12))
+
+
+def test_trial_records_of_short_windows_stay_bounded(tiny_model, tmp_path, monkeypatch):
+    """Windows shorter than the trial are never judged: their records are dropped beyond
+    MAX_TRIAL_RECORDS (memory must not grow with the run), oldest first."""
+    monkeypatch.setattr(coding, "MAX_TRIAL_RECORDS", 5)
+    seen = []
+    real = coding.SequenceEncoder._finish
+
+    def spy(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        seen.append(len(self._paid))
+        return out
+
+    monkeypatch.setattr(coding.SequenceEncoder, "_finish", spy)
+    frames = make_sequence(tmp_path / "in", n_frames=25, height=16, width=24, seed=3, noise=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        compress(tiny_model(3), tmp_path / "in", tmp_path / "c", warmup=1, window=2, lanes=1)  # 2 < MODEL_TRIAL
+        decompress_folder(tiny_model(3), tmp_path / "c", tmp_path / "o")
+    np.testing.assert_array_equal(read_sequence(tmp_path / "o").frames, frames)
+    assert max(seen) == 5 and len(seen) > 10
