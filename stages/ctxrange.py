@@ -183,6 +183,89 @@ def _decode_bit(st, data, models, m, fast_rate, slow_rate):
     return bit
 
 
+@njit(cache=True, inline="always")
+def _room(st, buf, need):
+    """buf with room for `need` more bytes after the bytes written and the pending 0xFF run
+    (grown, copied, when short): the caller keeps the returned array."""
+    if st[4] + st[3] + need > buf.shape[0]:
+        grown = np.empty(2 * buf.shape[0] + st[3] + need, np.uint8)
+        grown[: st[4]] = buf[: st[4]]
+        return grown
+    return buf
+
+
+@njit(cache=True, inline="always")
+def _start_encoder(size):
+    """(coder state, output buffer) of a fresh encoder for about `size` values."""
+    st = np.zeros(5, np.int64)
+    st[1] = 0xFFFFFFFF
+    st[3] = 1
+    return st, np.empty(max(4096, size // 2), np.uint8)
+
+
+@njit(cache=True, inline="always")
+def _finish_encoder(st, buf):
+    """Flush the coder: the coded bytes (uint8 array)."""
+    buf = _room(st, buf, 16)
+    for _ in range(5):
+        _shift_low(st, buf)
+    return buf[: st[4]].copy()
+
+
+@njit(cache=True, inline="always")
+def _start_decoder(data):
+    """The state of a decoder of `data`: the encoder's first byte is always the initial cache (0);
+    the code register takes the next four (zeros past the end)."""
+    st = np.zeros(3, np.int64)
+    st[1] = 0xFFFFFFFF
+    st[2] = 1
+    for _ in range(4):
+        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
+        st[0] = (st[0] << 8) | byte
+        st[2] += 1
+    return st
+
+
+@njit(cache=True, inline="always")
+def _encode_value(st, buf, models, v, zero, sign, unary, mantissa, fast_rate, slow_rate):
+    """Code one value (module docstring): is it zero (model `zero`), its sign (`sign`), the bit
+    length k of |v| - 1 in unary (models unary + 0 .., one per position), the k - 1 bits below the
+    leading one (models mantissa + k * _MAX_BITS + bit). The model indices are the caller's layout.
+    buf must have room for 160 bytes (_room)."""
+    if v == 0:
+        _encode_bit(st, buf, models, zero, 0, fast_rate, slow_rate)
+        return
+    _encode_bit(st, buf, models, zero, 1, fast_rate, slow_rate)
+    _encode_bit(st, buf, models, sign, 1 if v < 0 else 0, fast_rate, slow_rate)
+    m = abs(v) - 1
+    k = 0
+    while (m >> k) > 0:
+        k += 1
+    for u in range(k):
+        _encode_bit(st, buf, models, unary + u, 1, fast_rate, slow_rate)
+    if k < _MAX_BITS:
+        _encode_bit(st, buf, models, unary + k, 0, fast_rate, slow_rate)
+    bits = mantissa + k * _MAX_BITS
+    for b in range(k - 2, -1, -1):
+        _encode_bit(st, buf, models, bits + b, (m >> b) & 1, fast_rate, slow_rate)
+
+
+@njit(cache=True, inline="always")
+def _decode_value(st, data, models, zero, sign, unary, mantissa, fast_rate, slow_rate):
+    """The mirror of _encode_value: the value (int64; beyond int32 only from corrupt data)."""
+    if _decode_bit(st, data, models, zero, fast_rate, slow_rate) == 0:
+        return np.int64(0)
+    negative = _decode_bit(st, data, models, sign, fast_rate, slow_rate)
+    k = 0
+    while k < _MAX_BITS and _decode_bit(st, data, models, unary + k, fast_rate, slow_rate) == 1:
+        k += 1
+    m = np.int64(1) << (k - 1) if k > 0 else np.int64(0)
+    bits = mantissa + k * _MAX_BITS
+    for b in range(k - 2, -1, -1):
+        m |= np.int64(_decode_bit(st, data, models, bits + b, fast_rate, slow_rate)) << b
+    return -(m + 1) if negative else m + 1
+
+
 def _fresh_models():
     models = np.zeros((_N_MODELS, 3), np.int64)
     models[:, :2] = _PROB_ONE // 2
@@ -193,76 +276,30 @@ def _fresh_models():
 def _encode_planes(values, models, fast_rate, slow_rate):
     """values: (C, H, W) int32 → coded bytes (uint8 array)."""
     n_planes, height, width = values.shape
-    buf = np.empty(max(4096, values.size // 2), np.uint8)
-    st = np.zeros(5, np.int64)
-    st[1] = 0xFFFFFFFF
-    st[3] = 1
+    st, buf = _start_encoder(values.size)
     for c in range(n_planes):
         for i in range(height):
             for j in range(width):
-                # Room for the worst case of one value: 66 decisions of at most 2 bytes each, plus
-                # the pending 0xFF run.
-                if st[4] + st[3] + 160 > buf.shape[0]:
-                    grown = np.empty(2 * buf.shape[0] + st[3] + 160, np.uint8)
-                    grown[: st[4]] = buf[: st[4]]
-                    buf = grown
-                v = np.int64(values[c, i, j])
+                # room for the worst case of one value: 66 decisions of at most 2 bytes each, plus
+                # the pending 0xFF run
+                buf = _room(st, buf, 160)
                 ctx, sign_ctx = _contexts(values, c, i, j, width)
-                if v == 0:
-                    _encode_bit(st, buf, models, _ZERO + ctx, 0, fast_rate, slow_rate)
-                    continue
-                _encode_bit(st, buf, models, _ZERO + ctx, 1, fast_rate, slow_rate)
-                _encode_bit(st, buf, models, _SIGN + sign_ctx, 1 if v < 0 else 0, fast_rate, slow_rate)
-                m = abs(v) - 1
-                k = 0
-                while (m >> k) > 0:
-                    k += 1
-                unary = _UNARY + ctx * (_MAX_BITS + 1)
-                for u in range(k):
-                    _encode_bit(st, buf, models, unary + u, 1, fast_rate, slow_rate)
-                if k < _MAX_BITS:
-                    _encode_bit(st, buf, models, unary + k, 0, fast_rate, slow_rate)
-                mantissa = _MANTISSA + k * _MAX_BITS
-                for b in range(k - 2, -1, -1):
-                    _encode_bit(st, buf, models, mantissa + b, (m >> b) & 1, fast_rate, slow_rate)
-    if st[4] + st[3] + 16 > buf.shape[0]:
-        grown = np.empty(st[4] + st[3] + 16, np.uint8)
-        grown[: st[4]] = buf[: st[4]]
-        buf = grown
-    for _ in range(5):
-        _shift_low(st, buf)
-    return buf[: st[4]].copy()
+                _encode_value(st, buf, models, np.int64(values[c, i, j]), _ZERO + ctx, _SIGN + sign_ctx,
+                              _UNARY + ctx * (_MAX_BITS + 1), _MANTISSA, fast_rate, slow_rate)
+    return _finish_encoder(st, buf)
 
 
 @njit(cache=True, nogil=True)
 def _decode_planes(data, out, models, fast_rate, slow_rate):
     """Fill out (C, H, W) int32 from coded bytes; returns a status code."""
     n_planes, height, width = out.shape
-    st = np.zeros(3, np.int64)
-    st[1] = 0xFFFFFFFF
-    # The encoder's first byte is always the initial cache (0); the code register takes the next four.
-    st[2] = 1
-    for _ in range(4):
-        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
-        st[0] = (st[0] << 8) | byte
-        st[2] += 1
+    st = _start_decoder(data)
     for c in range(n_planes):
         for i in range(height):
             for j in range(width):
                 ctx, sign_ctx = _contexts(out, c, i, j, width)
-                if _decode_bit(st, data, models, _ZERO + ctx, fast_rate, slow_rate) == 0:
-                    out[c, i, j] = 0
-                    continue
-                negative = _decode_bit(st, data, models, _SIGN + sign_ctx, fast_rate, slow_rate)
-                unary = _UNARY + ctx * (_MAX_BITS + 1)
-                k = 0
-                while k < _MAX_BITS and _decode_bit(st, data, models, unary + k, fast_rate, slow_rate) == 1:
-                    k += 1
-                m = np.int64(1) << (k - 1) if k > 0 else np.int64(0)
-                mantissa = _MANTISSA + k * _MAX_BITS
-                for b in range(k - 2, -1, -1):
-                    m |= np.int64(_decode_bit(st, data, models, mantissa + b, fast_rate, slow_rate)) << b
-                v = -(m + 1) if negative else m + 1
+                v = _decode_value(st, data, models, _ZERO + ctx, _SIGN + sign_ctx, _UNARY + ctx * (_MAX_BITS + 1),
+                                  _MANTISSA, fast_rate, slow_rate)
                 if v > 2147483647:
                     return _BAD_VALUE
                 out[c, i, j] = v
@@ -428,18 +465,12 @@ def _encode_grid_values(values, grids, n_aux, models, fast_rate, slow_rate):
     sign0 = n_ctx
     unary0 = sign0 + _GRID_SIGN_CONTEXTS
     mantissa0 = unary0 + n_ctx * (_MAX_BITS + 1)
-    buf = np.empty(max(4096, values.size // 2), np.uint8)
-    st = np.zeros(5, np.int64)
-    st[1] = 0xFFFFFFFF
-    st[3] = 1
+    st, buf = _start_encoder(values.size)
     for g in range(grids.shape[0]):
         off, gh, gw, aux = grids[g, 0], grids[g, 1], grids[g, 2], grids[g, 3]
         for gi in range(gh):
             for gj in range(gw):
-                if st[4] + st[3] + 160 > buf.shape[0]:
-                    grown = np.empty(2 * buf.shape[0] + st[3] + 160, np.uint8)
-                    grown[: st[4]] = buf[: st[4]]
-                    buf = grown
+                buf = _room(st, buf, 160)
                 v = np.int64(values[off + gi * gw + gj])
                 ctx, sign_ctx = _grid_contexts(values, off, gw, gi, gj, aux, n_aux)
                 if v == 0:
@@ -464,13 +495,7 @@ def _encode_grid_values(values, grids, n_aux, models, fast_rate, slow_rate):
                     n = min(low, 16)
                     low -= n
                     _encode_direct(st, buf, (m >> low) & ((np.int64(1) << n) - 1), n)
-    if st[4] + st[3] + 16 > buf.shape[0]:
-        grown = np.empty(st[4] + st[3] + 16, np.uint8)
-        grown[: st[4]] = buf[: st[4]]
-        buf = grown
-    for _ in range(5):
-        _shift_low(st, buf)
-    return buf[: st[4]].copy()
+    return _finish_encoder(st, buf)
 
 
 @njit(cache=True, nogil=True)
@@ -481,13 +506,7 @@ def _decode_grid_values(data, grids, n_aux, out, models, fast_rate, slow_rate):
     sign0 = n_ctx
     unary0 = sign0 + _GRID_SIGN_CONTEXTS
     mantissa0 = unary0 + n_ctx * (_MAX_BITS + 1)
-    st = np.zeros(3, np.int64)
-    st[1] = 0xFFFFFFFF
-    st[2] = 1
-    for _ in range(4):
-        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
-        st[0] = (st[0] << 8) | byte
-        st[2] += 1
+    st = _start_decoder(data)
     for g in range(grids.shape[0]):
         off, gh, gw, aux = grids[g, 0], grids[g, 1], grids[g, 2], grids[g, 3]
         for gi in range(gh):

@@ -54,8 +54,8 @@ from numba import njit
 
 from base.errors import TezipError
 from stages._codec import Codec
-from stages.ctxrange import (_BAD_VALUE, _OK, _OVERRUN, _OVERRUN_SLACK, _PROB_ONE, _check_capacity, _decode_bit,
-                             _encode_bit, _halflog, _shift_low, _sign3)
+from stages.ctxrange import (_BAD_VALUE, _OK, _OVERRUN, _OVERRUN_SLACK, _PROB_ONE, _check_capacity, _decode_value,
+                             _encode_value, _finish_encoder, _halflog, _room, _sign3, _start_decoder, _start_encoder)
 
 # The predictor's constants (module docstring): sub-predictor corrections /32 and the weights' multipliers.
 _C1, _C2 = 16, 2
@@ -204,10 +204,7 @@ def _encode(values, models, errors):
     """values: (C, H, W) int32 → coded bytes; errors: (2, H, W) int32 scratch (the prediction errors
     of the current and the previous plane)."""
     n_planes, height, width = values.shape
-    buf = np.empty(max(4096, values.size // 2), np.uint8)
-    st = np.zeros(5, np.int64)
-    st[1] = 0xFFFFFFFF
-    st[3] = 1
+    st, buf = _start_encoder(values.size)
     te = np.zeros((2, max(width, 1)), np.int64)
     err = np.zeros((2, 4, max(width, 1)), np.int64)
     sub = np.zeros(4, np.int64)
@@ -216,41 +213,16 @@ def _encode(values, models, errors):
         plane = values[c]
         for i in range(height):
             for j in range(width):
-                # room for the worst case of one value (66 decisions of at most 2 bytes) and the 0xFF run
-                if st[4] + st[3] + 160 > buf.shape[0]:
-                    grown = np.empty(2 * buf.shape[0] + st[3] + 160, np.uint8)
-                    grown[: st[4]] = buf[: st[4]]
-                    buf = grown
+                buf = _room(st, buf, 160)  # the worst case of one value (ctxrange._encode_value)
                 p, expected, bias = _predict(plane, i, j, width, te, err, sub)
                 x = np.int64(plane[i, j])
                 v = _wrap32(x - ((p + 4) >> 3))
                 errors[c & 1, i, j] = v
                 _learn(x, p, i, j, te, err, sub)
                 ctx, sign_ctx = _contexts(errors, c, i, j, expected, bias)
-                if v == 0:
-                    _encode_bit(st, buf, models, _ZERO + ctx, 0, fr, sr)
-                    continue
-                _encode_bit(st, buf, models, _ZERO + ctx, 1, fr, sr)
-                _encode_bit(st, buf, models, _SIGN + sign_ctx, 1 if v < 0 else 0, fr, sr)
-                m = abs(v) - 1
-                k = 0
-                while (m >> k) > 0:
-                    k += 1
-                unary = _UNARY + ctx * (_MAX_BITS + 1)
-                for u in range(k):
-                    _encode_bit(st, buf, models, unary + u, 1, fr, sr)
-                if k < _MAX_BITS:
-                    _encode_bit(st, buf, models, unary + k, 0, fr, sr)
-                mantissa = _MANTISSA + k * _MAX_BITS
-                for b in range(k - 2, -1, -1):
-                    _encode_bit(st, buf, models, mantissa + b, (m >> b) & 1, fr, sr)
-    if st[4] + st[3] + 16 > buf.shape[0]:
-        grown = np.empty(st[4] + st[3] + 16, np.uint8)
-        grown[: st[4]] = buf[: st[4]]
-        buf = grown
-    for _ in range(5):
-        _shift_low(st, buf)
-    return buf[: st[4]].copy()
+                _encode_value(st, buf, models, v, _ZERO + ctx, _SIGN + sign_ctx, _UNARY + ctx * (_MAX_BITS + 1),
+                              _MANTISSA, fr, sr)
+    return _finish_encoder(st, buf)
 
 
 @njit(cache=True, nogil=True)
@@ -258,13 +230,7 @@ def _decode(data, out, models, errors):
     """Fill out (C, H, W) int32 from coded bytes (the mirror of _encode; errors: its scratch);
     returns (status, bytes read)."""
     n_planes, height, width = out.shape
-    st = np.zeros(3, np.int64)
-    st[1] = 0xFFFFFFFF
-    st[2] = 1  # the encoder's first byte is the initial cache (0); the code register takes the next four
-    for _ in range(4):
-        byte = np.int64(data[st[2]]) if st[2] < data.shape[0] else np.int64(0)
-        st[0] = (st[0] << 8) | byte
-        st[2] += 1
+    st = _start_decoder(data)
     te = np.zeros((2, max(width, 1)), np.int64)
     err = np.zeros((2, 4, max(width, 1)), np.int64)
     sub = np.zeros(4, np.int64)
@@ -276,20 +242,10 @@ def _decode(data, out, models, errors):
                 p, expected, bias = _predict(plane, i, j, width, te, err, sub)
                 # the contexts read errors at W, N and the previous plane only: set below, before use
                 ctx, sign_ctx = _contexts(errors, c, i, j, expected, bias)
-                v = np.int64(0)
-                if _decode_bit(st, data, models, _ZERO + ctx, fr, sr) == 1:
-                    negative = _decode_bit(st, data, models, _SIGN + sign_ctx, fr, sr)
-                    unary = _UNARY + ctx * (_MAX_BITS + 1)
-                    k = 0
-                    while k < _MAX_BITS and _decode_bit(st, data, models, unary + k, fr, sr) == 1:
-                        k += 1
-                    m = np.int64(1) << (k - 1) if k > 0 else np.int64(0)
-                    mantissa = _MANTISSA + k * _MAX_BITS
-                    for b in range(k - 2, -1, -1):
-                        m |= np.int64(_decode_bit(st, data, models, mantissa + b, fr, sr)) << b
-                    v = -(m + 1) if negative else m + 1
-                    if v > 2147483647:
-                        return _BAD_VALUE, st[2]
+                v = _decode_value(st, data, models, _ZERO + ctx, _SIGN + sign_ctx, _UNARY + ctx * (_MAX_BITS + 1),
+                                  _MANTISSA, fr, sr)
+                if v > 2147483647:
+                    return _BAD_VALUE, st[2]
                 errors[c & 1, i, j] = v
                 x = _wrap32(((p + 4) >> 3) + v)
                 plane[i, j] = x
