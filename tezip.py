@@ -223,6 +223,35 @@ def check_cluster(p, args, job):
         p.error(str(e))
 
 
+# The option groups (build_parser) that only one job reads.
+_ONLY_FOR = {"compression": ("compress", "-c"), "training (-l)": ("learn", "-l")}
+
+
+def ignored_options(p, args, job):
+    """The options given (not at their defaults) that `job` does not read, as they are spelled."""
+    given = []
+    for group in p._action_groups:
+        only = _ONLY_FOR.get(group.title)
+        if only is None or only[0] == job:
+            continue
+        for action in group._group_actions:
+            if getattr(args, action.dest, None) != action.default:
+                given.append("/".join(action.option_strings))
+    if job == "learn" and args.threads is not None:
+        given.append("--threads")
+    return given
+
+
+def note_ignored_options(p, args, job):
+    """One line on stderr naming options that do not apply to this job (they are ignored, so that
+    one set of options can serve a script's -c and -u alike)."""
+    given = ignored_options(p, args, job)
+    if given:
+        flag = {"compress": "-c", "uncompress": "-u", "learn": "-l"}[job]
+        print(f"tezip.py: note: {', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {flag}: ignored",
+              file=sys.stderr)
+
+
 def _failures(results):
     return sum(r.status == "FAILED" for r in results)
 
@@ -252,6 +281,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     job = check_job(p, args)
     check_cluster(p, args, job)
+    note_ignored_options(p, args, job)
     from base.threads import set_frame_threads
 
     if args.threads is not None and not 1 <= args.threads <= 1024:

@@ -224,3 +224,18 @@ def test_frames_in_flight_stay_within_the_memory_budget(monkeypatch):
     assert 1 <= big <= threads.FRAME_MEMORY_BUDGET // (1024 * 1024 * threads.BYTES_PER_VALUE) and big < 1024
     assert threads.threads_for(16 * 16 * 3) == 1024
     assert threads.threads_for(10**10) == 1 and threads.threads_for(100, threads=3) == 3
+
+
+def test_options_that_do_not_apply_are_named_once(tmp_path, capsys):
+    """QA: `-u … -b 4 -w 3` ran without a word. One note line names what is ignored; the run goes
+    on (one set of options may serve a script's -c and -u alike); options at their defaults and
+    options that apply are not named."""
+    _scene_cuts(tmp_path)
+    assert tezip.main(["-c", "none", str(tmp_path / "in"), str(tmp_path / "c"), "-w", "8", "-b", "0"]) in (0, None)
+    assert "note:" not in capsys.readouterr().err
+    code = tezip.main(["-u", "none", str(tmp_path / "c"), str(tmp_path / "o"), "-b", "4", "-w", "3", "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert code in (0, None) and (tmp_path / "o").is_dir()
+    assert err.strip().splitlines() == ["tezip.py: note: -w/--window, -b/--bound, --epochs do not apply to -u: ignored"]
+    assert tezip.main(["-u", "none", str(tmp_path / "c"), str(tmp_path / "o2"), "-b", "0"]) in (0, None)
+    assert "note:" not in capsys.readouterr().err  # -b 0 is the default
