@@ -147,29 +147,28 @@ def _inside_cost(frame, model, candidate, y0, y1, x0, x1, dy, dx, mean, colour, 
                 row += np.int32(abs(e2) + abs(e1 - e2) + abs(e0 - e1))
             total += row
             for c in range(3, n_planes):
-                fc, cc, mc = frame[c, i, x0:x1], candidate[c, i + dy, x0 + dx:x1 + dx], model[c, i, x0:x1]
-                row = np.int32(0)
-                for j in range(fc.size):
-                    v = cc[j]
-                    if mean:
-                        v = (mc[j] + v + 1) >> 1
-                    row += np.int32(abs(fc[j] - v))
-                total += row
+                total += _row_sad(frame[c, i, x0:x1], candidate[c, i + dy, x0 + dx:x1 + dx], model[c, i, x0:x1], mean)
             if total >= limit:
                 return total
         return total
     for c in range(n_planes):
         for i in range(y0, y1):
-            fc, cc, mc = frame[c, i, x0:x1], candidate[c, i + dy, x0 + dx:x1 + dx], model[c, i, x0:x1]
-            row = np.int32(0)
-            for j in range(fc.size):
-                v = cc[j]
-                if mean:
-                    v = (mc[j] + v + 1) >> 1
-                row += np.int32(abs(fc[j] - v))
-            total += row
+            total += _row_sad(frame[c, i, x0:x1], candidate[c, i + dy, x0 + dx:x1 + dx], model[c, i, x0:x1], mean)
         if total >= limit:
             return total
+    return total
+
+
+@njit(cache=True, inline="always")
+def _row_sad(row, moved, model, mean):
+    """sum |row - moved| (with `mean`: |row - (model + moved + 1) >> 1|) over one block row's
+    slices, in 32-bit lanes (_inside_cost)."""
+    total = np.int32(0)
+    for j in range(row.size):
+        v = moved[j]
+        if mean:
+            v = (model[j] + v + 1) >> 1
+        total += np.int32(abs(row[j] - v))
     return total
 
 
