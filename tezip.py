@@ -182,7 +182,8 @@ def run_learn(args):
     print(
         f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
         f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} (epoch {r.best_epoch}); "
-        f"black-frame baseline {r.blank_val_loss:.5f}; model written to {model_dir}"
+        f"black-frame baseline {r.blank_val_loss:.5f}, previous frame {r.previous_val_loss:.5f}, linear "
+        f"extrapolation {r.extrapolation_val_loss:.5f}; model written to {model_dir}"
     )
 
 

@@ -241,11 +241,14 @@ class OutputFolder:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         while True:
             name = f"{secrets.token_hex(6)}{TMP_SUFFIX}"
-            try:
-                fd = os.open(name, flags, 0o666, dir_fd=self.fd)
-            except FileExistsError:
-                continue
-            track.append(name)
+            # Ctrl-C held from creating the file until it is tracked: an interrupt in between left
+            # an untracked temporary file behind (test_interrupt caught it once)
+            with deferred_interrupts():
+                try:
+                    fd = os.open(name, flags, 0o666, dir_fd=self.fd)
+                except FileExistsError:
+                    continue
+                track.append(name)
             f = os.fdopen(fd, "w+b")
             f.raw.name = str(self.path / name)  # for libraries that want a name (tifffile); never reopened
             return f

@@ -5,7 +5,7 @@ detectors write, on the six smooth time-evolving sets of benchmarks/fields.py an
 frames of the tests (tests/conftest.py detector_frames, shot noise dominated).
 
     python benchmarks/bench_16bit.py [--sets advdiff,heat,...,tests] [--size 256] [--frames 200]
-        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--json PATH]
+        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS] [--json PATH]
 
 For each set: the last --eval frames (the earlier ones are what a model may be trained on; nothing
 here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip rows:
@@ -13,6 +13,11 @@ here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip row
     hierarchical  --order hierarchical -w EVAL-1 (one window), no model: the default for such data
     sequential    -c none (the previous frame moved), -w EVAL-1
     model         -c MODEL (sequential with a 1-channel or the bundled RGB model), when --model is given
+    trained       with --train E: per set, a 1-channel PredNet (stack 16/32/64, 128x128 crops,
+    one-step      nt 10, E epochs of 25 batches of 4) trained on the set's earlier frames (the last
+                  15 % of them for validation), and the same architecture trained one step; both
+                  -c MODEL sequential, losslessly and at the smallest bound, with the validation
+                  loss of the trained model next to the previous frame's and linear extrapolation's
 
 Anchors (benchmarks/bench_smooth.py): SZ3 (pysz, 3-D, abs, int32 and float32: the better),
 JPEG-XL lossless per frame, zstd -19 raw, HDF5 Bitshuffle-LZ4 and Blosc2-zstd. Ratio = raw bytes /
@@ -67,6 +72,27 @@ def tezip(model, stack, bound, window, order, work, tag):
     return dict(bytes=s.compressed_bytes, max_error=err, encode_s=enc, decode_s=dec)
 
 
+def train_models(name, early, work, epochs):
+    """(trained model dir, one-step model dir, TrainResult of the trained one) for a set's early
+    frames (T, H, W) uint16: train_data_create's files from two sequence folders, then training."""
+    from prednet.train import TrainOptions, train
+    from train_data_create import create_train_data
+    from conftest import write_frames
+
+    seqs = work / f"seqs_{name}"
+    cut = int(len(early) * 0.85)
+    write_frames(seqs / "train", early[:cut, ..., None])
+    write_frames(seqs / "val", early[cut:, ..., None])
+    data = work / f"hkl_{name}"
+    create_train_data(seqs, data, val_dirs=["val"])
+    common = dict(batch_size=4, nt=10, val_sequences=8, crop=(128, 128), hidden_stack=(16, 32, 64), seed=0)
+    t = time.perf_counter()
+    result = train(work / f"m_{name}", data, TrainOptions(epochs=epochs, steps_per_epoch=25, **common))
+    seconds = time.perf_counter() - t
+    train(work / f"m1_{name}", data, TrainOptions(epochs=1, steps_per_epoch=1, **common))
+    return work / f"m_{name}", work / f"m1_{name}", result, seconds
+
+
 def main():
     import bench_smooth as anchors
     import tifffile
@@ -78,13 +104,15 @@ def main():
     p.add_argument("--eval", type=int, default=60)
     p.add_argument("--bounds", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--model")
+    p.add_argument("--train", type=int, metavar="EPOCHS", help="train a model per set on its earlier frames")
     p.add_argument("--json")
     args = p.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in args.sets.split(","):
-            frames = frames_of(name, args.size, args.frames)[-args.eval:]
+            run = frames_of(name, args.size, args.frames)
+            frames = run[-args.eval:]
             stack = work / f"{name}.tif"
             tifffile.imwrite(stack, frames, photometric="minisblack")
             raw = frames.nbytes
@@ -95,6 +123,15 @@ def main():
             for bound in [0] + args.bounds:
                 for tag, model, order in orders:
                     res[f"{tag}|{bound}"] = tezip(model, stack, bound, args.eval - 1, order, work, f"{name}_{tag}")
+                if args.train and bound in (0, min(args.bounds)):
+                    if bound == 0:
+                        trained, one_step, result, seconds = train_models(name, run[: -args.eval], work, args.train)
+                        res["training"] = dict(epochs=args.train, seconds=seconds, val_loss=result.best_val_loss,
+                                               previous_frame=result.previous_val_loss,
+                                               extrapolation=result.extrapolation_val_loss)
+                    for tag, model in (("trained", trained), ("one_step", one_step)):
+                        res[f"{tag}|{bound}"] = tezip(str(model), stack, bound, args.eval - 1, "sequential", work,
+                                                      f"{name}_{tag}")
                 if bound:
                     for dtype in (np.int32, np.float32):
                         res[f"sz3_{np.dtype(dtype).name}|{bound}"] = anchors._try(anchors.sz3, frames, bound, dtype)
@@ -125,6 +162,17 @@ def main():
     if args.model:
         print("\nwith the model (sequential): " + "; ".join(
             f"{n}: " + " / ".join(f"{r(res, f'model|{b}'):.2f}" for b in [0] + args.bounds) for n, res in results.items()))
+    if args.train:
+        b = min(args.bounds)
+        print(f"\n| set | trained / one-step model, lossless (trained vs one-step) | abs {b} | trained model's validation "
+              "loss / previous frame's / linear extrapolation's |")
+        print("|---|---|---|---|")
+        for name, res in results.items():
+            t = res["training"]
+            print(f"| {name} | {r(res, 'trained|0'):.3f} / {r(res, 'one_step|0'):.3f} "
+                  f"({r(res, 'trained|0') / r(res, 'one_step|0') - 1:+.1%}) | {r(res, f'trained|{b}'):.2f} / "
+                  f"{r(res, f'one_step|{b}'):.2f} | {t['val_loss']:.5f} / {t['previous_frame']:.5f} / "
+                  f"{t['extrapolation']:.5f} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))

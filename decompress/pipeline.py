@@ -137,7 +137,7 @@ def decode_range(weights, archive, sink, frames, progress=None, device="CPU", la
     coder = FrameCoder.from_config(seq.coder, seq.mode, seq.bounds, fmt.max_value, ENTROPY_FILE, array_module(device))
     if coder.selector is not None and not coder.selector.model and seq.model is not None:
         raise TezipError(f"{ENTROPY_FILE} is corrupt (block selection without the model it was made with)")
-    if seq.model is None and (coder.selector is None or coder.selector.model):
+    if seq.model is None and (coder.selector is None or (coder.selector.model and not coder.selector.extrapolate)):
         raise TezipError(f"{ENTROPY_FILE} is corrupt (a model's prediction is used but no model is recorded)")
     if seq.model is not None and seq.model.get("off") and coder.selector is None:
         raise TezipError(f"{ENTROPY_FILE} is corrupt (the model stops, but every pixel is predicted by it)")

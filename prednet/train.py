@@ -44,6 +44,8 @@ class TrainResult:
     best_val_loss: float = math.inf
     best_epoch: int = 0
     blank_val_loss: float = math.nan  # the loss of predicting a black frame, for scale
+    previous_val_loss: float = math.nan  # of predicting each frame by the one before it
+    extrapolation_val_loss: float = math.nan  # of linear extrapolation 2·x[t-1] - x[t-2]
     digest: str = ""
 
 
@@ -180,7 +182,7 @@ def train(model_dir, data_dir, options: TrainOptions):
     val_batches = SequenceBatches(X_val, val_starts, o.nt, hw, o.batch_size, n_val_batches, o.seed + 1, fixed=True,
                                   scales=frame_value_scales(X_val, s_val))
     result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
-    result.blank_val_loss = blank_prediction_loss(val_batches)
+    result.blank_val_loss, result.previous_val_loss, result.extrapolation_val_loss = baseline_losses(val_batches)
     info = {
         "data_dir": str(data_dir),
         "nt": o.nt,
@@ -199,6 +201,10 @@ def train(model_dir, data_dir, options: TrainOptions):
             print(f"Epoch {epoch + 1}/{o.epochs} (lr {lr:g})", flush=True)
         hist = model.fit(train_batches, epochs=1, validation_data=val_batches, verbose=1 if o.verbose else 0)
         tl, vl = float(hist.history["loss"][-1]), float(hist.history["val_loss"][-1])
+        if o.verbose:
+            print(f"  val loss {vl:.6f}; on the same frames: previous frame {result.previous_val_loss:.6f}, "
+                  f"linear extrapolation {result.extrapolation_val_loss:.6f} ({vl / best_baseline(result):.3f}× the "
+                  "better)", flush=True)
         result.train_loss.append(tl)
         result.val_loss.append(vl)
         if vl < result.best_val_loss:
@@ -210,7 +216,27 @@ def train(model_dir, data_dir, options: TrainOptions):
     return result
 
 
-def blank_prediction_loss(batches):
-    """The loss a model predicting an all-black frame gets on the same batches: E_0 =
-    [relu(0 - A), relu(A - 0)] averages to mean(A) / 2 per time step, and step 0 weighs nothing."""
-    return float(np.mean([batches[i][0][:, 1:].mean() / 2.0 for i in range(len(batches))]))
+def baseline_losses(batches):
+    """The loss, on the same batches and in the same units as the model's (PredNet's layer-0 error
+    E_0 = [relu(A - Â), relu(Â - A)] averages to mean|A - Â| / 2; time step 0 weighs nothing and
+    the later steps weigh alike), of three predictors that need no training:
+
+    black frame: Â = 0, for scale; previous frame: Â_t = A_{t-1}; linear extrapolation: Â_t =
+    clip(2·A_{t-1} - A_{t-2}, 0, 1), the previous frame at t = 1. A model that has learnt the
+    dynamics of its data beats the last two.
+
+    Returns (black, previous, extrapolation), floats."""
+    black, previous, extrapolation = [], [], []
+    for i in range(len(batches)):
+        x = batches[i][0]  # (sequences, nt, H, W, C) in [0, 1]
+        black.append(x[:, 1:].mean() / 2.0)
+        previous.append(np.abs(x[:, 1:] - x[:, :-1]).mean() / 2.0)
+        guess = x[:, :-1].copy()  # Â_t for t = 1 .. nt-1
+        guess[:, 1:] = np.clip(2.0 * x[:, 1:-1] - x[:, :-2], 0.0, 1.0)
+        extrapolation.append(np.abs(x[:, 1:] - guess).mean() / 2.0)
+    return float(np.mean(black)), float(np.mean(previous)), float(np.mean(extrapolation))
+
+
+def best_baseline(result):
+    """The smaller of the previous frame's and linear extrapolation's validation loss (> 0)."""
+    return max(min(result.previous_val_loss, result.extrapolation_val_loss), 1e-12)

@@ -37,6 +37,16 @@ def _frame_errors(frame, decoded, prediction, has_prediction):
     return sse, worst, pse
 
 
+def temporal_candidate(coder, model_prediction, previous, older):
+    """The block selector's code-0 prediction of a frame: the model's where it predicted the frame;
+    else, in runs that extrapolate (BlockSelector.extrapolate), linear extrapolation from
+    `previous` and `older`, the two decoded frames before it in its window (older None: the
+    window's first predicted frame, which has no code 0 then)."""
+    if coder.selector is None or not coder.selector.extrapolate:
+        return model_prediction
+    return coder.selector.temporal_candidate(model_prediction, previous, older, coder.max_value)
+
+
 class FrameStats:
     """What a run reports, gathered frame by frame: errors, sizes, prediction MSE, and the one
     frame (with its prediction) that --report shows."""
@@ -52,12 +62,14 @@ class FrameStats:
         self.chunk_bytes = np.zeros(n_frames, np.int64)
         self.max_abs_error, self.sq_error, self.values = 0, 0.0, 0
         self.shown = None  # (frame index, frame (H, W, C), prediction (C, H, W) or None)
-        self.blocks = {}  # block choices by kind: "model", "previous", "moved", "mean", "global", "intra"
+        self.blocks = {}  # block choices by kind: "model" (or "extrapolation"), "previous", "moved", "mean", "global",
+        #                   "intra"
         self.intra_frames = 0  # predicted frames coded on their own (FrameCoder's intra mode)
 
-    def add_choices(self, selector, choices):
-        """Count a frame's blocks by kind: model, previous (unmoved), moved (around zero), mean,
-        global (the previous frame moved around the global vector)."""
+    def add_choices(self, selector, choices, extrapolated=False):
+        """Count a frame's blocks by kind: model (or extrapolation: code 0 where no model predicted
+        the frame), previous (unmoved), moved (around zero), mean, global (the previous frame moved
+        around the global vector)."""
         from sequence.blockselect import split_choices
 
         if choices is None:
@@ -66,7 +78,8 @@ class FrameStats:
         centre = 1 + side2 // 2
         codes = np.asarray(split_choices(choices)[0]).reshape(-1)
         group = (codes - 1) // side2
-        for kind, n in (("model", np.sum(codes == 0)), ("previous", np.sum(codes == centre)),
+        for kind, n in (("extrapolation" if extrapolated else "model", np.sum(codes == 0)),
+                        ("previous", np.sum(codes == centre)),
                         ("moved", np.sum((codes >= 1) & (codes <= side2) & (codes != centre))),
                         ("mean", np.sum((codes > 0) & (group % selector.kinds == 1))),
                         ("global", np.sum((codes > 0) & (group >= selector.kinds) & (group % selector.kinds == 0)))):
@@ -183,6 +196,8 @@ class SequenceEncoder:
         self.source, self.coder, self.key_coder, self.writer, self.stats = source, coder, key_coder, writer, stats
         self.checksums = [None] * source.n_frames
         self._last = {}  # frame → its decoded planar frame, until the next frame of its lane is coded
+        self._older = {}  # frame → the decoded frame before it in its window (linear extrapolation's)
+        self._extrapolated = set()  # frames in flight whose code 0 is linear extrapolation (for the statistics)
         self._read = (None, None)  # the frame read last (DWP reads a frame before coding it)
         self.threads = int(threads) if exact and coder.xp is np else 1
         self._pool = None
@@ -257,6 +272,7 @@ class SequenceEncoder:
         self._in_trial.pop(f, None)
         frame = self.original(f)
         self._last.pop(f - 1, None)
+        self._older.pop(f - 1, None)
         chunk, decoded = self.key_coder.encode_frame(to_planar(frame))
         self.coder.note_intra(len(chunk))
         return self._done(f, frame, decoded, chunk)
@@ -266,7 +282,9 @@ class SequenceEncoder:
         there is one, else the frame coder's own (dynamic windows decide keyframes by it)."""
         x = to_planar(self.original(f)).astype(np.int64)
         if model_prediction is None:
-            _, model_prediction = self.coder.choose(to_planar(self.original(f)), None, self._last[f - 1])
+            previous = self._last[f - 1]
+            candidate = temporal_candidate(self.coder, None, previous, self._older.get(f - 1))
+            _, model_prediction = self.coder.choose(to_planar(self.original(f)), candidate, previous)
         else:
             model_prediction = to_planar(model_prediction)
         d = (x - model_prediction).astype(np.float64)
@@ -279,6 +297,11 @@ class SequenceEncoder:
         frame = self.original(f)
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
+        older = self._older.pop(f - 1, None)
+        if mp is None and older is not None and self.coder.selector is not None and self.coder.selector.extrapolate:
+            self._extrapolated.add(f)
+        mp = temporal_candidate(self.coder, mp, previous, older)
+        self._older[f] = previous
         planar = to_planar(frame)
         if self._parallel():
             self._pending.append((f, frame, planar, self._pool.submit(self.coder.code_predicted, planar, mp, previous)))
@@ -312,7 +335,8 @@ class SequenceEncoder:
         if self.coder.last_intra:
             self.stats.add_intra(self.coder, frame.shape[:2])
         elif self.coder.selector is not None:
-            self.stats.add_choices(self.coder.selector, self.coder.last_choices)
+            self.stats.add_choices(self.coder.selector, self.coder.last_choices, f in self._extrapolated)
+        self._extrapolated.discard(f)
         return self._done(f, frame, decoded, chunk, prediction, keep)
 
 
@@ -336,6 +360,7 @@ class SequenceDecoder:
         keys = set(seq.keyframes)
         self.frame_index = {f: i for i, f in enumerate(f for f in range(seq.frames.n_frames) if f not in keys)}
         self._last = {}
+        self._older = {}  # as SequenceEncoder's
         self.end = seq.frames.n_frames if end is None else int(end)
         self.model_off = set(seq.model.get("off", ())) if seq.model is not None else set()
         self.threads = int(threads) if coder.xp is np else 1
@@ -367,12 +392,15 @@ class SequenceDecoder:
 
     def keyframe(self, f):
         self._last.pop(f - 1, None)
+        self._older.pop(f - 1, None)
         decoded = self.key_coder.decode_frame(self.archive.keyframe_chunk(self.key_index[f]), self.shape)
         return self._done(f, decoded)
 
     def frame(self, f, model_prediction):
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
+        mp = temporal_candidate(self.coder, mp, previous, self._older.pop(f - 1, None))
+        self._older[f] = previous
         if self.threads > 1 and self._pool is None and not threadsafe_numba():
             self.threads = 1
         if self.threads > 1:

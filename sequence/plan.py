@@ -185,16 +185,27 @@ class CodecPlan:
             tails.append([ZigZagCoder(), ZstdCodec(level=self.level, shuffle=True)])
         return tails
 
-    def block_selector(self, model=True):
+    def block_selector(self, model=True, extrapolate=False):
         """Per block: the model's prediction or the previous decoded frame moved (model=False: the
-        previous frame moved, always; a run without a model needs blocks)."""
+        previous frame moved, always; a run without a model needs blocks); with `extrapolate`,
+        linear extrapolation from the two previous decoded frames where no model predicts."""
         from sequence.blockselect import BlockSelector
 
         if not model and not self.block:
             raise OptionError("--block 0 predicts every pixel with the model: without a model (MODEL_DIR none) "
                               "give a block size (default 16)")
-        return BlockSelector(self.block, self.motion, model, mean=model and self.mean,
-                             global_range=self.global_range) if self.block else None
+        if not self.block:
+            return None
+        code0 = model or extrapolate
+        return BlockSelector(self.block, self.motion, code0, mean=code0 and self.mean, global_range=self.global_range,
+                             extrapolate=extrapolate)
+
+    def extrapolates(self, model, max_value):
+        """Whether frames no model predicts (a run without one, windows where the model's trial
+        stopped it) may take linear extrapolation per block: always, except 8-bit frames
+        losslessly, where it never won on the dev footage (its blocks win the sum of absolute
+        residuals but the chunk coded without them comes out smaller, and trying both costs time)."""
+        return not (self.lossless and max_value <= 255)
 
     def frame_coder(self, max_value, wide, model=True, xp=np, channels=1):
         """The predicted frames' coder (sequence/framecoder.py). wide: frames wider than 8 bits;
@@ -205,7 +216,7 @@ class CodecPlan:
         head = self.residual_head(max_value)
         tails = Alternatives([Chain(tail) for tail in self.back_ends(wide)])
         intra = self.keyframe_coder(max_value, wide, channels) if self.intra else None
-        selector = self.block_selector(model)
+        selector = self.block_selector(model, self.extrapolates(model, max_value))
         if selector is not None:
             selector.colour_cost = self.colour_transform(channels) is not None
         return FrameCoder(head, self.spatial_stages(head, channels), tails, selector, self.mode,

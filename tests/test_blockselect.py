@@ -220,3 +220,58 @@ def test_colour_cost_matches_blocks_as_the_colour_transformed_residual_is_coded(
     assert (sel.choose(frame, model, previous) == 0).all()  # the model by the coded cost
     assert "colour_cost" not in str(sel.get_config())  # encoder only
     assert (sel.choose(frame[:1], model[:1], previous[:1]) == 1).all()  # one channel (R): plain SAD, 0 < 5
+
+
+def test_extrapolation_is_linear_clipped_and_recorded():
+    from sequence.blockselect import extrapolate_frames
+
+    older = np.array([[[10, 200, 65535, 5]]], np.int32)
+    previous = np.array([[[20, 100, 65535, 0]]], np.int32)
+    np.testing.assert_array_equal(extrapolate_frames(previous, older, 65535), [[[30, 0, 65535, 0]]])
+    np.testing.assert_array_equal(extrapolate_frames(previous, older, 255), [[[30, 0, 255, 0]]])
+    sel = BlockSelector(8, radius=1, model=True, extrapolate=True)
+    assert sel.get_config()["extrapolate"] is True
+    assert BlockSelector.from_config(sel.get_config()).extrapolate
+    assert "extrapolate" not in BlockSelector(8, radius=1, model=False).get_config()
+    with pytest.raises(TezipError, match="extrapolate"):
+        BlockSelector.from_config({"id": "blockselect", "block": 8, "radius": 1, "model": False, "extrapolate": True})
+    # the window's first predicted frame has no older frame: code 0 falls back to the model slot's None
+    assert sel.temporal_candidate(None, previous, None, 255) is None
+
+
+def brightening_frames(n=10, h=48, w=64, seed=3):
+    """16-bit frames of a fixed texture whose contrast grows steadily (each pixel a line in time),
+    with read noise: what linear extrapolation predicts and neither the previous frame nor the
+    frame's own pixels do."""
+    rng = np.random.default_rng(seed)
+    texture = rng.uniform(-3000, 3000, (h, w))
+    frames = [20000 + texture * (1 + 0.08 * t) + rng.normal(0, 2, (h, w)) for t in range(n)]
+    return np.clip(np.rint(frames), 0, 65535).astype(np.uint16)[..., None]
+
+
+def test_runs_without_a_model_extrapolate_under_a_bound(tmp_path, monkeypatch):
+    """abs 4 without a model: blocks take linear extrapolation (recorded, decoded within the bound,
+    the window's first predicted frame and frames after a keyframe without it), and the archive is
+    smaller than with the previous frame moved alone; 8-bit lossless runs do not extrapolate."""
+    import archive
+
+    frames = brightening_frames()
+    write_frames(tmp_path / "img", frames)
+    plan = CodecPlan.make(window=4, bounds=(4,), block=8)
+    summary = compress_folder("none", tmp_path / "img", tmp_path / "c", plan)
+    with_x = summary.compressed_bytes
+    assert summary.blocks.get("extrapolation", 0) > 0, summary.blocks
+    selector = archive.read_archive(tmp_path / "c").sequence.coder["block_select"]
+    assert selector.get("extrapolate") is True, selector
+    decompress_folder("none", tmp_path / "c", tmp_path / "o")
+    decoded = read_sequence(tmp_path / "o").frames.astype(int)
+    assert np.abs(decoded - frames.astype(int)).max() <= 4
+    monkeypatch.setattr(CodecPlan, "extrapolates", lambda self, model, max_value: False)
+    without = compress_folder("none", tmp_path / "img", tmp_path / "c2", plan).compressed_bytes
+    assert with_x < 0.95 * without, (with_x, without)
+
+    monkeypatch.undo()
+    eight = moving_squares(6, 32, 48, 1, seed=2, noise=2)
+    write_frames(tmp_path / "img8", eight)
+    compress_folder("none", tmp_path / "img8", tmp_path / "c8", CodecPlan.make(window=5))
+    assert "extrapolate" not in archive.read_archive(tmp_path / "c8").sequence.coder["block_select"]

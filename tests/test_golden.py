@@ -34,6 +34,7 @@ CASES = {
     "v3/h5_gray16_lossless": ("none", "gray16", "abs", None),
     "v3/rgb_none_lossless": ("none", "rgb", "abs", None),  # keyframes, intra frames: wpred or MED
     "v3/gray16_none_lossless": ("none", "gray16", "abs", None),
+    "v3/gray16_none_abs2": ("none", "gray16", "abs", 2),  # blocks take linear extrapolation (extrapolate)
 }
 
 
@@ -97,3 +98,20 @@ def test_golden_lossless_rgb_keyframes_decode_through_wpred(tmp_path, monkeypatc
     decompress_folder("none", GOLDEN / "v3" / "rgb_none_lossless", tmp_path / "out", RunFlags())
     assert calls
     np.testing.assert_array_equal(read_sequence(tmp_path / "out").frames, np.load(GOLDEN / "originals.npz")["rgb"])
+
+
+def test_golden_extrapolating_archive_takes_extrapolation_blocks():
+    """v3/gray16_none_abs2 pins linear extrapolation as code 0 of the block choice: it is recorded,
+    and its frames take it (code 0) and its mean with the previous frame moved."""
+    from sequence.blockselect import split_choices
+    from sequence.framecoder import FrameCoder
+
+    arc = archive.read_archive(GOLDEN / "v3" / "gray16_none_abs2")
+    seq = arc.sequence
+    coder = FrameCoder.from_config(seq.coder, seq.mode, seq.bounds, seq.frames.max_value, "entropy.dat")
+    assert coder.selector.extrapolate and coder.selector.mean
+    shape = (seq.frames.channels, seq.frames.height, seq.frames.width)
+    codes = np.concatenate([np.ravel(split_choices(coder.parse_frame(arc.frame_chunk(i), shape)[1])[0])
+                            for i in range(seq.frames.n_frames - len(seq.keyframes))])
+    side2 = (2 * coder.selector.radius + 1) ** 2
+    assert (codes == 0).sum() > 5 and (codes > side2).sum() > 5

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import make_sequence
-from prednet.train import TrainOptions, sequence_starts, train
+from prednet.train import TrainOptions, baseline_losses, sequence_starts, train
 from train_data_create import create_train_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +29,17 @@ def test_sequence_starts_stay_inside_one_source():
     assert list(starts) == [0, 1, 8, 9, 10]
 
 
+def test_baseline_losses_on_a_steady_brightening():
+    # every pixel of frame t is 0.1 + 0.05 t: the previous frame is off by 0.05 everywhere, linear
+    # extrapolation is exact from t = 2 on (at t = 1 it has only the previous frame)
+    nt = 6
+    x = np.broadcast_to((0.1 + 0.05 * np.arange(nt, dtype=np.float32))[None, :, None, None, None], (2, nt, 4, 4, 1))
+    black, previous, extrapolation = baseline_losses([(np.array(x), None)])
+    assert np.isclose(black, np.mean(0.1 + 0.05 * np.arange(1, nt)) / 2, atol=1e-6)
+    assert np.isclose(previous, 0.05 / 2, atol=1e-6)
+    assert np.isclose(extrapolation, 0.05 / 2 / (nt - 1), atol=1e-6)
+
+
 def test_training_lowers_validation_loss(tmp_path):
     data = make_train_data(tmp_path)
     opts = TrainOptions(epochs=6, steps_per_epoch=12, batch_size=4, nt=6, val_sequences=8, hidden_stack=(8, 16, 16), seed=0)
@@ -37,6 +48,7 @@ def test_training_lowers_validation_loss(tmp_path):
     # learned something: better than its first epoch and far better than predicting black frames
     assert result.best_val_loss < result.val_loss[0]
     assert result.best_val_loss < 0.5 * result.blank_val_loss
+    assert 0 < result.extrapolation_val_loss and 0 < result.previous_val_loss < result.blank_val_loss
     doc = json.loads((tmp_path / "model" / "prednet_model.json").read_text())
     assert doc["architecture"]["stack_sizes"] == [3, 8, 16, 16]
     assert doc["training"]["best_epoch"] == result.best_epoch
@@ -47,13 +59,16 @@ def test_cli_learn_with_crops_prints_summary(tmp_path):
     data = make_train_data(tmp_path, n_seq=3, n_frames=10, height=40, width=40, channels=1)
     r = subprocess.run(
         [sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(data), "--epochs", "2", "--steps", "2",
-         "--batch", "2", "--nt", "4", "--crop", "16", "24", "--stack", "4", "8", "8", "-f"],
+         "--batch", "2", "--nt", "4", "--crop", "16", "24", "--stack", "4", "8", "8", "-f", "-v"],
         capture_output=True, text=True, timeout=300, env=dict(os.environ, CUDA_VISIBLE_DEVICES="-1"),
     )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()
     assert lines[0] == "CPU MODE"
     assert lines[-1].startswith("trained 2 epochs")
+    assert "previous frame" in lines[-1] and "linear extrapolation" in lines[-1]
+    # -v: each epoch's validation loss next to the two predictors that need no training
+    assert sum(line.startswith("  val loss") and "linear extrapolation" in line for line in lines) == 2
     doc = json.loads((tmp_path / "m" / "prednet_model.json").read_text())
     assert doc["architecture"]["stack_sizes"] == [1, 4, 8, 8]
     assert doc["training"]["crop"] == [16, 24]
