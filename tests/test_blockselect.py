@@ -275,3 +275,20 @@ def test_runs_without_a_model_extrapolate_under_a_bound(tmp_path, monkeypatch):
     write_frames(tmp_path / "img8", eight)
     compress_folder("none", tmp_path / "img8", tmp_path / "c8", CodecPlan.make(window=5))
     assert "extrapolate" not in archive.read_archive(tmp_path / "c8").sequence.coder["block_select"]
+
+
+def test_windows_where_the_models_trial_stopped_it_extrapolate(tiny_model, tmp_path):
+    """With a model: once its trial stops it in a window (an untrained model saves nothing), code 0
+    of the window's later frames is linear extrapolation; the decoder, reading where the model
+    stopped, rebuilds the same frames exactly."""
+    import archive
+
+    frames = brightening_frames(n=14)
+    write_frames(tmp_path / "img", frames)
+    summary = compress_folder(tiny_model(1), tmp_path / "img", tmp_path / "c", CodecPlan.make(window=13, block=8))
+    seq = archive.read_archive(tmp_path / "c").sequence
+    assert seq.model["off"] == [5], seq.model  # after its 4 trial frames
+    assert seq.coder["block_select"]["extrapolate"] is True
+    assert summary.blocks.get("extrapolation", 0) > 0, summary.blocks
+    decompress_folder(tiny_model(1), tmp_path / "c", tmp_path / "o")
+    np.testing.assert_array_equal(read_sequence(tmp_path / "o").frames, frames)
