@@ -251,6 +251,12 @@ def note_ignored_options(p, args, job):
         flag = {"compress": "-c", "uncompress": "-u", "learn": "-l"}[job]
         print(f"tezip.py: note: {', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {flag}: ignored",
               file=sys.stderr)
+    if job == "compress" and args.block == 0:  # the model predicts every pixel: no blocks to move
+        moved = [flag for flag, dest in (("--motion", "motion"), ("--global-motion", "global_motion"))
+                 if getattr(args, dest) != p.get_default(dest)]
+        if moved:
+            print(f"tezip.py: note: {' and '.join(moved)} {'does' if len(moved) == 1 else 'do'} not apply with --block 0 "
+                  "(the model predicts every pixel): ignored", file=sys.stderr)
 
 
 def _failures(results):

@@ -239,3 +239,15 @@ def test_options_that_do_not_apply_are_named_once(tmp_path, capsys):
     assert err.strip().splitlines() == ["tezip.py: note: -w/--window, -b/--bound, --epochs do not apply to -u: ignored"]
     assert tezip.main(["-u", "none", str(tmp_path / "c"), str(tmp_path / "o2"), "-b", "0"]) in (0, None)
     assert "note:" not in capsys.readouterr().err  # -b 0 is the default
+
+
+def test_motion_options_with_block_0_are_named_once(tmp_path, capsys):
+    """--block 0 has the model predict every pixel: --motion and --global-motion given with it are
+    named in one note line (QA: they were ignored silently); the run goes on."""
+    _scene_cuts(tmp_path)
+    code = tezip.main(["-c", "default", str(tmp_path / "in"), str(tmp_path / "c"), "-w", "8", "--block", "0",
+                       "--global-motion", "8"])
+    err = capsys.readouterr().err
+    assert code in (0, None) and (tmp_path / "c").is_dir()
+    assert err.strip().splitlines() == [
+        "tezip.py: note: --global-motion does not apply with --block 0 (the model predicts every pixel): ignored"]
