@@ -98,7 +98,8 @@ def build_parser():
     comp.add_argument("--lanes", type=int, metavar="K",
                       help="predict K independent parts of the sequence at once (batch size of the model); "
                            "with -t each part starts with a keyframe. Default: chosen from sequence and frame size")
-    comp.add_argument("--zstd-level", type=int, default=None, metavar="L", help="zstd level 1-22 (default 19: smallest in reasonable time; 3 compresses much faster, about 11%% larger)")
+    comp.add_argument("--zstd-level", type=int, default=None, metavar="L", help="zstd level 1-22 for what zstd codes under -n (default 19: smallest in reasonable time; 3 compresses "
+                           "much faster, about 11%% larger)")
 
     comp.add_argument("--report", action="store_true",
                       help="also write OUT_DIR/report.png: bytes and prediction MSE per frame with the keyframes "
