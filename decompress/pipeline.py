@@ -191,6 +191,9 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
     t0 = time.time()
     seq = archive.sequence
     fmt = seq.frames
+    if flags.verbose:
+        for line in describe_archive(archive):
+            print("  " + line, flush=True)
     progress = progress_bar(fmt.n_frames, "decoding")
     try:
         with open_sink(out, archive.sink_description(), archive.mode, archive.names) as sink:
@@ -212,6 +215,48 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
     finally:
         progress.close()
     return report_decoded(archive, comp_dir, out, sink, t0, label)
+
+
+def describe_archive(archive):
+    """What -u -v prints before decoding: lines naming how the archive was coded (format, frames,
+    keyframes, bound, model, prediction, stages), from its validated headers."""
+    seq = archive.sequence
+    fmt = seq.frames
+    bound = "lossless" if seq.lossless else f"{seq.mode} bound {', '.join(f'{b:g}' for b in seq.bounds)}"
+    lines = [f"format {archive.version}: {fmt.n_frames} frames of {fmt.width}x{fmt.height} {archive.mode}, "
+             f"{len(seq.keyframes)} keyframes, {len(seq.lanes)} lane(s), {bound}"]
+    if archive.version == 2:  # its headers name the model and the stages in other terms
+        digest = getattr(seq, "model_digest", None)
+        lines.append(f"model: digest {str(digest)[:16]}…" if digest else "model: none")
+        return lines
+    coder = seq.coder if isinstance(seq.coder, dict) else {}
+    if coder.get("id") == "hierarchical":
+        lines.append("prediction: hierarchical order (fitted interpolation between decoded frames), no model")
+        return lines
+    model = seq.model
+    if model is None:
+        lines.append("model: none")
+    else:
+        off = model.get("off") or []
+        lines.append(f"model: digest {str(model.get('digest'))[:16]}…" + (
+            f", stopped by its trial in {len(off)} window(s) (from frames {', '.join(map(str, off[:8]))}"
+            f"{', …' if len(off) > 8 else ''})" if off else ""))
+    select = coder.get("block_select")
+    if isinstance(select, dict):
+        code0 = "the model" if model is not None else "none"
+        if select.get("extrapolate"):
+            code0 = ("the model, else linear extrapolation" if model is not None else "linear extrapolation")
+        lines.append(f"blocks of {select.get('block')}: {code0}, or the previous frame moved ±{select.get('radius')}"
+                     + (f" (global motion ±{select['global_range']})" if select.get("global_range") else "")
+                     + (", or their mean" if select.get("mean") else ""))
+    elif seq.model is not None:
+        lines.append("blocks: none (the model predicts every pixel)")
+    stages = [c.get("id") for c in coder.get("residual", []) if isinstance(c, dict)]
+    tails = [" + ".join(str(c.get("id")) for c in tail if isinstance(c, dict))
+             for tail in coder.get("tails") or [] if isinstance(tail, list)]
+    lines.append(f"residuals: {' → '.join(map(str, stages))} → {' or '.join(tails)}"
+                 + (", intra frames allowed" if coder.get("intra") else ""))
+    return lines
 
 
 def report_decoded(archive, comp_dir, out, sink, t0, label):

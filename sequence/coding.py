@@ -198,6 +198,9 @@ class SequenceEncoder:
         self._last = {}  # frame → its decoded planar frame, until the next frame of its lane is coded
         self._older = {}  # frame → the decoded frame before it in its window (linear extrapolation's)
         self._extrapolated = set()  # frames in flight whose code 0 is linear extrapolation (for the statistics)
+        self._window_of = {}  # frame → its window's keyframe, until the next frame of its lane
+        self._x_trial = {}  # window (its keyframe) → the frames of extrapolation's trial, or None once judged
+        self._x_off = set()  # windows where extrapolation did not pay: not offered for the rest of them
         self._read = (None, None)  # the frame read last (DWP reads a frame before coding it)
         self.threads = int(threads) if exact and coder.xp is np else 1
         self._pool = None
@@ -266,10 +269,41 @@ class SequenceEncoder:
             self._stopping.add(f)
         return pays
 
+    def _extrapolation_pays(self, f, window):
+        """Whether frame f (of the window that starts at keyframe `window`) is offered linear
+        extrapolation: the model's trial (model_pays), for extrapolation. Its first MODEL_TRIAL
+        frames are; after them it goes on to the window's end only if it saved at least MODEL_PAYS
+        of their bytes (the frame coder codes each frame that took it without it too, and keeps the
+        smaller). Encoder only: where it stops, no block takes code 0, which the decoder just reads.
+        Spares the second coding where extrapolation does not pay (noise-dominated 16-bit frames)."""
+        if window in self._x_off:
+            return False
+        trial = self._x_trial.setdefault(window, [])
+        if trial is None:
+            return True
+        if len(trial) < MODEL_TRIAL:
+            trial.append(f)
+            self._in_trial[f] = True
+            return True
+        self._finish_pending(0)  # the trial's frames, all finished: the same answer at any thread count
+        paid = [self._paid.pop(g) for g in trial if g in self._paid]
+        pays = len(paid) < MODEL_TRIAL or sum(s for s, _ in paid) >= MODEL_PAYS * sum(b for _, b in paid)
+        self._x_trial[window] = None
+        if not pays:
+            self._x_off.add(window)
+        return pays
+
     def keyframe(self, f):
         self._finish_pending(0)  # a keyframe resets what intra costs: the frames before it finish first
         self._stopping.discard(f)
         self._in_trial.pop(f, None)
+        ended = self._window_of.pop(f - 1, None)  # the window before this one in the lane (DWP: may be f's own)
+        if ended is not None:
+            self._x_trial.pop(ended, None)
+            self._x_off.discard(ended)
+        self._window_of[f] = f
+        self._x_trial.pop(f, None)
+        self._x_off.discard(f)
         frame = self.original(f)
         self._last.pop(f - 1, None)
         self._older.pop(f - 1, None)
@@ -298,8 +332,13 @@ class SequenceEncoder:
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
         older = self._older.pop(f - 1, None)
+        window = self._window_of.pop(f - 1)
+        self._window_of[f] = window
         if mp is None and older is not None and self.coder.selector is not None and self.coder.selector.extrapolate:
-            self._extrapolated.add(f)
+            if self._extrapolation_pays(f, window):
+                self._extrapolated.add(f)
+            else:
+                older = None  # no code 0 for this frame
         mp = temporal_candidate(self.coder, mp, previous, older)
         self._older[f] = previous
         planar = to_planar(frame)

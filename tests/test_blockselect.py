@@ -292,3 +292,49 @@ def test_windows_where_the_models_trial_stopped_it_extrapolate(tiny_model, tmp_p
     assert summary.blocks.get("extrapolation", 0) > 0, summary.blocks
     decompress_folder(tiny_model(1), tmp_path / "c", tmp_path / "o")
     np.testing.assert_array_equal(read_sequence(tmp_path / "o").frames, frames)
+
+
+def test_extrapolation_stops_where_its_trial_did_not_pay_the_same_for_any_thread_count(tmp_path, monkeypatch):
+    """16-bit lossless, no model: on shot-noise frames of a static scene, extrapolation saves
+    nothing in its trial (the window's frames 2-5), so no later frame of the window takes code 0;
+    on the brightening texture it pays and later frames keep taking it. The archives are the same
+    bytes for 1 and 3 frame threads (the trial is judged on finished frames only)."""
+    import archive
+    from conftest import detector_frames
+    from sequence.blockselect import split_choices
+    from sequence.framecoder import FrameCoder
+
+    def code0_per_frame(comp):
+        arc = archive.read_archive(comp)
+        seq = arc.sequence
+        coder = FrameCoder.from_config(seq.coder, seq.mode, seq.bounds, seq.frames.max_value, "entropy.dat")
+        assert coder.selector.extrapolate
+        shape = (seq.frames.channels, seq.frames.height, seq.frames.width)
+        out = []
+        for i in range(seq.frames.n_frames - len(seq.keyframes)):
+            parsed = coder.parse_frame(arc.frame_chunk(i), shape)
+            out.append(None if parsed[1] is None else int((np.asarray(split_choices(parsed[1])[0]) == 0).sum()))
+        return out  # predicted frames 1.. of the one window; None: coded on its own (intra)
+
+    noise = detector_frames(14, 48, 64, seed=3)
+    write_frames(tmp_path / "noise", noise)
+    write_frames(tmp_path / "bright", brightening_frames(n=14))
+    codings = []  # residual codings of predicted frames: a frame that took code 0 is coded twice
+    real = FrameCoder._predicted_chunk
+    monkeypatch.setattr(FrameCoder, "_predicted_chunk", lambda self, *a: codings.append(1) or real(self, *a))
+    sizes = {}
+    for threads in (1, 3):
+        monkeypatch.setattr("base.threads._threads", threads)
+        for name in ("noise", "bright"):
+            codings.clear()
+            compress_folder("none", tmp_path / name, tmp_path / f"{name}{threads}", CodecPlan.make(window=13, block=8))
+            sizes[name, threads] = (tmp_path / f"{name}{threads}" / "entropy.dat").read_bytes()
+            sizes[name, threads, "codings"] = len(codings)
+    assert sizes["noise", 1] == sizes["noise", 3] and sizes["bright", 1] == sizes["bright", 3]
+    # 13 predicted frames: the noise's 4 trial frames twice, then once each; the brightening's twice throughout
+    assert sizes["noise", 1, "codings"] <= 13 + 4 < sizes["bright", 1, "codings"], sizes
+    noisy, bright = code0_per_frame(tmp_path / "noise1"), code0_per_frame(tmp_path / "bright1")
+    assert all(not n for n in noisy[5:]), noisy  # predicted frames 6.. of the window: after the trial
+    assert all(n for n in bright[5:]), bright
+    decompress_folder("none", tmp_path / "noise3", tmp_path / "o")
+    np.testing.assert_array_equal(read_sequence(tmp_path / "o").frames, noise)

@@ -115,3 +115,19 @@ def test_golden_extrapolating_archive_takes_extrapolation_blocks():
                             for i in range(seq.frames.n_frames - len(seq.keyframes))])
     side2 = (2 * coder.selector.radius + 1) ** 2
     assert (codes == 0).sum() > 5 and (codes > side2).sum() > 5
+
+
+def test_every_golden_archive_is_described_for_u_v():
+    """-u -v first prints how the archive was coded: for every format version and coder, from the
+    validated headers alone."""
+    from decompress.pipeline import describe_archive
+
+    for case, (model, *_rest) in CASES.items():
+        with archive.read_archive(GOLDEN / case) as arc:
+            lines = describe_archive(arc)
+        version = int(case.split("/")[0][1:])
+        assert lines[0].startswith(f"format {version}: ") and len(lines) >= 2, (case, lines)
+        assert ("model: none" in lines) == (model == "none" and "hierarchical" not in case), (case, lines)
+    text = "\n".join(describe_archive(archive.read_archive(GOLDEN / "v3" / "gray16_none_abs2")))
+    assert "blocks of 8: linear extrapolation, or the previous frame moved" in text and "abs bound 2" in text
+    assert "hierarchical order" in "\n".join(describe_archive(archive.read_archive(GOLDEN / "v3" / "gray8_hierarchical_abs2")))
