@@ -285,6 +285,27 @@ INTERRUPTED = "tezip.py: interrupted; no partial output was left"
 
 
 def main(argv=None):
+    # Ctrl-C (or `kill`) is one line from the first instant: importing numba and the codec takes
+    # a second on a busy machine before _main installs the handler that also cleans up.
+    early = []
+
+    def interrupted_early(signum, frame):
+        early.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupted_early) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 128 + (early[0] if early else signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _main(argv):
     p = build_parser()
     args = p.parse_args(argv)
     job = check_job(p, args)
