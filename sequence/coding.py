@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from base.pixels import frame_checksum
+from sequence.bounds import is_lossless
 from sequence.framecoder import to_interleaved, to_planar
 
 
@@ -148,6 +149,11 @@ class FrameStats:
 # MODEL_PAYS of those frames' bytes (the encoder codes each frame that took them without them too).
 MODEL_TRIAL = 4
 MODEL_PAYS = 0.01
+# Linear extrapolation's trial (SequenceEncoder._extrapolation_pays), losslessly only, is as long
+# with a lower bar: its second coding of a frame is cheap next to a model step, and where it never
+# pays (noise-dominated 16-bit frames) it saves exactly nothing. Not under a bound: on the dev
+# frames at abs 1-8 it saved nothing in the first frames of each window and 1.4 % over them all.
+EXTRAPOLATION_PAYS = 0.002
 # Frames of windows shorter than the trial are never judged; their records are dropped, oldest
 # first, beyond this many (far more than every lane's trial in progress), so memory stays bounded.
 MAX_TRIAL_RECORDS = 1 << 16
@@ -201,6 +207,7 @@ class SequenceEncoder:
         self._window_of = {}  # frame → its window's keyframe, until the next frame of its lane
         self._x_trial = {}  # window (its keyframe) → the frames of extrapolation's trial, or None once judged
         self._x_off = set()  # windows where extrapolation did not pay: not offered for the rest of them
+        self.lossless = is_lossless(coder.mode, coder.bounds)
         self._read = (None, None)  # the frame read last (DWP reads a frame before coding it)
         self.threads = int(threads) if exact and coder.xp is np else 1
         self._pool = None
@@ -272,10 +279,13 @@ class SequenceEncoder:
     def _extrapolation_pays(self, f, window):
         """Whether frame f (of the window that starts at keyframe `window`) is offered linear
         extrapolation: the model's trial (model_pays), for extrapolation. Its first MODEL_TRIAL
-        frames are; after them it goes on to the window's end only if it saved at least MODEL_PAYS
-        of their bytes (the frame coder codes each frame that took it without it too, and keeps the
+        frames are; after them it goes on to the window's end only if it saved at least
+        EXTRAPOLATION_PAYS of their bytes (the frame coder codes each frame that took it without it too, and keeps the
         smaller). Encoder only: where it stops, no block takes code 0, which the decoder just reads.
-        Spares the second coding where extrapolation does not pay (noise-dominated 16-bit frames)."""
+        Spares the second coding where extrapolation does not pay (noise-dominated 16-bit frames).
+        Lossless runs only (EXTRAPOLATION_PAYS): under a bound it is always offered."""
+        if not self.lossless:
+            return True
         if window in self._x_off:
             return False
         trial = self._x_trial.setdefault(window, [])
@@ -287,7 +297,7 @@ class SequenceEncoder:
             return True
         self._finish_pending(0)  # the trial's frames, all finished: the same answer at any thread count
         paid = [self._paid.pop(g) for g in trial if g in self._paid]
-        pays = len(paid) < MODEL_TRIAL or sum(s for s, _ in paid) >= MODEL_PAYS * sum(b for _, b in paid)
+        pays = len(paid) < MODEL_TRIAL or sum(s for s, _ in paid) >= EXTRAPOLATION_PAYS * sum(b for _, b in paid)
         self._x_trial[window] = None
         if not pays:
             self._x_off.add(window)
