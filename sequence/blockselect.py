@@ -18,7 +18,7 @@ code 0 of a frame no model predicts (a run without one, or a window where the mo
 it) is linear extrapolation from the two previous decoded frames of the window, clip(2·x[t-1] -
 x[t-2], 0, max): smooth motion and slow intensity changes continue
 (on the smooth 16-bit sets of benchmarks/fields.py, -c none, 60 frames: 2-40 % smaller under abs
-bounds, 0-14 % losslessly; 1.4 % on the dev footage at abs 4); the first predicted frame of a window
+bounds, 0-14 % losslessly; 0.1-5.5 % on the dev footage at abs 1-8); the first predicted frame of a window
 has one previous frame only, and code 0 is that frame. With `global_range` G > 0 (format 3) the
 encoder also estimates one global displacement (gy, gx), |gy|, |gx| <= G, of the whole frame against
 the previous decoded frame (a camera pan), coarse to fine on 2 x 2-summed luminance pyramids: a full
