@@ -278,12 +278,13 @@ class SequenceEncoder:
 
     def _extrapolation_pays(self, f, window):
         """Whether frame f (of the window that starts at keyframe `window`) is offered linear
-        extrapolation: the model's trial (model_pays), for extrapolation. Its first MODEL_TRIAL
-        frames are; after them it goes on to the window's end only if it saved at least
-        EXTRAPOLATION_PAYS of their bytes (the frame coder codes each frame that took it without it too, and keeps the
-        smaller). Encoder only: where it stops, no block takes code 0, which the decoder just reads.
-        Spares the second coding where extrapolation does not pay (noise-dominated 16-bit frames).
-        Lossless runs only (EXTRAPOLATION_PAYS): under a bound it is always offered."""
+        extrapolation: the model's trial (model_pays), for extrapolation, in lossless runs (under a
+        bound it is always offered: EXTRAPOLATION_PAYS). The window's first MODEL_TRIAL frames that
+        could take it are offered it; after them it goes on to the window's end only if it saved at
+        least EXTRAPOLATION_PAYS of their bytes (the frame coder codes each frame that took it also
+        without it, and keeps the smaller). Encoder only: where it stops, no block takes code 0,
+        which the decoder just reads. Spares the second coding where extrapolation does not pay
+        (noise-dominated 16-bit frames)."""
         if not self.lossless:
             return True
         if window in self._x_off:
