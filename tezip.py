@@ -252,12 +252,16 @@ def note_ignored_options(p, args, job):
         flag = {"compress": "-c", "uncompress": "-u", "learn": "-l"}[job]
         print(f"tezip.py: note: {', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {flag}: ignored",
               file=sys.stderr)
-    if job == "compress" and args.block == 0:  # the model predicts every pixel: no blocks to move
-        moved = [flag for flag, dest in (("--motion", "motion"), ("--global-motion", "global_motion"))
-                 if getattr(args, dest) != p.get_default(dest)]
-        if moved:
-            print(f"tezip.py: note: {' and '.join(moved)} {'does' if len(moved) == 1 else 'do'} not apply with --block 0 "
-                  "(the model predicts every pixel): ignored", file=sys.stderr)
+
+
+def note_block_0(p, args):
+    """With --block 0 the model predicts every pixel: one note line naming --motion and
+    --global-motion when given (after the options were found valid)."""
+    moved = [flag for flag, dest in (("--motion", "motion"), ("--global-motion", "global_motion"))
+             if getattr(args, dest) != p.get_default(dest)]
+    if args.block == 0 and moved:
+        print(f"tezip.py: note: {' and '.join(moved)} {'does' if len(moved) == 1 else 'do'} not apply with --block 0 "
+              "(the model predicts every pixel): ignored", file=sys.stderr)
 
 
 def _failures(results):
@@ -340,6 +344,12 @@ def _main(argv):
             except TezipError as e:
                 print(f"tezip.py: error: {printable(e)}", file=sys.stderr)
                 return e.exit_code
+            note_block_0(p, args)
+        if job == "learn":
+            for flag, value, low in (("--nt", args.nt, 2), ("--epochs", args.epochs, 1), ("--steps", args.steps, 1),
+                                     ("--batch", args.batch, 1)):
+                if value < low:
+                    p.error(f"{flag} must be at least {low} (got {value})")
 
         from prednet.device import select_device
 

@@ -5,6 +5,7 @@ before anything is allocated from it)."""
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,29 @@ def check_int(h, key, where, lo=0, hi=None):
     if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
         raise TezipError(f"{where} is corrupt (bad {key!r} in its header)")
     return v
+
+
+# The error-bound modes an archive may record and how many bounds each takes (sequence/bounds.py
+# defines what they mean; the format only fixes their names and shape).
+BOUND_MODES = {"abs": 1, "rel": 1, "absrel": 2, "pwrel": 1}
+
+
+def check_bound(bound, where):
+    """A header's {"mode", "bounds", "lossless"}, checked: a known mode, its number of finite,
+    non-negative numbers, a true/false lossless flag; TezipError naming `where` otherwise.
+    Returns {"mode": str, "bounds": [float, ...], "lossless": bool}."""
+    if not isinstance(bound, dict):
+        raise TezipError(f"{where} is corrupt (no error bound)")
+    mode, bounds, lossless = bound.get("mode"), bound.get("bounds"), bound.get("lossless")
+    if not isinstance(mode, str) or mode not in BOUND_MODES:
+        raise TezipError(f"{where} is corrupt (unknown error-bound mode {str(mode)[:20]!r})")
+    if not (isinstance(bounds, list) and len(bounds) == BOUND_MODES[mode]
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) and b >= 0
+                    for b in bounds)):
+        raise TezipError(f"{where} is corrupt (bad error bounds for mode {mode})")
+    if not isinstance(lossless, bool):
+        raise TezipError(f"{where} is corrupt (bad lossless flag)")
+    return {"mode": mode, "bounds": [float(b) for b in bounds], "lossless": lossless}
 
 
 def check_lane_plan(lane_starts, keyframes, n_frames):

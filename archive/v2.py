@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from archive.common import (ENTROPY_FILE, KEYFRAME_FILE, KEYFRAME_HEADS, MAX_LANES, FrameFormat, archive_id, check_lane_plan,
+from archive.common import (ENTROPY_FILE, KEYFRAME_FILE, KEYFRAME_HEADS, MAX_LANES, FrameFormat, archive_id, check_bound, check_lane_plan,
                             names_digest)
 from base.errors import TezipError
 
@@ -125,12 +125,12 @@ class SequenceHeaderV2:
             raise TezipError(f"{where} is corrupt (its header lacks 'names_digest', which binds filename.txt to it)")
         if digest != names_digest(mode, names, stack):
             raise TezipError(f"filename.txt was edited: its names or colour mode do not match {where}")
-        bound = h.get("bound") if isinstance(h.get("bound"), dict) else {}
+        bound = check_bound(h.get("bound"), where)
         return cls(
             frames=frames, model_digest=h.get("model_digest"), model_threads=h.get("model_threads"),
             loop=loop, warmup=pred.get("warmup"), window=pred.get("window"), threshold=pred.get("threshold"),
-            lanes=lanes, keyframes=keys, mode=bound.get("mode"), bounds=bound.get("bounds"),
-            lossless=bool(bound.get("lossless")), stages=h["stages"], payload_dtype=part.get("dtype"),
+            lanes=lanes, keyframes=keys, mode=bound["mode"], bounds=bound["bounds"],
+            lossless=bound["lossless"], stages=h["stages"], payload_dtype=part.get("dtype"),
             block_select=h.get("block_select"), frame_checksums=sums, names_digest=digest,
             archive_id=h.get("archive_id"),
         )

@@ -14,7 +14,8 @@ validated by the coders that read them (`from_config`), the rest here.
 
 from dataclasses import dataclass, field, replace
 
-from archive.common import ENTROPY_FILE, KEYFRAME_FILE, MAX_LANES, FrameFormat, archive_id, check_lane_plan, names_digest
+from archive.common import (ENTROPY_FILE, KEYFRAME_FILE, MAX_LANES, FrameFormat, archive_id, check_bound, check_lane_plan,
+                            names_digest)
 from base.errors import TezipError
 
 # The model arithmetic format 3 knows: prednet/reference.py's fixed-order float32 kernel, the same
@@ -126,11 +127,11 @@ class SequenceHeader:
         coder = h.get("coder")
         if not isinstance(coder, dict):
             raise TezipError(f"{where} is corrupt (no frame coder)")
-        bound = h.get("bound") if isinstance(h.get("bound"), dict) else {}
+        bound = check_bound(h.get("bound"), where)
         return cls(
             frames=frames, model=model, loop=loop, warmup=pred.get("warmup"),
             window=pred.get("window"), threshold=pred.get("threshold"), keyframes=keys, lanes=lanes,
-            mode=bound.get("mode"), bounds=bound.get("bounds"), lossless=bool(bound.get("lossless")), coder=coder,
+            mode=bound["mode"], bounds=bound["bounds"], lossless=bound["lossless"], coder=coder,
             frame_checksums=sums, names_digest=digest, archive_id=h.get("archive_id"),
         )
 

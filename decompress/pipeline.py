@@ -192,7 +192,11 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
     seq = archive.sequence
     fmt = seq.frames
     if flags.verbose:
-        for line in describe_archive(archive):
+        try:
+            lines = describe_archive(archive)
+        except Exception:  # settings the decoder has not checked yet: it names what is wrong below
+            lines = ["(the archive's coder settings are unreadable)"]
+        for line in lines:
             print("  " + line, flush=True)
     progress = progress_bar(fmt.n_frames, "decoding")
     try:
@@ -243,12 +247,15 @@ def describe_archive(archive):
             f"{', …' if len(off) > 8 else ''})" if off else ""))
     select = coder.get("block_select")
     if isinstance(select, dict):
-        code0 = "the model" if model is not None else "none"
-        if select.get("extrapolate"):
-            code0 = ("the model, else linear extrapolation" if model is not None else "linear extrapolation")
-        lines.append(f"blocks of {select.get('block')}: {code0}, or the previous frame moved ±{select.get('radius')}"
-                     + (f" (global motion ±{select['global_range']})" if select.get("global_range") else "")
-                     + (", or their mean" if select.get("mean") else ""))
+        candidates = []
+        if model is not None:
+            candidates.append("the model, else linear extrapolation" if select.get("extrapolate") else "the model")
+        elif select.get("extrapolate"):
+            candidates.append("linear extrapolation")
+        candidates.append(f"the previous frame moved ±{select.get('radius')}"
+                          + (f" (global motion ±{select['global_range']})" if select.get("global_range") else ""))
+        lines.append(f"blocks of {select.get('block')}: {', or '.join(candidates)}"
+                     + (", or their mean" if select.get("mean") and len(candidates) > 1 else ""))
     elif seq.model is not None:
         lines.append("blocks: none (the model predicts every pixel)")
     stages = [c.get("id") for c in coder.get("residual", []) if isinstance(c, dict)]

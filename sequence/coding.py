@@ -350,15 +350,19 @@ class SequenceEncoder:
                 self._extrapolated.add(f)
             else:
                 older = None  # no code 0 for this frame
+        # a frame of the model's trial is also coded, only to measure, with what replaces the model where it stops
+        rival = (temporal_candidate(self.coder, None, previous, older)
+                 if mp is not None and self._in_trial.get(f) and older is not None else None)
         mp = temporal_candidate(self.coder, mp, previous, older)
         self._older[f] = previous
         planar = to_planar(frame)
         if self._parallel():
-            self._pending.append((f, frame, planar, self._pool.submit(self.coder.code_predicted, planar, mp, previous)))
+            self._pending.append((f, frame, planar, self._pool.submit(self.coder.code_predicted, planar, mp, previous,
+                                                                      None, rival)))
             self._last[f] = planar  # exact: the decoded frame is the frame
             self._finish_pending(self.threads)
             return frame
-        return self._finish(f, frame, planar, self.coder.code_predicted(planar, mp, previous))
+        return self._finish(f, frame, planar, self.coder.code_predicted(planar, mp, previous, rival=rival))
 
     def _parallel(self):
         if self.threads <= 1:
@@ -385,7 +389,8 @@ class SequenceEncoder:
         if self.coder.last_intra:
             self.stats.add_intra(self.coder, frame.shape[:2])
         elif self.coder.selector is not None:
-            self.stats.add_choices(self.coder.selector, self.coder.last_choices, f in self._extrapolated)
+            self.stats.add_choices(self.coder.selector, self.coder.last_choices,
+                                   f in self._extrapolated or self.coder.last_rival)
         self._extrapolated.discard(f)
         return self._done(f, frame, decoded, chunk, prediction, keep)
 
@@ -449,7 +454,8 @@ class SequenceDecoder:
     def frame(self, f, model_prediction):
         previous = self._last.pop(f - 1)
         mp = None if model_prediction is None else to_planar(model_prediction)
-        mp = temporal_candidate(self.coder, mp, previous, self._older.pop(f - 1, None))
+        older = self._older.pop(f - 1, None)
+        mp = temporal_candidate(self.coder, mp, previous, older)
         self._older[f] = previous
         if self.threads > 1 and self._pool is None and not threadsafe_numba():
             self.threads = 1
@@ -465,7 +471,8 @@ class SequenceDecoder:
             parsed = self._parsed.pop(f).result()
         else:
             parsed = self.coder.parse_frame(self.archive.frame_chunk(self.frame_index[f]), self.shape)
-        return self._done(f, self.coder.rebuild(parsed, mp, previous))
+        rival = temporal_candidate(self.coder, None, previous, older) if parsed[3] else None  # the chunk says
+        return self._done(f, self.coder.rebuild(parsed, mp, previous, rival))
 
 
 def window_bounds(keyframes, n_frames):

@@ -39,7 +39,10 @@ from stages import codec_from_config
 from stages._codec import check_config
 from stages.chain import Alternatives
 
-PREDICTED, INTRA = 0, 1  # a predicted frame's mode byte (with an intra coder)
+# A predicted frame's mode byte (with an intra coder): predicted; coded on its own; predicted with
+# code 0 of the block choice taken by the rival (linear extrapolation) though the model predicted
+# the frame (a frame of the model's trial coded better so; with the block selector's extrapolate).
+PREDICTED, INTRA, RIVAL = 0, 1, 2
 # Intra is tried when the predicted chunk is larger than this fraction of the last intra/keyframe chunk.
 INTRA_TRY_FRACTION = 1.0
 
@@ -99,7 +102,7 @@ class FrameCoder:
         self.mode, self.bounds, self.max_value, self.xp = mode, list(bounds), int(max_value), xp
         self.intra = intra  # a KeyframeCoder: a predicted frame may be coded on its own (module docstring)
         self.intra_reference = None  # encoder only: bytes of the window's keyframe chunk
-        self.last_choices, self.last_intra = None, False  # for the run's statistics
+        self.last_choices, self.last_intra, self.last_rival = None, False, False  # for the run's statistics
         self.last_saving = 0  # bytes the model's candidates saved in the last frame (encoder)
 
     def get_config(self):
@@ -168,32 +171,46 @@ class FrameCoder:
         → (chunk bytes, decoded frame, prediction). choice: (block choices, prediction) already made."""
         return self.finish_frame(frame, self.code_predicted(frame, model_prediction, previous, choice))
 
-    def code_predicted(self, frame, model_prediction, previous, choice=None):
+    def code_predicted(self, frame, model_prediction, previous, choice=None, rival=None):
         """Code a predicted frame, changing nothing in this coder (it only reads the window's
         intra_reference, set at its keyframe), so that frames may be coded so in parallel threads
         (losslessly each frame's decoded frame is the frame itself, known before it is coded):
         → (block choices or None when intra, prediction, chunk, decoded frame, bytes the model's
         candidates saved, (predicted chunk bytes, intra chunk bytes or None)). finish_frame takes
-        it in frame order."""
+        it in frame order. rival: what takes code 0 where the model is stopped (linear
+        extrapolation, (C, H, W)) or None: the frame is also coded with it in place of the model's
+        prediction, kept when smallest (mode byte RIVAL; with an intra coder, else measured only),
+        and the bytes the model saved are counted against the smaller of that and no code 0 (the
+        model's trial judges the model against what replaces it)."""
         choices, p = choice if choice is not None else self.choose(frame, model_prediction, previous)
         body, decoded = self._predicted_chunk(frame, choices, p)
-        saving = 0
-        if model_prediction is not None and self.selector is not None and self.selector.uses_model(choices):
-            from sequence.blockselect import split_choices
+        mode, saving = PREDICTED, 0
+        if model_prediction is not None and self.selector is not None:
+            kept = [(len(body), PREDICTED, choices, p, body, decoded)]  # the smallest kept; ties: the first
+            without = len(body)  # what the frame costs without the model: as it is, when no block took it
+            if self.selector.uses_model(choices):
+                from sequence.blockselect import split_choices
 
-            # the same frame without the model's candidates, kept when smaller (on exact repeats a lower sum
-            # of absolute residuals can cost more bits): losslessly the chunk is never larger than without
-            # a model; encoder only, the decoder reads the codes as any others
-            alt_choices = self.selector.choose(frame, model_prediction, previous, use_model=False,
-                                               vector=split_choices(choices)[1])
-            alt_p = self.prediction(model_prediction, previous, alt_choices)
-            alt_body, alt_decoded = self._predicted_chunk(frame, alt_choices, alt_p)
-            saving = max(0, len(alt_body) - len(body))
-            if len(alt_body) < len(body):
-                choices, p, body, decoded = alt_choices, alt_p, alt_body, alt_decoded
+                # the same frame without the model's candidates, kept when smaller (on exact repeats a lower sum
+                # of absolute residuals can cost more bits): losslessly the chunk is never larger than without
+                # a model; encoder only, the decoder reads the codes as any others
+                alt_choices = self.selector.choose(frame, model_prediction, previous, use_model=False,
+                                                   vector=split_choices(choices)[1])
+                alt_p = self.prediction(model_prediction, previous, alt_choices)
+                alt_body, alt_decoded = self._predicted_chunk(frame, alt_choices, alt_p)
+                kept.append((len(alt_body), PREDICTED, alt_choices, alt_p, alt_body, alt_decoded))
+                without = len(alt_body)
+            if rival is not None:
+                rival_choices, rival_p = self.choose(frame, rival, previous)
+                rival_body, rival_decoded = self._predicted_chunk(frame, rival_choices, rival_p)
+                without = min(without, len(rival_body))
+                if self.intra is not None:  # the mode byte tells the decoder
+                    kept.append((len(rival_body), RIVAL, rival_choices, rival_p, rival_body, rival_decoded))
+            saving = max(0, without - len(body))
+            mode, choices, p, body, decoded = min(kept, key=lambda k: k[0])[1:]
         if self.intra is None:
             return choices, p, body, decoded, saving, (len(body), None)
-        body = bytes([PREDICTED]) + body
+        body = bytes([mode]) + body
         if self.intra_reference is None or len(body) > INTRA_TRY_FRACTION * self.intra_reference:
             intra, intra_decoded = self.intra.encode_frame(np.asarray(frame))
             sizes = (len(body), len(intra) + 1)
@@ -207,6 +224,7 @@ class FrameCoder:
         statistics show (last_choices, last_intra, last_sizes, last_saving)."""
         choices, p, chunk, decoded, self.last_saving, self.last_sizes = coded
         self.last_choices, self.last_intra = choices, self.intra is not None and chunk[0] == INTRA
+        self.last_rival = self.intra is not None and chunk[0] == RIVAL
         return chunk, decoded, p
 
     def _predicted_chunk(self, frame, choices, p):
@@ -226,17 +244,20 @@ class FrameCoder:
 
     def parse_frame(self, chunk, frame_shape):
         """The part of decode_frame that needs no earlier frame, so that frames may be parsed ahead
-        in parallel threads: chunk → (intra frame or None, block choices, the quantizer's codes);
+        in parallel threads: chunk → (intra frame or None, block choices, the quantizer's codes,
+        whether code 0 is the rival: linear extrapolation in place of the model's prediction);
         TezipError when corrupt. frame_shape: (C, H, W)."""
         chunk = bytes(chunk)
-        choices, pos = None, 0
+        choices, pos, rival = None, 0, False
         c, h, w = frame_shape
         if self.intra is not None:
-            if not chunk or chunk[0] not in (PREDICTED, INTRA):
+            modes = (PREDICTED, INTRA, RIVAL) if self.selector is not None and self.selector.extrapolate else (
+                PREDICTED, INTRA)
+            if not chunk or chunk[0] not in modes:
                 raise TezipError("corrupt frame chunk: unknown coding mode")
             if chunk[0] == INTRA:
-                return self.intra.decode_frame(chunk[1:], (c, h, w)), None, None
-            pos = 1
+                return self.intra.decode_frame(chunk[1:], (c, h, w)), None, None, False
+            rival, pos = chunk[0] == RIVAL, 1
         if self.selector is not None:
             size, pos = _read_varint(chunk, pos)
             if pos + size > len(chunk):
@@ -246,14 +267,19 @@ class FrameCoder:
         codes = self.tails.decode(chunk[pos:], (c, h, w))
         for stage in reversed(self.spatial):
             codes = stage.decode(codes)
-        return None, choices, codes
+        return None, choices, codes, rival
 
-    def rebuild(self, parsed, model_prediction, previous):
+    def rebuild(self, parsed, model_prediction, previous, rival=None):
         """parse_frame's result → the decoded frame (C, H, W) int32, against the model's prediction
-        and the previous decoded frame."""
-        intra, choices, codes = parsed
+        (or `rival`, linear extrapolation, where the chunk says code 0 is that) and the previous
+        decoded frame."""
+        intra, choices, codes, uses_rival = parsed
         if intra is not None:
             return intra
+        if uses_rival:
+            if rival is None or model_prediction is None:
+                raise TezipError("corrupt frame chunk: code 0 is linear extrapolation where there is none")
+            model_prediction = rival
         return self.reconstruct(codes, choices, model_prediction, previous)
 
     def reconstruct(self, codes, choices, model_prediction, previous):

@@ -229,3 +229,21 @@ def test_hostile_huge_frames_under_a_memory_limit_end_in_one_line(fuzz, tiny_mod
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tezip.py: error: not enough memory to decode 6 frames of 3000x3000x3"), r.stderr[-2000:]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("bound", [None, {"mode": "abs", "bounds": ["a"], "lossless": False},
+                                   {"mode": "abs", "bounds": [[1]], "lossless": False},
+                                   {"mode": "abs", "bounds": None, "lossless": False},
+                                   {"mode": "zzz", "bounds": [1], "lossless": False},
+                                   {"mode": "abs", "bounds": [0], "lossless": "no"}],
+                         ids=["null", "string", "nested", "bounds-null", "mode", "lossless"])
+def test_header_with_a_malformed_bound_is_refused(fuzz, bound):
+    """QA: bounds of the wrong type passed the header checks and failed deep in the decoder with a
+    traceback (or, in format 2, decoded with a nonsense bound in the summary line)."""
+    decoder, bases = fuzz
+    base = bases[0]
+    magic, version, header, chunks = fz.split_dat(base.files[archive.ENTROPY_FILE])
+    header["bound"] = bound
+    files = dict(base.files, **{archive.ENTROPY_FILE: fz.join_dat(magic, version, header, chunks)})
+    detail = _assert_refused_cheaply(decoder, base, files)
+    assert "bound" in detail or "lossless" in detail, detail

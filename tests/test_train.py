@@ -80,3 +80,14 @@ def test_cli_learn_missing_data_is_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_learn_bad_numbers_are_argument_errors(tmp_path):
+    """QA: --nt 1, --epochs 0 ... exited 1 (a data error); they are argument errors: exit 2, one
+    line, nothing written."""
+    for option in (["--nt", "1"], ["--epochs", "0"], ["--steps", "0"], ["--batch", "0"]):
+        r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path), *option],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, (option, r.stderr)
+        assert r.stderr.strip().count("\n") == 0 and option[0] in r.stderr
+        assert not (tmp_path / "m").exists()
