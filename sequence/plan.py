@@ -199,7 +199,7 @@ class CodecPlan:
         return BlockSelector(self.block, self.motion, code0, mean=code0 and self.mean, global_range=self.global_range,
                              extrapolate=extrapolate)
 
-    def extrapolates(self, model, max_value):
+    def extrapolates(self, max_value):
         """Whether frames no model predicts (a run without one, windows where the model's trial
         stopped it) may take linear extrapolation per block: always, except 8-bit frames
         losslessly, where it never won on the dev footage (its blocks win the sum of absolute
@@ -215,7 +215,7 @@ class CodecPlan:
         head = self.residual_head(max_value)
         tails = Alternatives([Chain(tail) for tail in self.back_ends(wide)])
         intra = self.keyframe_coder(max_value, wide, channels) if self.intra else None
-        selector = self.block_selector(model, self.extrapolates(model, max_value))
+        selector = self.block_selector(model, self.extrapolates(max_value))
         if selector is not None:
             selector.colour_cost = self.colour_transform(channels) is not None
         return FrameCoder(head, self.spatial_stages(head, channels), tails, selector, self.mode,
