@@ -129,6 +129,10 @@ def build_parser():
                             "Default: whole frames")
     learn.add_argument("--stack", type=int, nargs="+", default=[48, 96, 192], metavar="C",
                        help="channels of the hidden layers (default 48 96 192, TEZip's)")
+    learn.add_argument("--skip", type=int, default=0, metavar="K",
+                       help="predict a correction to a learned K x K linear filter of the two previous frames "
+                            "(odd K; it starts as linear extrapolation 2·x[t-1] - x[t-2]): learns smooth dynamics "
+                            "(drift, diffusion) in few steps. Default 0: PredNet as published")
     learn.add_argument("--val-sequences", type=int, default=100, help="validation sequences per epoch (default 100)")
     learn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -142,6 +146,9 @@ def build_parser():
     common.add_argument("-f", "--force", action="store_true", help="force CPU even if a GPU is present")
     common.add_argument("-v", "--verbose", action="store_true", help="print details (per-epoch losses, per-frame errors, stage sizes)")
     return p
+
+
+MAX_SKIP = 15  # the linear skip's largest filter (--skip): wider taps buy nothing on smooth fields
 
 
 def check_job(p, args):
@@ -177,7 +184,7 @@ def run_learn(args):
     options = TrainOptions(
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch, nt=args.nt,
         val_sequences=args.val_sequences, crop=tuple(args.crop) if args.crop else None,
-        hidden_stack=tuple(args.stack), seed=args.seed, verbose=args.verbose,
+        hidden_stack=tuple(args.stack), seed=args.seed, verbose=args.verbose, skip=args.skip,
     )
     r = train(model_dir, data_dir, options)
     print(
@@ -350,6 +357,8 @@ def _main(argv):
                                      ("--batch", args.batch, 1)):
                 if value < low:
                     p.error(f"{flag} must be at least {low} (got {value})")
+            if args.skip < 0 or args.skip > MAX_SKIP or (args.skip and args.skip % 2 == 0):
+                p.error(f"--skip must be 0 or an odd filter size up to {MAX_SKIP} (got {args.skip})")
 
         from prednet.device import select_device
 

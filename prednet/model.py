@@ -11,12 +11,75 @@ training. Frames are float in [0, pixel_max], channels-last: (batch, time, heigh
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 # TEZip's default architecture: stack sizes (channels, 48, 96, 192), every filter 3x3.
 DEFAULT_STACK = (48, 96, 192)
 
 PER_LAYER_OUTPUTS = ("R", "E", "A", "Ahat")
+
+# The linear skip's kernel variable holds its taps / SKIP_GAIN, so Adam (whose early steps are
+# about the learning rate in each variable's own units) moves the taps SKIP_GAIN times faster than
+# the conv-LSTM's weights; layer 0's correction is its convolution times CORRECTION_SCALE, so the
+# same steps move the prediction by errors' sizes, not by whole grey levels. Both powers of two:
+# the reference kernel applies them exactly.
+SKIP_GAIN = 4.0
+CORRECTION_SCALE = 1.0 / 64.0
+
+
+def edge_pad(x, pad):
+    """Pad the two spatial axes of (batch, H, W, C) by `pad` on every side, repeating the edge."""
+    if pad == 0:
+        return x
+    h, w = x.shape[1], x.shape[2]
+    x = ops.concatenate([ops.repeat(x[:, :1], pad, axis=1), x, ops.repeat(x[:, h - 1:], pad, axis=1)], axis=1)
+    return ops.concatenate([ops.repeat(x[:, :, :1], pad, axis=2), x, ops.repeat(x[:, :, w - 1:], pad, axis=2)], axis=2)
+
+
+def skip_taps(kernel, gain):
+    """The linear skip's effective taps (K, K, 2C, C) from its kernel variable (same shape):
+
+        taps = gain · kernel, with the taps on A_{t-1} made to sum to 1 and those on
+        A_{t-1} - A_{t-2} raised by 1, both at the centre (so a zero kernel is extrapolation).
+
+    Summing to 1 keeps the mean: the learnt taps on A_{t-1} only weigh local differences, which
+    are small where the field is smooth, so noise in them costs little. numpy or tensors."""
+    K, C = kernel.shape[0], kernel.shape[-1]
+    centre = np.zeros((K, K, 1, 1), np.float32)
+    centre[K // 2, K // 2] = 1.0
+    eye = np.eye(C, dtype=np.float32)[None, None]
+    taps = kernel * gain
+    on_frame, on_change = taps[:, :, :C], taps[:, :, C:]
+    on_frame = on_frame + centre * (eye - ops.sum(on_frame, axis=(0, 1), keepdims=True))
+    return ops.concatenate([on_frame, on_change + centre * eye], axis=2)
+
+
+class LinearSkip(keras.layers.Layer):
+    """The linear part of a frame prediction: a K x K convolution of the two previous frames,
+
+        base_t = conv_K([A_{t-1}, A_{t-1} - A_{t-2}], skip_taps) + bias   (edge-replicated borders, odd K)
+
+    (batch, H, W, C) each → (batch, H, W, C). A zero kernel (the initial one) is linear
+    extrapolation 2 A_{t-1} - A_{t-2}, so an untrained model with a skip predicts by extrapolation
+    and training learns the linear part of the dynamics (a sub-pixel drift, diffusion) in the taps;
+    PredNet's layer 0 adds its correction to it."""
+
+    def __init__(self, channels, size, gain=SKIP_GAIN, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.size, self.gain = int(channels), int(size), float(gain)
+        if self.size < 1 or self.size % 2 == 0:
+            raise ValueError(f"the linear skip needs an odd filter size, not {size}")
+
+    def build(self, input_shape=None):
+        C, K = self.channels, self.size
+        self.kernel = self.add_weight(shape=(K, K, 2 * C, C), initializer="zeros", name="kernel")
+        self.bias = self.add_weight(shape=(C,), initializer="zeros", name="bias")
+        self.built = True
+
+    def call(self, previous, older):
+        x = edge_pad(ops.concatenate([previous, previous - older], axis=-1), self.size // 2)
+        return ops.conv(x, skip_taps(self.kernel, self.gain), padding="valid") + self.bias
 
 
 def default_config(channels, hidden_stack=DEFAULT_STACK):
@@ -82,6 +145,9 @@ class PredNet(keras.layers.Layer):
         LSTM_inner_activation="hard_sigmoid",
         output_mode="error",
         extrap_start_time=None,
+        skip_filt_size=0,
+        skip_gain=SKIP_GAIN,
+        skip_correction_scale=CORRECTION_SCALE,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -108,6 +174,14 @@ class PredNet(keras.layers.Layer):
         self._check_output_mode(output_mode)
         self.output_mode = output_mode
         self.extrap_start_time = None if extrap_start_time is None else int(extrap_start_time)
+        # skip_filt_size K > 0: the frame prediction is a linear skip (LinearSkip, K x K) of the two
+        # previous frames plus layer 0's output, unrectified: PredNet predicts a correction to it.
+        self.skip_filt_size, self.skip_gain = int(skip_filt_size), float(skip_gain)
+        self.skip_correction_scale = float(skip_correction_scale)
+        if self.skip_filt_size and self.extrap_start_time is not None:
+            raise ValueError("a model with a linear skip does not extrapolate from its own predictions")
+        self.skip = (LinearSkip(self.stack_sizes[0], self.skip_filt_size, self.skip_gain, name="skip")
+                     if self.skip_filt_size else None)
 
         # One convolution per layer computes all four LSTM gates (i, f, c, o) at once: the same
         # parameters as four separate convolutions, in one larger (faster) call.
@@ -116,7 +190,9 @@ class PredNet(keras.layers.Layer):
             for l in range(n)
         ]
         self.ahat_convs = [
-            keras.layers.Conv2D(self.stack_sizes[l], self.Ahat_filt_sizes[l], padding="same", name=f"ahat_{l}")
+            keras.layers.Conv2D(self.stack_sizes[l], self.Ahat_filt_sizes[l], padding="same", name=f"ahat_{l}",
+                                # with a skip, layer 0 adds a correction: none before training
+                                **(dict(kernel_initializer="zeros") if l == 0 and self.skip else {}))
             for l in range(n)
         ]
         self.a_convs = [
@@ -148,6 +224,8 @@ class PredNet(keras.layers.Layer):
             self.ahat_convs[l].build((None, None, None, self.R_stack_sizes[l]))
             if l < n - 1:
                 self.a_convs[l].build((None, None, None, 2 * self.stack_sizes[l]))
+        if self.skip is not None:
+            self.skip.build()
         self.built = True
 
     # -- recurrent state -------------------------------------------------------------------------
@@ -188,11 +266,14 @@ class PredNet(keras.layers.Layer):
             R_new[l] = o * self._lstm_act(c_new[l])
         return R_new, c_new
 
-    def frame_prediction(self, R0):
-        """Ahat_0: the predicted frame, from layer 0's representation."""
+    def frame_prediction(self, R0, base=None):
+        """Ahat_0: the predicted frame, from layer 0's representation; with a linear skip,
+        clip(base + conv(R0), 0, pixel_max), `base` the skip's output for this step."""
+        if self.skip is not None:
+            return ops.clip(base + self.ahat_convs[0](R0) * self.skip_correction_scale, 0.0, self.pixel_max)
         return ops.minimum(self._A_act(self.ahat_convs[0](R0)), self.pixel_max)
 
-    def bottom_up(self, frame, R_new, extrapolate=None, record=None, frame_size=None):
+    def bottom_up(self, frame, R_new, extrapolate=None, record=None, frame_size=None, base=None):
         """Errors of every layer against the input `frame` (batch, H, W, C), padded.
 
         extrapolate: None, or a (batch,) 0/1 tensor: 1 feeds the model its own prediction instead
@@ -205,7 +286,7 @@ class PredNet(keras.layers.Layer):
         a, prediction = frame, None
         for l in range(n):
             if l == 0:
-                ahat = prediction = self.frame_prediction(R_new[0])
+                ahat = prediction = self.frame_prediction(R_new[0], base)
                 if extrapolate is not None:
                     fed_back = ahat
                     if frame_size is not None:
@@ -232,10 +313,11 @@ class PredNet(keras.layers.Layer):
             states += [R[l], c[l], E[l]]
         return states
 
-    def step(self, frame, states, extrapolate=None, record=None, frame_size=None):
-        """One whole time step: returns (prediction of this step's frame, new states, recorded)."""
+    def step(self, frame, states, extrapolate=None, record=None, frame_size=None, base=None):
+        """One whole time step: returns (prediction of this step's frame, new states, recorded).
+        base: the linear skip's output for this step (models with a skip only)."""
         R_new, c_new = self.top_down(states)
-        prediction, E_new, recorded = self.bottom_up(frame, R_new, extrapolate, record, frame_size)
+        prediction, E_new, recorded = self.bottom_up(frame, R_new, extrapolate, record, frame_size, base)
         return prediction, self.join_states(R_new, c_new, E_new), recorded
 
     # -- whole sequences -------------------------------------------------------------------------
@@ -249,11 +331,15 @@ class PredNet(keras.layers.Layer):
         states = self.initial_states(batch, ph, pw, dtype=x.dtype)
         record = None if self.output_mode in ("prediction", "error") else {self.output_mode}
         outputs = []
+        previous = older = ops.zeros_like(x[:, 0])  # the skip's frames: zeros before the first
         for t in range(t_steps):
             extrapolate = None
             if self.extrap_start_time is not None and t >= self.extrap_start_time:
                 extrapolate = ops.ones((batch,), dtype=x.dtype)
-            prediction, states, recorded = self.step(x[:, t], states, extrapolate, record, (height, width))
+            base = self.skip(previous, older) if self.skip is not None else None
+            prediction, states, recorded = self.step(x[:, t], states, extrapolate, record, (height, width), base)
+            # after the first frame both are that frame: the next base extrapolates no motion
+            previous, older = x[:, t], (x[:, t] if t == 0 else previous)
             if self.output_mode == "prediction":
                 outputs.append(prediction[:, :height, :width, :])
             elif self.output_mode == "error":
@@ -290,6 +376,9 @@ class PredNet(keras.layers.Layer):
             LSTM_inner_activation=self.LSTM_inner_activation,
             output_mode=self.output_mode,
             extrap_start_time=self.extrap_start_time,
+            skip_filt_size=self.skip_filt_size,
+            skip_gain=self.skip_gain,
+            skip_correction_scale=self.skip_correction_scale,
         )
         return config
 

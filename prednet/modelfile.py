@@ -39,11 +39,17 @@ ARCH_KEYS = (
     "LSTM_activation",
     "LSTM_inner_activation",
 )
+# Present only in models with a linear skip (prednet.model.LinearSkip), so the architecture, and so
+# the digest, of every model without one is what it always was.
+SKIP_KEYS = ("skip_filt_size", "skip_gain", "skip_correction_scale")
 
 
 def architecture(prednet):
     config = prednet.get_config()
-    return {k: config[k] for k in ARCH_KEYS}
+    arch = {k: config[k] for k in ARCH_KEYS}
+    if config.get("skip_filt_size"):
+        arch.update({k: config[k] for k in SKIP_KEYS})
+    return arch
 
 
 def weight_key(variable):
@@ -215,6 +221,9 @@ def expected_weight_shapes(arch):
         if l < n - 1:
             k = int(arch["A_filt_sizes"][l])
             shapes[f"a_{l}/kernel"], shapes[f"a_{l}/bias"] = (k, k, 2 * stack[l], stack[l + 1]), (stack[l + 1],)
+    k = int(arch.get("skip_filt_size", 0))
+    if k:
+        shapes["skip/kernel"], shapes["skip/bias"] = (k, k, 2 * stack[0], stack[0]), (stack[0],)
     return shapes
 
 

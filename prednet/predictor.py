@@ -44,6 +44,8 @@ class NextFramePredictor:
         import keras
         from keras import ops
 
+        if getattr(prednet, "skip", None) is not None:
+            raise ValueError("a model with a linear skip runs on the reference kernel only (archive format 3)")
         self.prednet = prednet
         self.height, self.width, self.batch = int(height), int(width), int(batch)
         self.channels = prednet.channels

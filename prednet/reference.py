@@ -730,7 +730,12 @@ class ReferenceWeights:
     ("lstm_0/kernel": (K, K, Cin, Cout) as Keras keeps them), without Keras."""
 
     def __init__(self, arch, weights):
+        from prednet.modelfile import ARCH_KEYS, SKIP_KEYS
+
         self.arch = dict(arch)
+        unknown = sorted(set(self.arch) - set(ARCH_KEYS) - set(SKIP_KEYS))
+        if unknown:  # a later version's model: predicting without what it means would be wrong
+            raise ValueError(f"the architecture has {', '.join(unknown)}, which this version of TEZip does not know")
         for key, value in SUPPORTED_ACTIVATIONS.items():
             if self.arch.get(key, value) != value:
                 raise ValueError(f"the reference kernel implements {key}={value!r} only, not {self.arch[key]!r}")
@@ -739,6 +744,12 @@ class ReferenceWeights:
         self.nb_layers = len(self.stack_sizes)
         self.pixel_max = float(self.arch.get("pixel_max", 1.0))
         self.weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+        # A model with a linear skip (prednet.model.LinearSkip): 0 = none.
+        self.skip_filt_size = int(self.arch.get("skip_filt_size", 0))
+        self.skip_gain = float(self.arch.get("skip_gain", 1.0))
+        self.skip_correction_scale = float(self.arch.get("skip_correction_scale", 1.0))
+        if self.skip_filt_size < 0 or (self.skip_filt_size and self.skip_filt_size % 2 == 0):
+            raise ValueError(f"skip_filt_size must be 0 or odd, not {self.skip_filt_size}")
 
     @property
     def channels(self):
@@ -778,6 +789,36 @@ class ReferenceWeights:
             raise ValueError(f"{name}: only square filters are supported")
         return np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), self.weights[f"{name}/bias"], kernel.shape[0]
 
+    def skip(self):
+        """(taps as (C, 2C, K, K), bias, K) of the linear skip: prednet.model.skip_taps, computed in
+        float64 in a fixed order and rounded once to float32 (IEEE arithmetic: the same taps on
+        every machine)."""
+        w, b, K = self.conv("skip")  # (C, 2C, K, K) float32
+        C = w.shape[0]
+        taps = w.astype(np.float64) * self.skip_gain
+        for o in range(C):
+            total = 0.0
+            for dy in range(K):
+                for dx in range(K):
+                    total += float(taps[o, o, dy, dx])
+            taps[o, o, K // 2, K // 2] += 1.0 - total
+            for c in range(C):
+                if c != o:  # the other channels' frame taps sum to 0
+                    total = 0.0
+                    for dy in range(K):
+                        for dx in range(K):
+                            total += float(taps[o, c, dy, dx])
+                    taps[o, c, K // 2, K // 2] -= total
+            taps[o, C + o, K // 2, K // 2] += 1.0
+        return np.ascontiguousarray(taps.astype(np.float32)), b, K
+
+    def correction(self):
+        """(kernel, bias, K) of layer 0's Ahat convolution, times the skip's correction scale: a
+        power of two, so exact (Keras scales the convolution's output; the same up to rounding)."""
+        w, b, K = self.conv("ahat_0")
+        s = np.float32(self.skip_correction_scale)
+        return np.ascontiguousarray(w * s), np.ascontiguousarray(b * s), K
+
     def lstm(self, l):
         """The gate convolution with its rows interleaved: row 4j + g = gate g (i, f, c, o) of channel j."""
         w, b, K = self.conv(f"lstm_{l}")
@@ -816,6 +857,9 @@ def reference_memory(weights, height, width, batch):
         inputs = (R + 2 * s + above + R + 2 * s) * (h + 4) * (w + 4) + 512 * (R + 4 * s + above)
         activations = 3 * s * h * w  # Ahat_l, A_l, relu(conv(E_l)) before pooling
         total += 3 * state + inputs + activations
+    if wts.skip_filt_size:  # the two previous frames, the skip's padded input and its output
+        c, k = wts.channels, wts.skip_filt_size
+        total += 3 * c * ph * pw + 2 * c * (ph + k) * (pw + k) + 512 * 2 * c
     return 4 * total * int(batch)
 
 
@@ -842,7 +886,8 @@ class ReferencePredictor:
         self.ph, self.pw = _padded_size(self.height, self.width, n)
         self.sizes = [(self.ph // 2**l, self.pw // 2**l) for l in range(n)]
         self.lstm = [_Conv(ops, *m.lstm(l), *self.sizes[l], B) for l in range(n)]
-        self.ahat = [_Conv(ops, *m.conv(f"ahat_{l}"), *self.sizes[l], B) for l in range(n)]
+        self.ahat = [_Conv(ops, *(m.correction() if l == 0 and m.skip_filt_size else m.conv(f"ahat_{l}")),
+                           *self.sizes[l], B) for l in range(n)]
         self.a = [_Conv(ops, *m.conv(f"a_{l}"), *self.sizes[l], B) for l in range(n - 1)]
         for l in range(n):
             cin = m.R_stack_sizes[l] + 2 * m.stack_sizes[l] + (m.R_stack_sizes[l + 1] if l + 1 < n else 0)
@@ -850,6 +895,14 @@ class ReferencePredictor:
                 raise ValueError(f"lstm_{l} takes {self.lstm[l].w.shape[1]} channels, the architecture gives {cin}")
         self._empty = xp.zeros((B, 0, 1, 1), np.float32)
         self._ones = xp.ones(B, np.uint8)
+        # The linear skip (models that have one): its input is [A_{t-1}, A_{t-1} - A_{t-2}], the
+        # two previous padded frames each lane was shown; zeros for a lane just reset.
+        self.skip = None
+        if m.skip_filt_size:
+            self.skip = _Conv(ops, *m.skip(), self.ph, self.pw, B)
+            self.previous = xp.zeros((B, m.channels, self.ph, self.pw), np.float32)
+            self.older = xp.zeros_like(self.previous)
+            self._fresh = xp.zeros(B, bool)
         self.states = []
         for l in range(n):
             h, w = self.sizes[l]
@@ -874,19 +927,41 @@ class ReferencePredictor:
             R_new[l] = xp.empty((B, m.R_stack_sizes[l], h, w), np.float32)
             c_new[l] = xp.empty((B, m.R_stack_sizes[l], h, w), np.float32)
             ops.conv_lstm(conv.xf, conv.Wp, conv.K, conv.w, conv.b, c_prev[l], keep, R_new[l], c_new[l])
-        ahat0 = self._ahat(0, R_new[0])
+        if self.skip is None:
+            ahat0 = self._ahat(0, R_new[0])
+        else:
+            self._fresh = keep == 0
+            # Ahat_0 = clip(base + correction, 0, pixel_max): one float32 add, then comparisons
+            base, correction = self._skip_base(keep), self._ahat(0, R_new[0], mode=0)
+            ahat0 = xp.minimum(xp.maximum(base + correction, f32(0.0)), f32(m.pixel_max))
         self._pending = (R_new, c_new, ahat0)
         pred = ahat0[:, :, : self.height, : self.width].transpose(0, 2, 3, 1)
         return np.ascontiguousarray(ops.to_host(xp.ascontiguousarray(pred)))
 
-    def _ahat(self, l, R):
+    def _ahat(self, l, R, mode=None):
         ops, xp = self.ops, self.ops.xp
         conv = self.ahat[l]
         h, w = self.sizes[l]
         ops.pack(conv.xf, conv.Wp, conv.pb, h, w, R, self._empty, self._empty, self._ones)
         out = xp.empty((self.batch, self.model.stack_sizes[l], h, w), np.float32)
-        ops.conv(conv.xf, conv.Wp, conv.K, conv.w, conv.b, out, 2 if l == 0 else 1, self.model.pixel_max)
+        ops.conv(conv.xf, conv.Wp, conv.K, conv.w, conv.b, out, (2 if l == 0 else 1) if mode is None else mode,
+                 self.model.pixel_max)
         return out
+
+    def _skip_base(self, keep):
+        """The linear skip's output (batch, C, H, W) for this step: the convolution of the
+        edge-replicated [previous, previous - older] (zeros for reset lanes), written straight into
+        the skip's padded buffer (rows of Wp = W + K - 1, as the convolution reads them)."""
+        ops, xp, conv = self.ops, self.ops.xp, self.skip
+        B, C, H, W = self.previous.shape
+        x = xp.concatenate([self.previous, self.previous - self.older], axis=1)
+        x = x * (keep != 0).astype(np.float32).reshape(B, 1, 1, 1)  # a reset lane has seen nothing
+        p = conv.pb
+        padded = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="edge")
+        conv.xf[:, :, : padded.shape[2] * padded.shape[3]] = padded.reshape(B, 2 * C, -1)
+        base = xp.empty((B, C, H, W), np.float32)
+        ops.conv(conv.xf, conv.Wp, conv.K, conv.w, conv.b, base, 0, self.model.pixel_max)
+        return base
 
     def update(self, frames):
         """Show every lane its actual frame for this step (batch, H, W, C) float32 in [0, 1]."""
@@ -898,6 +973,7 @@ class ReferencePredictor:
         if (self.ph, self.pw) != (self.height, self.width):  # edge replication, as pad_frames
             a = xp.ascontiguousarray(xp.pad(a, ((0, 0), (0, 0), (0, self.ph - self.height), (0, self.pw - self.width)),
                                             mode="edge"))
+        a0 = a
         E_new = [None] * n
         for l in range(n):
             h, w = self.sizes[l]
@@ -915,6 +991,10 @@ class ReferencePredictor:
         for l in range(n):
             states += [R_new[l], c_new[l], E_new[l]]
         self.states = states
+        if self.skip is not None:  # after a lane's first frame both are that frame (no motion yet)
+            fresh = self._fresh.reshape(B, 1, 1, 1)
+            self.older = xp.where(fresh, a0, self.previous)
+            self.previous = a0
         self._pending = None
 
 

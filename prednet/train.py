@@ -30,6 +30,9 @@ class TrainOptions:
     final_learning_rate: float = 1e-4  # for the last quarter of the epochs
     crop: tuple | None = None  # (height, width); None trains on whole frames
     hidden_stack: tuple = (48, 96, 192)
+    # > 0: the model predicts a correction to a learned K x K linear filter of the two previous
+    # frames, initialised to linear extrapolation (prednet.model.LinearSkip); 0: PredNet as published
+    skip: int = 0
     seed: int = 0
     verbose: bool = False
 
@@ -159,6 +162,8 @@ def train(model_dir, data_dir, options: TrainOptions):
     o = options
     if o.nt < 2:
         raise TezipError("--nt must be at least 2 (the first time step only primes the model)")
+    if o.skip < 0 or (o.skip and o.skip % 2 == 0):
+        raise TezipError(f"the linear skip needs an odd filter size (got {o.skip})")
     if o.epochs < 1 or o.steps_per_epoch < 1 or o.batch_size < 1:
         raise TezipError("--epochs, --steps and --batch must be at least 1")
     train_starts, val_starts = sequence_starts(s_train, o.nt), sequence_starts(s_val, o.nt)
@@ -169,7 +174,8 @@ def train(model_dir, data_dir, options: TrainOptions):
 
     keras.utils.set_random_seed(o.seed)
     channels = X_train.shape[-1]
-    prednet = PredNet(**default_config(channels, o.hidden_stack), output_mode="error", name="prednet")
+    prednet = PredNet(**default_config(channels, o.hidden_stack), output_mode="error", skip_filt_size=o.skip,
+                      name="prednet")
     hw = crop_size(X_train.shape[1], X_train.shape[2], o.crop, spatial_multiple(prednet.nb_layers))
     model = build_training_model(prednet, o.nt, *hw)
     model.compile(optimizer=keras.optimizers.Adam(o.learning_rate), loss="mean_absolute_error")

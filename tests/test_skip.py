@@ -1,0 +1,223 @@
+"""PredNet with a linear skip (`-l --skip K`, prednet.model.LinearSkip): the model predicts a
+correction to a learned K x K filter of the two previous frames that starts as linear
+extrapolation. Untrained it predicts by extrapolation; the reference kernel follows Keras, keeps
+its bits across batches, resets and the emulated CUDA source; training on a drifting smooth field
+beats extrapolation; archives made with it decode exactly (lossless) and within the bound."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from conftest import TINY_STACK, write_frames  # noqa: E402
+from prednet import reference as ref  # noqa: E402
+from prednet.scale import ValueScale  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def drifting_field(n, height, width, seed=0, drift=(0.35, 0.8), sigma=2.0):
+    """(n, H, W, 1) uint16: smooth blobs carried by a uniform sub-pixel drift (Fourier shift), with
+    Gaussian read noise σ counts: dynamics extrapolation cannot follow and a 3 x 3 filter can."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    field = np.zeros((height, width))
+    for _ in range(12):
+        cy, cx, s = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(3, 8)
+        field += rng.uniform(-1, 1) * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * s * s))
+    ky = np.fft.fftfreq(height)[:, None]
+    kx = np.fft.fftfreq(width)[None, :]
+    spectrum = np.fft.fft2(field)
+    frames = []
+    for t in range(n):
+        shift = np.exp(-2j * np.pi * (ky * drift[0] * t + kx * drift[1] * t))
+        frames.append(np.real(np.fft.ifft2(spectrum * shift)))
+    frames = np.stack(frames)
+    frames = 8000 + (frames - frames.min()) / (frames.max() - frames.min()) * 40000
+    frames += rng.normal(0, sigma, frames.shape)
+    return np.clip(np.rint(frames), 0, 65535).astype(np.uint16)[..., None]
+
+
+def write_tiffs(folder, frames):
+    import tifffile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        tifffile.imwrite(folder / f"f_{i:04d}.tif", f[..., 0], photometric="minisblack")
+    return folder
+
+
+def train_on(root, frames, skip, epochs, steps, seed=0):
+    from prednet.train import TrainOptions, train
+    from train_data_create import create_train_data
+
+    cut = int(len(frames) * 0.75)
+    write_tiffs(root / "seqs" / "train", frames[:cut])
+    write_tiffs(root / "seqs" / "val", frames[cut:])
+    create_train_data(root / "seqs", root / "data", val_dirs=["val"])
+    options = TrainOptions(epochs=epochs, steps_per_epoch=steps, batch_size=4, nt=6, val_sequences=8,
+                           crop=(32, 32), hidden_stack=TINY_STACK, seed=seed, skip=skip)
+    return root / "model", train(root / "model", root / "data", options)
+
+
+@pytest.fixture(scope="module")
+def skip_model(tmp_path_factory):
+    """A tiny 1-channel model with a 3 x 3 skip, trained on a drifting field: (folder, TrainResult)."""
+    root = tmp_path_factory.mktemp("skip")
+    return train_on(root, drifting_field(40, 48, 48), skip=3, epochs=4, steps=12)
+
+
+def untrained(skip=5, channels=1):
+    from prednet.model import PredNet, default_config
+
+    net = PredNet(**default_config(channels, TINY_STACK), output_mode="prediction", skip_filt_size=skip,
+                  name="prednet")
+    net.build()
+    return net
+
+
+def frames01(n=7, height=20, width=28, seed=1):
+    v = drifting_field(n, height, width, seed=seed)
+    return ValueScale.for_frames(v).to_model(v)
+
+
+def test_untrained_predicts_linear_extrapolation():
+    import keras
+
+    x = frames01()[None]  # (1, T, H, W, 1)
+    net = untrained()
+    keras_out = keras.ops.convert_to_numpy(net(x))[0]
+    extrapolation = np.clip(2 * x[0, 1:-1] - x[0, :-2], 0, 1)
+    assert np.abs(keras_out[2:] - extrapolation).max() < 1e-6
+    assert np.abs(keras_out[1] - x[0, 0]).max() < 1e-6  # one frame seen: no motion yet
+    p = ref.ReferencePredictor(net, 20, 28, 1)
+    out = []
+    for t in range(x.shape[1]):
+        out.append(p.predict(np.array([t == 0], np.float32))[0])
+        p.update(x[:, t])
+    out = np.stack(out)
+    assert np.abs(out[2:] - extrapolation).max() < 1e-6
+    assert np.abs(out[1] - x[0, 0]).max() < 1e-6
+
+
+def test_training_beats_extrapolation_on_a_drift(skip_model):
+    """The learnt taps follow a sub-pixel drift that extrapolation (and the previous frame) cannot."""
+    _, result = skip_model
+    assert result.best_val_loss < 0.9 * min(result.extrapolation_val_loss, result.previous_val_loss), result
+
+
+def run_lanes(predictor, frames, resets):
+    out = []
+    for s in range(len(frames)):
+        out.append(predictor.predict(resets[s]))
+        predictor.update(frames[s])
+    return np.stack(out)
+
+
+RESETS = np.array([[1, 1, 1], [0, 0, 1], [0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 1, 1]], np.float32)
+
+
+def lanes_of(n_lanes, steps=7, height=20, width=28):
+    return np.stack([frames01(steps, height, width, seed=10 + k) for k in range(n_lanes)], axis=1)
+
+
+def test_reference_close_to_keras_and_the_same_bits_in_any_batch(skip_model):
+    import keras
+
+    from prednet.modelfile import load_model
+
+    folder, _ = skip_model
+    weights = ref.ReferenceWeights.from_model_dir(folder)
+    frames = lanes_of(3)
+    batch = run_lanes(ref.ReferencePredictor(weights, 20, 28, 3), frames, RESETS)
+    for k in range(3):
+        alone = run_lanes(ref.ReferencePredictor(weights, 20, 28, 1), frames[:, k: k + 1], RESETS[:, k: k + 1])
+        assert alone.tobytes() == batch[:, k: k + 1].tobytes()
+    # each lane from its last reset on is what Keras predicts for that stretch of frames
+    net, _ = load_model(folder)
+    for k in range(3):
+        start = max(s for s in range(len(RESETS)) if RESETS[s, k])
+        keras_out = keras.ops.convert_to_numpy(net(frames[None, start:, k]))[0]
+        assert np.abs(batch[start:, k] - keras_out).max() < 1e-4
+    assert 0.0 <= batch.min() and batch.max() <= 1.0
+
+
+def test_emulated_cuda_source_equals_numba(skip_model, tmp_path_factory):
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ to compile the CUDA source for the CPU")
+    from test_reference import EmulatedCuda
+
+    weights = ref.ReferenceWeights.from_model_dir(skip_model[0])
+    frames = lanes_of(3, steps=4, height=12, width=20)
+    numba_out = run_lanes(ref.ReferencePredictor(weights, 12, 20, 3), frames, RESETS[:4])
+    gpu = ref.ReferencePredictor(weights, 12, 20, 3, ops=ref.CudaOps(np, EmulatedCuda(tmp_path_factory.mktemp("cu"))))
+    assert run_lanes(gpu, frames, RESETS[:4]).tobytes() == numba_out.tobytes()
+
+
+@pytest.mark.parametrize("bound", [0, 2])
+def test_archives_with_a_skip_model_round_trip(skip_model, tmp_path, bound):
+    from compress.pipeline import compress_folder
+    from decompress.pipeline import decompress_folder
+    from sequence.plan import CodecPlan, RunFlags
+
+    frames = drifting_field(14, 40, 56, seed=7)
+    images = write_tiffs(tmp_path / "in", frames)
+    model = str(skip_model[0])
+    compress_folder(model, images, tmp_path / "c", CodecPlan.make(window=13, bounds=(bound,)), RunFlags())
+    decompress_folder(model, tmp_path / "c", tmp_path / "out", RunFlags())
+    import tifffile
+
+    out = np.stack([tifffile.imread(tmp_path / "out" / f"f_{i:04d}.tif") for i in range(14)])
+    assert np.abs(out.astype(np.int64) - frames[..., 0]).max() <= bound
+
+
+def test_model_files_record_the_skip(skip_model):
+    import json
+
+    from prednet.modelfile import SKIP_KEYS, load_weights
+
+    folder, _ = skip_model
+    arch = json.loads((folder / "prednet_model.json").read_text())["architecture"]
+    assert arch["skip_filt_size"] == 3 and set(SKIP_KEYS) <= set(arch)
+    weights, _ = load_weights(folder)
+    assert weights.skip_filt_size == 3 and weights.skip()[0].shape == (1, 2, 3, 3)
+
+
+def test_keras_frame_stepper_refuses_a_skip_model():
+    from prednet.predictor import NextFramePredictor
+
+    with pytest.raises(ValueError, match="linear skip"):
+        NextFramePredictor(untrained(3), 16, 16, 1)
+
+
+@pytest.mark.parametrize("value", ["4", "-1", "17"])
+def test_cli_refuses_a_bad_skip(tmp_path, value):
+    r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d"),
+                        "--skip", value], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2
+    assert "--skip must be 0 or an odd filter size" in r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_unknown_architecture_key_is_refused(skip_model, tmp_path):
+    import json
+    import shutil
+
+    from base.errors import TezipError
+    from prednet.modelfile import load_weights
+
+    folder = tmp_path / "later"
+    shutil.copytree(skip_model[0], folder)
+    doc = json.loads((folder / "prednet_model.json").read_text())
+    doc["architecture"]["skip_order"] = 3
+    (folder / "prednet_model.json").write_text(json.dumps(doc))
+    with pytest.raises(TezipError, match="skip_order, which this version of TEZip does not know"):
+        load_weights(folder)
