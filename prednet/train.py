@@ -33,6 +33,7 @@ class TrainOptions:
     # > 0: the model predicts a correction to a learned K x K linear filter of the two previous
     # frames, initialised to linear extrapolation (prednet.model.LinearSkip); 0: PredNet as published
     skip: int = 0
+    skip_fit: bool = True  # start the skip's taps from least squares (prednet/skipfit.py), not extrapolation
     seed: int = 0
     verbose: bool = False
 
@@ -187,6 +188,21 @@ def train(model_dir, data_dir, options: TrainOptions):
     n_val_batches = max(1, min(o.val_sequences, len(val_starts)) // o.batch_size)
     val_batches = SequenceBatches(X_val, val_starts, o.nt, hw, o.batch_size, n_val_batches, o.seed + 1, fixed=True,
                                   scales=frame_value_scales(X_val, s_val))
+    t_fit = time.time()
+    if o.skip and o.skip_fit:
+        from prednet.skipfit import fit_skip
+
+        train_scales = frame_value_scales(X_train, s_train)
+
+        def frame_at(i):
+            return train_scales[i].to_model(X_train[i]) if train_scales else X_train[i].astype(np.float32) / 255.0
+
+        kernel, bias = fit_skip(frame_at, sequence_starts(s_train, 3), o.skip, prednet.skip.gain, o.seed)
+        prednet.skip.kernel.assign(kernel)
+        prednet.skip.bias.assign(bias)
+        if o.verbose:
+            print(f"linear skip: {o.skip}x{o.skip} taps fitted by least squares in {time.time() - t_fit:.1f} s",
+                  flush=True)
     result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
     result.blank_val_loss, result.previous_val_loss, result.extrapolation_val_loss = baseline_losses(val_batches)
     info = {
@@ -198,7 +214,9 @@ def train(model_dir, data_dir, options: TrainOptions):
         "seed": o.seed,
         "data_dtype": X_train.dtype.name,
     }
-    t0 = time.time()
+    if o.skip:
+        info["skip_start"] = "least squares" if o.skip_fit else "extrapolation"
+    t0 = t_fit
     for epoch in range(o.epochs):
         lr = o.learning_rate if epoch < switch_epoch else o.final_learning_rate
         model.optimizer.learning_rate.assign(lr)

@@ -221,3 +221,37 @@ def test_an_unknown_architecture_key_is_refused(skip_model, tmp_path):
     (folder / "prednet_model.json").write_text(json.dumps(doc))
     with pytest.raises(TezipError, match="skip_order, which this version of TEZip does not know"):
         load_weights(folder)
+
+
+def test_least_squares_start_finds_the_drift_taps():
+    """fit_skip on a sub-pixel drift: its taps predict held-out frames much better than
+    extrapolation, and the model built with them predicts exactly what the taps say."""
+    import keras
+
+    from prednet.skipfit import fit_skip
+
+    v = drifting_field(12, 40, 40, seed=3)
+    x = ValueScale.for_frames(v).to_model(v)
+    net = untrained(skip=5)
+    kernel, bias = fit_skip(lambda i: x[i], list(range(8)), 5, net.skip.gain)
+    net.skip.kernel.assign(kernel)
+    net.skip.bias.assign(bias)
+    out = keras.ops.convert_to_numpy(net(x[None, 8:]))[0]
+    fitted = np.abs(out[2:] - x[10:]).mean()
+    extrapolation = np.abs(np.clip(2 * x[9:11] - x[8:10], 0, 1) - x[10:]).mean()
+    assert fitted < 0.5 * extrapolation, (fitted, extrapolation)
+    p = ref.ReferencePredictor(net, 40, 40, 1)
+    ours = []
+    for t in range(4):
+        ours.append(p.predict(np.array([t == 0], np.float32))[0])
+        p.update(x[None, 8 + t])
+    assert np.abs(np.stack(ours)[2:] - out[2:]).max() < 1e-5
+
+
+def test_least_squares_start_refuses_constant_frames():
+    from base.errors import TezipError
+    from prednet.skipfit import fit_skip
+
+    flat = np.full((6, 16, 16, 1), 0.5, np.float32)
+    with pytest.raises(TezipError, match="singular"):
+        fit_skip(lambda i: flat[i], [0, 1, 2], 3, 4.0)

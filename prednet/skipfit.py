@@ -1,0 +1,99 @@
+"""Least-squares start for a linear skip (prednet.model.LinearSkip), `tezip.py -l --skip K`.
+
+Gradient steps move the skip's taps slowly and chase the large, smooth part of the error first;
+the taps that average the noise of the two previous frames (where, losslessly, the bytes are) get
+almost no gradient in a CPU's budget of steps. So training starts from the taps that minimise the
+prediction error of the linear part alone over the training sequences, found in one solve:
+
+    x_t - (2 x_{t-1} - x_{t-2}) ≈ Σ_c Σ_d u[d, c] (x_{t-1,c}(p + d) - x_{t-1,c}(p))
+                                  + Σ_c Σ_d v[d, c] Δ_c(p + d) + bias,     Δ = x_{t-1} - x_{t-2}
+
+per output channel, over K x K offsets d (edge-replicated borders, as the model pads), which is
+exactly the skip's parametrisation (skip_taps: gain · kernel on the frame summing to 1, on the
+change raised by 1 at the centre), solved by stages/_lsfit.fit: a plain fit, then Cauchy-IRLS with
+the plain fit's median absolute residual as the scale (the coder pays about log |error|, so the
+bulk of the pixels matters, not the few large errors). The gradient epochs then train the taps and
+PredNet's correction together from there.
+"""
+
+import numpy as np
+
+from base.errors import TezipError
+
+MAX_VALUES = 20_000_000  # features x samples held at once (float64): 160 MB
+TRIPLES = 64  # consecutive frame triples sampled from the training sequences
+
+
+def _neighbourhoods(frame, K):
+    """(K*K, H, W) float64: frame (H, W) at every offset of a K x K window, edge-replicated."""
+    p = K // 2
+    padded = np.pad(frame, p, mode="edge")
+    H, W = frame.shape
+    return np.stack([padded[dy: dy + H, dx: dx + W] for dy in range(K) for dx in range(K)])
+
+
+def skip_features(previous, older, K):
+    """(F, H*W) features of each pixel for the skip's least-squares fit and the (C, H*W) target
+    offset (the extrapolation), from two frames (H, W, C) float: for every input channel the
+    K*K - 1 frame differences x(p + d) - x(p) (centre left out: it is 0) and the K*K changes."""
+    C = previous.shape[-1]
+    centre = (K * K) // 2
+    rows = []
+    for c in range(C):
+        n = _neighbourhoods(previous[..., c].astype(np.float64), K)
+        rows.append(np.delete(n - n[centre], centre, axis=0))
+    for c in range(C):
+        rows.append(_neighbourhoods(previous[..., c].astype(np.float64) - older[..., c], K))
+    features = np.concatenate(rows).reshape(-1, previous.shape[0] * previous.shape[1])
+    extrapolation = (2.0 * previous.astype(np.float64) - older).reshape(-1, C).T
+    return features, extrapolation
+
+
+def fit_skip(frames_at, starts, K, gain, seed=0):
+    """Fit a K x K skip's kernel (K, K, 2C, C) float32 and bias (C,) float32 by least squares.
+
+    frames_at(i) → frame i (H, W, C) float32 in the model's [0, 1]; starts: indices i where
+    frames i, i+1, i+2 come from one sequence. Raises TezipError when there is no triple or the
+    system is singular (a constant sequence: nothing to learn)."""
+    from stages._lsfit import fit
+
+    starts = np.asarray(starts)
+    if len(starts) == 0:
+        raise TezipError("the linear skip needs sequences of at least 3 frames to fit its taps")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(starts, size=min(TRIPLES, len(starts)), replace=False)
+    first = frames_at(int(picks[0]))
+    H, W, C = first.shape
+    n_features = C * (K * K - 1) + C * K * K
+    per_triple = max(1, min(H * W, MAX_VALUES // (n_features * len(picks))))
+    X, Y = [], []
+    for i in picks:
+        older, previous, target = (frames_at(int(i) + k).astype(np.float64) for k in range(3))
+        features, extrapolation = skip_features(previous, older, K)
+        pixels = rng.choice(H * W, size=per_triple, replace=False)
+        X.append(features[:, pixels])
+        Y.append(target.reshape(-1, C).T[:, pixels] - extrapolation[:, pixels])
+    AT = np.ascontiguousarray(np.concatenate(X, axis=1))
+    Y = np.concatenate(Y, axis=1)
+    taps = np.zeros((n_features, C))
+    bias = np.zeros(C)
+    for c in range(C):
+        y = np.ascontiguousarray(Y[c])
+        coef, intercept = fit(AT, y, 0, 1.0, 1e-9, 0.0, 0.0)
+        if coef.size == 0:
+            raise TezipError("the linear skip's least-squares fit is singular (are the training frames constant?)")
+        scale = float(np.median(np.abs(y - coef @ AT - intercept))) or 1e-6
+        coef, intercept = fit(AT, y, 6, scale, 1e-9, 0.0, 0.0)
+        if coef.size == 0:
+            raise TezipError("the linear skip's least-squares fit is singular (are the training frames constant?)")
+        taps[:, c], bias[c] = coef, intercept
+    kernel = np.zeros((K, K, 2 * C, C))
+    centre = (K * K) // 2
+    offsets = [d for d in range(K * K) if d != centre]
+    for c_in in range(C):
+        for j, d in enumerate(offsets):
+            kernel[d // K, d % K, c_in] = taps[c_in * (K * K - 1) + j]
+        base = C * (K * K - 1) + c_in * K * K
+        for d in range(K * K):
+            kernel[d // K, d % K, C + c_in] = taps[base + d]
+    return (kernel / gain).astype(np.float32), bias.astype(np.float32)
