@@ -35,6 +35,8 @@ CASES = {
     "v3/rgb_none_lossless": ("none", "rgb", "abs", None),  # keyframes, intra frames: wpred or MED
     "v3/gray16_none_lossless": ("none", "gray16", "abs", None),
     "v3/gray16_none_abs2": ("none", "gray16", "abs", 2),  # blocks take linear extrapolation (extrapolate)
+    "v3/gray16_skip_lossless": ("skip1", "gray16", "abs", None),  # a model with a linear skip, every pixel
+    "v3/gray16_skip_abs2": ("skip1", "gray16", "abs", 2),
 }
 
 
