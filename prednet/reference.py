@@ -22,7 +22,11 @@ float32 operations (+ - * / and comparisons), which IEEE 754 makes the same ever
 
 The structure is prednet/model.py's (the same concatenations, gate order i, f, c, o, nearest 2x
 upsampling, 2x2 max pooling, edge-replicated padding, lane resets), so the predictions are close
-to Keras' — not equal: summation order and tanh differ in the last bits.
+to Keras' — not equal: summation order and tanh differ in the last bits. A model with a linear
+skip (prednet.model.LinearSkip) adds its K x K convolution of [A_{t-1}, A_{t-1} - A_{t-2}] (taps
+from ReferenceWeights.skip, float64 then rounded once) to layer 0's unrectified convolution (scaled
+by a power of two: exact) with one float32 add, then clips to [0, pixel_max]; each lane keeps its
+two previous padded frames beside the states (zeros after a reset, both the first frame after it).
 
 Layout: planar (lane, channel, row, column) float32. Each convolution reads its input from a
 zero-padded buffer flattened per channel, with rows of Wp = W + K - 1 values: output (y, x) is at
