@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parent.parent
 ALLOWED = {
     "base": set(),
     "stages": {"base"},
-    "prednet": {"base"},
+    "prednet": {"base", "stages"},  # skipfit.py: stages._lsfit's least-squares fitter
     "frames": {"base"},
     "archive": {"base", "frames"},
     "sequence": {"base", "stages", "prednet"},
