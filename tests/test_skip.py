@@ -14,9 +14,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from conftest import TINY_STACK, write_frames  # noqa: E402
+from conftest import TINY_STACK  # noqa: E402
 from prednet import reference as ref  # noqa: E402
 from prednet.scale import ValueScale  # noqa: E402
+from test_reference import EmulatedCuda, run_schedule as run_lanes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,14 +113,6 @@ def test_training_beats_extrapolation_on_a_drift(skip_model):
     assert result.best_val_loss < 0.9 * min(result.extrapolation_val_loss, result.previous_val_loss), result
 
 
-def run_lanes(predictor, frames, resets):
-    out = []
-    for s in range(len(frames)):
-        out.append(predictor.predict(resets[s]))
-        predictor.update(frames[s])
-    return np.stack(out)
-
-
 RESETS = np.array([[1, 1, 1], [0, 0, 1], [0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 1, 1]], np.float32)
 
 
@@ -153,8 +146,6 @@ def test_emulated_cuda_source_equals_numba(skip_model, tmp_path_factory):
 
     if shutil.which("g++") is None:
         pytest.skip("no g++ to compile the CUDA source for the CPU")
-    from test_reference import EmulatedCuda
-
     weights = ref.ReferenceWeights.from_model_dir(skip_model[0])
     frames = lanes_of(3, steps=4, height=12, width=20)
     numba_out = run_lanes(ref.ReferencePredictor(weights, 12, 20, 3), frames, RESETS[:4])
