@@ -49,7 +49,7 @@ class Summary:
     def line(self):
         psnr = "inf" if math.isinf(self.psnr) else f"{self.psnr:.2f} dB"
         return (
-            f"compressed {self.frames} frames ({self.keyframes} keyframes): {self.raw_bytes} -> {self.compressed_bytes} "
+            f"compressed {self.frames} frames ({self.keyframes} keyframe{'s' if self.keyframes != 1 else ''}): {self.raw_bytes} -> {self.compressed_bytes} "
             f"bytes, ratio {self.ratio:.2f}, max abs error {self.max_abs_error}, PSNR {psnr}, {self.seconds:.2f} s"
         )
 

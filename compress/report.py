@@ -57,7 +57,7 @@ def render_report(names, summary, threshold=None, max_value=255, title=""):
     # reading a `$...$` in a name as TeX (which fails on most such names); printable() escapes
     # control characters.
     ax_bytes.set_title(
-        f"{printable(title)}  {summary.frames} frames, {len(keys)} keyframes, ratio {summary.ratio:.2f}, "
+        f"{printable(title)}  {summary.frames} frames, {len(keys)} keyframe{'s' if len(keys) != 1 else ''}, ratio {summary.ratio:.2f}, "
         f"max abs error {summary.max_abs_error}".strip(), parse_math=False
     )
 

@@ -228,7 +228,7 @@ def describe_archive(archive):
     fmt = seq.frames
     bound = "lossless" if seq.lossless else f"{seq.mode} bound {', '.join(f'{b:g}' for b in seq.bounds)}"
     lines = [f"format {archive.version}: {fmt.n_frames} frames of {fmt.width}x{fmt.height} {archive.mode}, "
-             f"{len(seq.keyframes)} keyframes, {len(seq.lanes)} lane(s), {bound}"]
+             f"{len(seq.keyframes)} keyframe{'s' if len(seq.keyframes) != 1 else ''}, {len(seq.lanes)} lane(s), {bound}"]
     if archive.version == 2:  # its headers name the model and the stages in other terms
         digest = getattr(seq, "model_digest", None)
         lines.append(f"model: digest {str(digest)[:16]}…" if digest else "model: none")
@@ -278,7 +278,7 @@ def report_decoded(archive, comp_dir, out, sink, t0, label):
     exact = "bit-exact" if seq.lossless else f"within {seq.mode} bound {seq.bounds}"
     result = Decoded(fmt.n_frames, raw, comp_bytes, seconds)
     print(
-        f"{label}decompressed {fmt.n_frames} frames ({len(seq.keyframes)} keyframes) into {out.path}, "
+        f"{label}decompressed {fmt.n_frames} frames ({len(seq.keyframes)} keyframe{'s' if len(seq.keyframes) != 1 else ''}) into {out.path}, "
         f"every frame verified against its checksum ({exact}): {comp_bytes} -> {raw} bytes, "
         f"ratio {result.ratio:.2f}, {seconds:.2f} s",
         flush=True,
