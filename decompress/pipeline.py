@@ -193,7 +193,7 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
     fmt = seq.frames
     if flags.verbose:
         try:
-            lines = describe_archive(archive)
+            lines = describe_archive(archive, model_dir)
         except Exception:  # settings the decoder has not checked yet: it names what is wrong below
             lines = ["(the archive's coder settings are unreadable)"]
         for line in lines:
@@ -221,9 +221,24 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
     return report_decoded(archive, comp_dir, out, sink, t0, label)
 
 
-def describe_archive(archive):
+def _skip_note(model_dir):
+    """', with a KxK linear skip' when the model folder given has one (what its JSON says; the
+    digest check while decoding is what ties the folder to the archive); '' otherwise."""
+    from prednet.modelfile import is_no_model, read_model_json
+
+    if model_dir is None or is_no_model(model_dir):
+        return ""
+    try:
+        k = int(read_model_json(model_dir)["architecture"].get("skip_filt_size", 0))
+    except Exception:  # the decoder names a bad model folder itself
+        return ""
+    return f", with a {k}x{k} linear skip" if k else ""
+
+
+def describe_archive(archive, model_dir=None):
     """What -u -v prints before decoding: lines naming how the archive was coded (format, frames,
-    keyframes, bound, model, prediction, stages), from its validated headers."""
+    keyframes, bound, model, prediction, stages), from its validated headers; with `model_dir`
+    (the model given to -u), also whether that model has a linear skip."""
     seq = archive.sequence
     fmt = seq.frames
     bound = "lossless" if seq.lossless else f"{seq.mode} bound {', '.join(f'{b:g}' for b in seq.bounds)}"
@@ -242,7 +257,7 @@ def describe_archive(archive):
         lines.append("model: none")
     else:
         off = model.get("off") or []
-        lines.append(f"model: digest {str(model.get('digest'))[:16]}…" + (
+        lines.append(f"model: digest {str(model.get('digest'))[:16]}…" + _skip_note(model_dir) + (
             f", stopped by its trial in {len(off)} window(s) (from frames {', '.join(map(str, off[:8]))}"
             f"{', …' if len(off) > 8 else ''})" if off else ""))
     select = coder.get("block_select")

@@ -246,3 +246,16 @@ def test_least_squares_start_refuses_constant_frames():
     flat = np.full((6, 16, 16, 1), 0.5, np.float32)
     with pytest.raises(TezipError, match="singular"):
         fit_skip(lambda i: flat[i], [0, 1, 2], 3, 4.0)
+
+
+def test_verbose_decompress_names_the_skip(skip_model, tmp_path):
+    frames = drifting_field(6, 24, 32, seed=9)
+    images = write_tiffs(tmp_path / "in", frames)
+    model = str(skip_model[0])
+    tezip = [sys.executable, str(REPO / "tezip.py")]
+    subprocess.run(tezip + ["-c", model, str(images), str(tmp_path / "c"), "-w", "5"], check=True,
+                   capture_output=True, timeout=300)
+    r = subprocess.run(tezip + ["-u", model, str(tmp_path / "c"), str(tmp_path / "out"), "-v"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "with a 3x3 linear skip" in r.stdout
