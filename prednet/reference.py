@@ -801,18 +801,12 @@ class ReferenceWeights:
         C = w.shape[0]
         taps = w.astype(np.float64) * self.skip_gain
         for o in range(C):
-            total = 0.0
-            for dy in range(K):
-                for dx in range(K):
-                    total += float(taps[o, o, dy, dx])
-            taps[o, o, K // 2, K // 2] += 1.0 - total
-            for c in range(C):
-                if c != o:  # the other channels' frame taps sum to 0
-                    total = 0.0
-                    for dy in range(K):
-                        for dx in range(K):
-                            total += float(taps[o, c, dy, dx])
-                    taps[o, c, K // 2, K // 2] -= total
+            for c in range(C):  # frame taps: channel o's own sum to 1, the other channels' to 0
+                total = 0.0
+                for dy in range(K):
+                    for dx in range(K):
+                        total += float(taps[o, c, dy, dx])
+                taps[o, c, K // 2, K // 2] += (1.0 if c == o else 0.0) - total
             taps[o, C + o, K // 2, K // 2] += 1.0
         return np.ascontiguousarray(taps.astype(np.float32)), b, K
 
