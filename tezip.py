@@ -362,7 +362,12 @@ def _main(argv):
 
         from prednet.device import select_device
 
-        device = select_device(args.force, framework=job == "learn")
+        try:
+            device = select_device(args.force, framework=job == "learn")
+        except Exception:
+            if publish.signals_received:  # the interrupt surfaced inside an import as the library's own
+                raise KeyboardInterrupt from None  # error (keras: "you need optree"): it is still Ctrl-C
+            raise
         if publish.signals_received:  # a KeyboardInterrupt raised inside a library's import can be swallowed there
             raise KeyboardInterrupt
         print(f"{device} MODE", flush=True)
