@@ -133,6 +133,9 @@ def build_parser():
                        help="predict a correction to a learned K x K linear filter of the two previous frames "
                             "(odd K; it starts as linear extrapolation 2·x[t-1] - x[t-2]): learns smooth dynamics "
                             "(drift, diffusion) in few steps. Default 0: PredNet as published")
+    learn.add_argument("--skip-frames", type=int, default=2, metavar="N",
+                       help="with --skip: the previous frames the linear filter sees, 2 to 8 (default 2); more "
+                            "average more frames' noise (smooth simulated fields)")
     learn.add_argument("--val-sequences", type=int, default=100, help="validation sequences per epoch (default 100)")
     learn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -185,6 +188,7 @@ def run_learn(args):
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch, nt=args.nt,
         val_sequences=args.val_sequences, crop=tuple(args.crop) if args.crop else None,
         hidden_stack=tuple(args.stack), seed=args.seed, verbose=args.verbose, skip=args.skip,
+        skip_frames=args.skip_frames,
     )
     r = train(model_dir, data_dir, options)
     print(
@@ -359,6 +363,12 @@ def _main(argv):
                     p.error(f"{flag} must be at least {low} (got {value})")
             if args.skip < 0 or args.skip > MAX_SKIP or (args.skip and args.skip % 2 == 0):
                 p.error(f"--skip must be 0 or an odd filter size up to {MAX_SKIP} (got {args.skip})")
+            from prednet.skipfit import MAX_SKIP_FRAMES
+
+            if not 2 <= args.skip_frames <= MAX_SKIP_FRAMES:
+                p.error(f"--skip-frames must be 2 to {MAX_SKIP_FRAMES} (got {args.skip_frames})")
+            if args.skip_frames != 2 and not args.skip:
+                p.error("--skip-frames needs --skip K (the linear filter it sizes)")
 
         from prednet.device import select_device
 

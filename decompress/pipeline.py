@@ -222,17 +222,18 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
 
 
 def _skip_note(model_dir):
-    """', with a KxK linear skip' when the model folder given has one (what its JSON says; the
+    """', with a KxK linear skip' (' of N frames' when not 2) when the model folder given has one (what its JSON says; the
     digest check while decoding is what ties the folder to the archive); '' otherwise."""
     from prednet.modelfile import is_no_model, read_model_json
 
     if model_dir is None or is_no_model(model_dir):
         return ""
     try:
-        k = int(read_model_json(model_dir)["architecture"].get("skip_filt_size", 0))
+        arch = read_model_json(model_dir)["architecture"]
+        k, n = int(arch.get("skip_filt_size", 0)), int(arch.get("skip_frames", 2))
     except Exception:  # the decoder names a bad model folder itself
         return ""
-    return f", with a {k}x{k} linear skip" if k else ""
+    return f", with a {k}x{k} linear skip" + (f" of {n} frames" if n != 2 else "") if k else ""
 
 
 def describe_archive(archive, model_dir=None):

@@ -38,7 +38,8 @@ def edge_pad(x, pad):
 
 
 def skip_taps(kernel, gain):
-    """The linear skip's effective taps (K, K, 2C, C) from its kernel variable (same shape):
+    """The linear skip's effective taps (K, K, N·C, C) from its kernel variable (same shape), N the
+    number of previous frames it sees (planes [A_{t-1}, A_{t-1} - A_{t-2}, ..., A_{t-N+1} - A_{t-N}]):
 
         taps = gain · kernel, with the taps on A_{t-1} made to sum to 1 and those on
         A_{t-1} - A_{t-2} raised by 1, both at the centre (so a zero kernel is extrapolation).
@@ -50,35 +51,45 @@ def skip_taps(kernel, gain):
     centre[K // 2, K // 2] = 1.0
     eye = np.eye(C, dtype=np.float32)[None, None]
     taps = kernel * gain
-    on_frame, on_change = taps[:, :, :C], taps[:, :, C:]
+    on_frame, on_change, on_older = taps[:, :, :C], taps[:, :, C:2 * C], taps[:, :, 2 * C:]
     on_frame = on_frame + centre * (eye - ops.sum(on_frame, axis=(0, 1), keepdims=True))
-    return ops.concatenate([on_frame, on_change + centre * eye], axis=2)
+    return ops.concatenate([on_frame, on_change + centre * eye, on_older], axis=2)
+
+
+def skip_planes(history):
+    """The skip's input planes from the previous frames, newest first [A_{t-1}, ..., A_{t-N}]:
+    [A_{t-1}, A_{t-1} - A_{t-2}, ..., A_{t-N+1} - A_{t-N}] concatenated on the channel axis."""
+    return ops.concatenate([history[0]] + [history[j] - history[j + 1] for j in range(len(history) - 1)], axis=-1)
 
 
 class LinearSkip(keras.layers.Layer):
-    """The linear part of a frame prediction: a K x K convolution of the two previous frames,
+    """The linear part of a frame prediction: a K x K convolution of the N previous frames,
 
-        base_t = conv_K([A_{t-1}, A_{t-1} - A_{t-2}], skip_taps) + bias   (edge-replicated borders, odd K)
+        base_t = conv_K([A_{t-1}, A_{t-1} - A_{t-2}, ..., A_{t-N+1} - A_{t-N}], skip_taps) + bias
 
-    (batch, H, W, C) each → (batch, H, W, C). A zero kernel (the initial one) is linear
-    extrapolation 2 A_{t-1} - A_{t-2}, so an untrained model with a skip predicts by extrapolation
-    and training learns the linear part of the dynamics (a sub-pixel drift, diffusion) in the taps;
+    (edge-replicated borders, odd K, N ≥ 2; each frame (batch, H, W, C) → (batch, H, W, C)). A zero
+    kernel (the initial one) is linear extrapolation 2 A_{t-1} - A_{t-2}, so an untrained model with
+    a skip predicts by extrapolation and training learns the linear part of the dynamics (a sub-pixel
+    drift, diffusion; with N > 2, the older changes let it average more frames' noise) in the taps;
     PredNet's layer 0 adds its correction to it."""
 
-    def __init__(self, channels, size, gain=SKIP_GAIN, **kwargs):
+    def __init__(self, channels, size, gain=SKIP_GAIN, frames=2, **kwargs):
         super().__init__(**kwargs)
-        self.channels, self.size, self.gain = int(channels), int(size), float(gain)
+        self.channels, self.size, self.gain, self.frames = int(channels), int(size), float(gain), int(frames)
         if self.size < 1 or self.size % 2 == 0:
             raise ValueError(f"the linear skip needs an odd filter size, not {size}")
+        if self.frames < 2:
+            raise ValueError(f"the linear skip needs at least 2 previous frames, not {frames}")
 
     def build(self, input_shape=None):
         C, K = self.channels, self.size
-        self.kernel = self.add_weight(shape=(K, K, 2 * C, C), initializer="zeros", name="kernel")
+        self.kernel = self.add_weight(shape=(K, K, self.frames * C, C), initializer="zeros", name="kernel")
         self.bias = self.add_weight(shape=(C,), initializer="zeros", name="bias")
         self.built = True
 
-    def call(self, previous, older):
-        x = edge_pad(ops.concatenate([previous, previous - older], axis=-1), self.size // 2)
+    def call(self, history):
+        """history: the N previous frames, newest first, each (batch, H, W, C)."""
+        x = edge_pad(skip_planes(history), self.size // 2)
         return ops.conv(x, skip_taps(self.kernel, self.gain), padding="valid") + self.bias
 
 
@@ -148,6 +159,7 @@ class PredNet(keras.layers.Layer):
         skip_filt_size=0,
         skip_gain=SKIP_GAIN,
         skip_correction_scale=CORRECTION_SCALE,
+        skip_frames=2,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -174,13 +186,14 @@ class PredNet(keras.layers.Layer):
         self._check_output_mode(output_mode)
         self.output_mode = output_mode
         self.extrap_start_time = None if extrap_start_time is None else int(extrap_start_time)
-        # skip_filt_size K > 0: the frame prediction is a linear skip (LinearSkip, K x K) of the two
-        # previous frames plus layer 0's output, unrectified: PredNet predicts a correction to it.
+        # skip_filt_size K > 0: the frame prediction is a linear skip (LinearSkip, K x K) of the
+        # skip_frames previous frames plus layer 0's output, unrectified: PredNet predicts a correction to it.
         self.skip_filt_size, self.skip_gain = int(skip_filt_size), float(skip_gain)
+        self.skip_frames = int(skip_frames)
         self.skip_correction_scale = float(skip_correction_scale)
         if self.skip_filt_size and self.extrap_start_time is not None:
             raise ValueError("a model with a linear skip does not extrapolate from its own predictions")
-        self.skip = (LinearSkip(self.stack_sizes[0], self.skip_filt_size, self.skip_gain, name="skip")
+        self.skip = (LinearSkip(self.stack_sizes[0], self.skip_filt_size, self.skip_gain, self.skip_frames, name="skip")
                      if self.skip_filt_size else None)
 
         # One convolution per layer computes all four LSTM gates (i, f, c, o) at once: the same
@@ -331,15 +344,15 @@ class PredNet(keras.layers.Layer):
         states = self.initial_states(batch, ph, pw, dtype=x.dtype)
         record = None if self.output_mode in ("prediction", "error") else {self.output_mode}
         outputs = []
-        previous = older = ops.zeros_like(x[:, 0])  # the skip's frames: zeros before the first
+        history = [ops.zeros_like(x[:, 0])] * self.skip_frames  # the skip's frames: zeros before the first
         for t in range(t_steps):
             extrapolate = None
             if self.extrap_start_time is not None and t >= self.extrap_start_time:
                 extrapolate = ops.ones((batch,), dtype=x.dtype)
-            base = self.skip(previous, older) if self.skip is not None else None
+            base = self.skip(history) if self.skip is not None else None
             prediction, states, recorded = self.step(x[:, t], states, extrapolate, record, (height, width), base)
-            # after the first frame both are that frame: the next base extrapolates no motion
-            previous, older = x[:, t], (x[:, t] if t == 0 else previous)
+            # after the first frame all are that frame: the next base extrapolates no motion
+            history = [x[:, t]] * self.skip_frames if t == 0 else [x[:, t]] + history[:-1]
             if self.output_mode == "prediction":
                 outputs.append(prediction[:, :height, :width, :])
             elif self.output_mode == "error":
@@ -379,6 +392,7 @@ class PredNet(keras.layers.Layer):
             skip_filt_size=self.skip_filt_size,
             skip_gain=self.skip_gain,
             skip_correction_scale=self.skip_correction_scale,
+            skip_frames=self.skip_frames,
         )
         return config
 

@@ -42,6 +42,9 @@ ARCH_KEYS = (
 # Present only in models with a linear skip (prednet.model.LinearSkip), so the architecture, and so
 # the digest, of every model without one is what it always was.
 SKIP_KEYS = ("skip_filt_size", "skip_gain", "skip_correction_scale")
+# ... and the number of previous frames the skip sees, only when not 2 (every model with a skip
+# before this key existed sees 2 and keeps its digest).
+SKIP_FRAMES_KEY = "skip_frames"
 
 
 def architecture(prednet):
@@ -49,6 +52,8 @@ def architecture(prednet):
     arch = {k: config[k] for k in ARCH_KEYS}
     if config.get("skip_filt_size"):
         arch.update({k: config[k] for k in SKIP_KEYS})
+        if int(config.get(SKIP_FRAMES_KEY, 2)) != 2:
+            arch[SKIP_FRAMES_KEY] = int(config[SKIP_FRAMES_KEY])
     return arch
 
 
@@ -223,7 +228,8 @@ def expected_weight_shapes(arch):
             shapes[f"a_{l}/kernel"], shapes[f"a_{l}/bias"] = (k, k, 2 * stack[l], stack[l + 1]), (stack[l + 1],)
     k = int(arch.get("skip_filt_size", 0))
     if k:
-        shapes["skip/kernel"], shapes["skip/bias"] = (k, k, 2 * stack[0], stack[0]), (stack[0],)
+        n_frames = int(arch.get(SKIP_FRAMES_KEY, 2))
+        shapes["skip/kernel"], shapes["skip/bias"] = (k, k, n_frames * stack[0], stack[0]), (stack[0],)
     return shapes
 
 

@@ -23,10 +23,11 @@ float32 operations (+ - * / and comparisons), which IEEE 754 makes the same ever
 The structure is prednet/model.py's (the same concatenations, gate order i, f, c, o, nearest 2x
 upsampling, 2x2 max pooling, edge-replicated padding, lane resets), so the predictions are close
 to Keras' — not equal: summation order and tanh differ in the last bits. A model with a linear
-skip (prednet.model.LinearSkip) adds its K x K convolution of [A_{t-1}, A_{t-1} - A_{t-2}] (taps
-from ReferenceWeights.skip, float64 then rounded once) to layer 0's unrectified convolution (scaled
-by a power of two: exact) with one float32 add, then clips to [0, pixel_max]; each lane keeps its
-two previous padded frames beside the states (zeros after a reset, both the first frame after it).
+skip (prednet.model.LinearSkip) adds its K x K convolution of [A_{t-1}, A_{t-1} - A_{t-2}, ...,
+A_{t-N+1} - A_{t-N}] (taps from ReferenceWeights.skip, float64 then rounded once) to layer 0's
+unrectified convolution (scaled by a power of two: exact) with one float32 add, then clips to
+[0, pixel_max]; each lane keeps its N previous padded frames beside the states (zeros after a reset,
+all the first frame after it).
 
 Layout: planar (lane, channel, row, column) float32. Each convolution reads its input from a
 zero-padded buffer flattened per channel, with rows of Wp = W + K - 1 values: output (y, x) is at
@@ -734,10 +735,10 @@ class ReferenceWeights:
     ("lstm_0/kernel": (K, K, Cin, Cout) as Keras keeps them), without Keras."""
 
     def __init__(self, arch, weights):
-        from prednet.modelfile import ARCH_KEYS, SKIP_KEYS
+        from prednet.modelfile import ARCH_KEYS, SKIP_FRAMES_KEY, SKIP_KEYS
 
         self.arch = dict(arch)
-        unknown = sorted(set(self.arch) - set(ARCH_KEYS) - set(SKIP_KEYS))
+        unknown = sorted(set(self.arch) - set(ARCH_KEYS) - set(SKIP_KEYS) - {SKIP_FRAMES_KEY})
         if unknown:  # a later version's model: predicting without what it means would be wrong
             raise ValueError(f"the architecture has {', '.join(unknown)}, which this version of TEZip does not know")
         for key, value in SUPPORTED_ACTIVATIONS.items():
@@ -754,6 +755,9 @@ class ReferenceWeights:
         self.skip_correction_scale = float(self.arch.get("skip_correction_scale", 1.0))
         if self.skip_filt_size < 0 or (self.skip_filt_size and self.skip_filt_size % 2 == 0):
             raise ValueError(f"skip_filt_size must be 0 or odd, not {self.skip_filt_size}")
+        self.skip_frames = int(self.arch.get(SKIP_FRAMES_KEY, 2))  # previous frames the skip sees
+        if self.skip_frames < 2:
+            raise ValueError(f"skip_frames must be at least 2, not {self.skip_frames}")
 
     @property
     def channels(self):
@@ -794,11 +798,14 @@ class ReferenceWeights:
         return np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), self.weights[f"{name}/bias"], kernel.shape[0]
 
     def skip(self):
-        """(taps as (C, 2C, K, K), bias, K) of the linear skip: prednet.model.skip_taps, computed in
-        float64 in a fixed order and rounded once to float32 (IEEE arithmetic: the same taps on
+        """(taps as (C, N·C, K, K), bias, K) of the linear skip: prednet.model.skip_taps, computed
+        in float64 in a fixed order and rounded once to float32 (IEEE arithmetic: the same taps on
         every machine)."""
-        w, b, K = self.conv("skip")  # (C, 2C, K, K) float32
+        w, b, K = self.conv("skip")  # (C, N·C, K, K) float32
         C = w.shape[0]
+        if w.shape[1] != self.skip_frames * C:
+            raise ValueError(f"skip/kernel takes {w.shape[1]} channels, {self.skip_frames} frames of {C} need "
+                             f"{self.skip_frames * C}")
         taps = w.astype(np.float64) * self.skip_gain
         for o in range(C):
             for c in range(C):  # frame taps: channel o's own sum to 1, the other channels' to 0
@@ -855,9 +862,9 @@ def reference_memory(weights, height, width, batch):
         inputs = (R + 2 * s + above + R + 2 * s) * (h + 4) * (w + 4) + 512 * (R + 4 * s + above)
         activations = 3 * s * h * w  # Ahat_l, A_l, relu(conv(E_l)) before pooling
         total += 3 * state + inputs + activations
-    if wts.skip_filt_size:  # the two previous frames, the skip's padded input and its output
-        c, k = wts.channels, wts.skip_filt_size
-        total += 3 * c * ph * pw + 2 * c * (ph + k) * (pw + k) + 512 * 2 * c
+    if wts.skip_filt_size:  # the N previous frames, the skip's padded input (N planes) and its output
+        c, k, nf = wts.channels, wts.skip_filt_size, wts.skip_frames
+        total += (nf + 1) * c * ph * pw + nf * c * (ph + k) * (pw + k) + 512 * nf * c
     return 4 * total * int(batch)
 
 
@@ -893,13 +900,12 @@ class ReferencePredictor:
                 raise ValueError(f"lstm_{l} takes {self.lstm[l].w.shape[1]} channels, the architecture gives {cin}")
         self._empty = xp.zeros((B, 0, 1, 1), np.float32)
         self._ones = xp.ones(B, np.uint8)
-        # The linear skip (models that have one): its input is [A_{t-1}, A_{t-1} - A_{t-2}], the
-        # two previous padded frames each lane was shown; zeros for a lane just reset.
+        # The linear skip (models that have one): its input is [A_{t-1}, A_{t-1} - A_{t-2}, ...], from
+        # the N previous padded frames each lane was shown (newest first); zeros for a lane just reset.
         self.skip = None
         if m.skip_filt_size:
             self.skip = _Conv(ops, *m.skip(), self.ph, self.pw, B)
-            self.previous = xp.zeros((B, m.channels, self.ph, self.pw), np.float32)
-            self.older = xp.zeros_like(self.previous)
+            self.history = [xp.zeros((B, m.channels, self.ph, self.pw), np.float32) for _ in range(m.skip_frames)]
             self._fresh = xp.zeros(B, bool)
         self.states = []
         for l in range(n):
@@ -948,15 +954,15 @@ class ReferencePredictor:
 
     def _skip_base(self, keep):
         """The linear skip's output (batch, C, H, W) for this step: the convolution of the
-        edge-replicated [previous, previous - older] (zeros for reset lanes), written straight into
-        the skip's padded buffer (rows of Wp = W + K - 1, as the convolution reads them)."""
-        ops, xp, conv = self.ops, self.ops.xp, self.skip
-        B, C, H, W = self.previous.shape
-        x = xp.concatenate([self.previous, self.previous - self.older], axis=1)
+        edge-replicated [A_{t-1}, A_{t-1} - A_{t-2}, ...] (zeros for reset lanes), written straight
+        into the skip's padded buffer (rows of Wp = W + K - 1, as the convolution reads them)."""
+        ops, xp, conv, h = self.ops, self.ops.xp, self.skip, self.history
+        B, C, H, W = h[0].shape
+        x = xp.concatenate([h[0]] + [h[j] - h[j + 1] for j in range(len(h) - 1)], axis=1)
         x = x * (keep != 0).astype(np.float32).reshape(B, 1, 1, 1)  # a reset lane has seen nothing
         p = conv.pb
         padded = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="edge")
-        conv.xf[:, :, : padded.shape[2] * padded.shape[3]] = padded.reshape(B, 2 * C, -1)
+        conv.xf[:, :, : padded.shape[2] * padded.shape[3]] = padded.reshape(B, len(h) * C, -1)
         base = xp.empty((B, C, H, W), np.float32)
         ops.conv(conv.xf, conv.Wp, conv.K, conv.w, conv.b, base, 0, self.model.pixel_max)
         return base
@@ -989,10 +995,9 @@ class ReferencePredictor:
         for l in range(n):
             states += [R_new[l], c_new[l], E_new[l]]
         self.states = states
-        if self.skip is not None:  # after a lane's first frame both are that frame (no motion yet)
+        if self.skip is not None:  # after a lane's first frame all are that frame (no motion yet)
             fresh = self._fresh.reshape(B, 1, 1, 1)
-            self.older = xp.where(fresh, a0, self.previous)
-            self.previous = a0
+            self.history = [a0] + [xp.where(fresh, a0, older) for older in self.history[:-1]]
         self._pending = None
 
 

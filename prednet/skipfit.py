@@ -6,11 +6,12 @@ almost no gradient in a CPU's budget of steps. So training starts from the taps 
 prediction error of the linear part alone over the training sequences, found in one solve:
 
     x_t - (2 x_{t-1} - x_{t-2}) ≈ Σ_c Σ_d u[d, c] (x_{t-1,c}(p + d) - x_{t-1,c}(p))
-                                  + Σ_c Σ_d v[d, c] Δ_c(p + d) + bias,     Δ = x_{t-1} - x_{t-2}
+                                  + Σ_j Σ_c Σ_d v_j[d, c] Δ_{j,c}(p + d) + bias,
+                                  Δ_j = x_{t-1-j} - x_{t-2-j},  j = 0 .. N-2
 
-per output channel, over K x K offsets d (edge-replicated borders, as the model pads), which is
-exactly the skip's parametrisation (skip_taps: gain · kernel on the frame summing to 1, on the
-change raised by 1 at the centre), solved by stages/_lsfit.fit: a plain fit, then Cauchy-IRLS with
+per output channel, over K x K offsets d (edge-replicated borders, as the model pads), N the frames
+the skip sees, which is exactly the skip's parametrisation (skip_taps: gain · kernel on the frame
+summing to 1, on the newest change raised by 1 at the centre), solved by stages/_lsfit.fit: a plain fit, then Cauchy-IRLS with
 the plain fit's median absolute residual as the scale (the coder pays about log |error|, so the
 bulk of the pixels matters, not the few large errors). The gradient epochs then train the taps and
 PredNet's correction together from there.
@@ -21,7 +22,8 @@ import numpy as np
 from base.errors import TezipError
 
 MAX_VALUES = 20_000_000  # features x samples held at once (float64): 160 MB
-TRIPLES = 64  # consecutive frame triples sampled from the training sequences
+MAX_SKIP_FRAMES = 8  # the most previous frames a skip may see (-l --skip-frames)
+RUNS = 64  # runs of N + 1 consecutive frames sampled from the training sequences
 
 
 def _neighbourhoods(frame, K):
@@ -32,45 +34,51 @@ def _neighbourhoods(frame, K):
     return np.stack([padded[dy: dy + H, dx: dx + W] for dy in range(K) for dx in range(K)])
 
 
-def skip_features(previous, older, K):
+def skip_features(history, K):
     """(F, H*W) features of each pixel for the skip's least-squares fit and the (C, H*W) target
-    offset (the extrapolation), from two frames (H, W, C) float: for every input channel the
-    K*K - 1 frame differences x(p + d) - x(p) (centre left out: it is 0) and the K*K changes."""
+    offset (the extrapolation), from the N previous frames (H, W, C) float, newest first: for every
+    input channel the K*K - 1 frame differences x(p + d) - x(p) (centre left out: it is 0), then
+    for each change x_{t-1-j} - x_{t-2-j} its K*K values, in the skip's plane order."""
+    previous = history[0].astype(np.float64)
     C = previous.shape[-1]
     centre = (K * K) // 2
     rows = []
     for c in range(C):
-        n = _neighbourhoods(previous[..., c].astype(np.float64), K)
+        n = _neighbourhoods(previous[..., c], K)
         rows.append(np.delete(n - n[centre], centre, axis=0))
-    for c in range(C):
-        rows.append(_neighbourhoods(previous[..., c].astype(np.float64) - older[..., c], K))
+    for j in range(len(history) - 1):
+        change = history[j].astype(np.float64) - history[j + 1]
+        for c in range(C):
+            rows.append(_neighbourhoods(change[..., c], K))
     features = np.concatenate(rows).reshape(-1, previous.shape[0] * previous.shape[1])
-    extrapolation = (2.0 * previous.astype(np.float64) - older).reshape(-1, C).T
+    extrapolation = (2.0 * previous - history[1]).reshape(-1, C).T
     return features, extrapolation
 
 
-def fit_skip(frames_at, starts, K, gain, seed=0):
-    """Fit a K x K skip's kernel (K, K, 2C, C) float32 and bias (C,) float32 by least squares.
+def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
+    """Fit the kernel (K, K, N·C, C) float32 and bias (C,) float32 of a K x K skip that sees
+    N = `frames` previous frames, by least squares.
 
     frames_at(i) → frame i (H, W, C) float32 in the model's [0, 1]; starts: indices i where
-    frames i, i+1, i+2 come from one sequence. Raises TezipError when there is no triple or the
-    system is singular (a constant sequence: nothing to learn)."""
+    frames i .. i+N come from one sequence. Raises TezipError when there is no such run of frames
+    or the system is singular (a constant sequence: nothing to learn)."""
     from stages._lsfit import fit
 
     starts = np.asarray(starts)
     if len(starts) == 0:
-        raise TezipError("the linear skip needs sequences of at least 3 frames to fit its taps")
+        raise TezipError(f"the linear skip needs sequences of at least {frames + 1} frames to fit its taps")
     rng = np.random.default_rng(seed)
-    picks = rng.choice(starts, size=min(TRIPLES, len(starts)), replace=False)
+    picks = rng.choice(starts, size=min(RUNS, len(starts)), replace=False)
     first = frames_at(int(picks[0]))
     H, W, C = first.shape
-    n_features = C * (K * K - 1) + C * K * K
-    per_triple = max(1, min(H * W, MAX_VALUES // (n_features * len(picks))))
+    n_features = C * (K * K - 1) + (frames - 1) * C * K * K
+    per_run = max(1, min(H * W, MAX_VALUES // (n_features * len(picks))))
     X, Y = [], []
     for i in picks:
-        older, previous, target = (frames_at(int(i) + k).astype(np.float64) for k in range(3))
-        features, extrapolation = skip_features(previous, older, K)
-        pixels = rng.choice(H * W, size=per_triple, replace=False)
+        run = [frames_at(int(i) + k).astype(np.float64) for k in range(frames + 1)]
+        features, extrapolation = skip_features(run[-2::-1], K)  # newest first
+        target = run[-1]
+        pixels = rng.choice(H * W, size=per_run, replace=False)
         X.append(features[:, pixels])
         Y.append(target.reshape(-1, C).T[:, pixels] - extrapolation[:, pixels])
     AT = np.ascontiguousarray(np.concatenate(X, axis=1))
@@ -87,13 +95,15 @@ def fit_skip(frames_at, starts, K, gain, seed=0):
         if coef.size == 0:
             raise TezipError("the linear skip's least-squares fit is singular (are the training frames constant?)")
         taps[:, c], bias[c] = coef, intercept
-    kernel = np.zeros((K, K, 2 * C, C))
+    kernel = np.zeros((K, K, frames * C, C))
     centre = (K * K) // 2
     offsets = [d for d in range(K * K) if d != centre]
     for c_in in range(C):
         for j, d in enumerate(offsets):
             kernel[d // K, d % K, c_in] = taps[c_in * (K * K - 1) + j]
-        base = C * (K * K - 1) + c_in * K * K
-        for d in range(K * K):
-            kernel[d // K, d % K, C + c_in] = taps[base + d]
+    for j in range(frames - 1):
+        for c_in in range(C):
+            base = C * (K * K - 1) + (j * C + c_in) * K * K
+            for d in range(K * K):
+                kernel[d // K, d % K, (j + 1) * C + c_in] = taps[base + d]
     return (kernel / gain).astype(np.float32), bias.astype(np.float32)

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from base.errors import TezipError
+from prednet.skipfit import MAX_SKIP_FRAMES
 
 HKL_FILES = ("X_train.hkl", "X_val.hkl", "sources_train.hkl", "sources_val.hkl")
 
@@ -33,6 +34,7 @@ class TrainOptions:
     # > 0: the model predicts a correction to a learned K x K linear filter of the two previous
     # frames, initialised to linear extrapolation (prednet.model.LinearSkip); 0: PredNet as published
     skip: int = 0
+    skip_frames: int = 2  # the previous frames the skip sees (2: the last one and its change)
     skip_fit: bool = True  # start the skip's taps from least squares (prednet/skipfit.py), not extrapolation
     seed: int = 0
     verbose: bool = False
@@ -165,6 +167,8 @@ def train(model_dir, data_dir, options: TrainOptions):
         raise TezipError("--nt must be at least 2 (the first time step only primes the model)")
     if o.skip < 0 or (o.skip and o.skip % 2 == 0):
         raise TezipError(f"the linear skip needs an odd filter size (got {o.skip})")
+    if o.skip and not 2 <= o.skip_frames <= MAX_SKIP_FRAMES:
+        raise TezipError(f"the linear skip sees 2 to {MAX_SKIP_FRAMES} previous frames (got {o.skip_frames})")
     if o.epochs < 1 or o.steps_per_epoch < 1 or o.batch_size < 1:
         raise TezipError("--epochs, --steps and --batch must be at least 1")
     train_starts, val_starts = sequence_starts(s_train, o.nt), sequence_starts(s_val, o.nt)
@@ -176,7 +180,7 @@ def train(model_dir, data_dir, options: TrainOptions):
     keras.utils.set_random_seed(o.seed)
     channels = X_train.shape[-1]
     prednet = PredNet(**default_config(channels, o.hidden_stack), output_mode="error", skip_filt_size=o.skip,
-                      name="prednet")
+                      skip_frames=o.skip_frames, name="prednet")
     hw = crop_size(X_train.shape[1], X_train.shape[2], o.crop, spatial_multiple(prednet.nb_layers))
     model = build_training_model(prednet, o.nt, *hw)
     model.compile(optimizer=keras.optimizers.Adam(o.learning_rate), loss="mean_absolute_error")
@@ -197,11 +201,12 @@ def train(model_dir, data_dir, options: TrainOptions):
         def frame_at(i):
             return train_scales[i].to_model(X_train[i]) if train_scales else X_train[i].astype(np.float32) / 255.0
 
-        kernel, bias = fit_skip(frame_at, sequence_starts(s_train, 3), o.skip, prednet.skip.gain, o.seed)
+        kernel, bias = fit_skip(frame_at, sequence_starts(s_train, o.skip_frames + 1), o.skip, prednet.skip.gain,
+                                o.seed, o.skip_frames)
         prednet.skip.kernel.assign(kernel)
         prednet.skip.bias.assign(bias)
         if o.verbose:
-            print(f"linear skip: {o.skip}x{o.skip} taps fitted by least squares in {time.time() - t_fit:.1f} s",
+            print(f"linear skip: {o.skip}x{o.skip} taps on {o.skip_frames} frames fitted by least squares in {time.time() - t_fit:.1f} s",
                   flush=True)
     result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
     result.blank_val_loss, result.previous_val_loss, result.extrapolation_val_loss = baseline_losses(val_batches)

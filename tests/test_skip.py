@@ -2,7 +2,9 @@
 correction to a learned K x K filter of the two previous frames that starts as linear
 extrapolation. Untrained it predicts by extrapolation; the reference kernel follows Keras, keeps
 its bits across batches, resets and the emulated CUDA source; training on a drifting smooth field
-beats extrapolation; archives made with it decode exactly (lossless) and within the bound."""
+beats extrapolation; archives made with it decode exactly (lossless) and within the bound. The same
+for a skip that sees more previous frames (`--skip-frames N`), whose least-squares taps average
+more frames' noise."""
 
 import os
 import subprocess
@@ -54,7 +56,7 @@ def write_tiffs(folder, frames):
     return folder
 
 
-def train_on(root, frames, skip, epochs, steps, seed=0):
+def train_on(root, frames, skip, epochs, steps, seed=0, skip_frames=2):
     from prednet.train import TrainOptions, train
     from train_data_create import create_train_data
 
@@ -63,7 +65,8 @@ def train_on(root, frames, skip, epochs, steps, seed=0):
     write_tiffs(root / "seqs" / "val", frames[cut:])
     create_train_data(root / "seqs", root / "data", val_dirs=["val"])
     options = TrainOptions(epochs=epochs, steps_per_epoch=steps, batch_size=4, nt=6, val_sequences=8,
-                           crop=(32, 32), hidden_stack=TINY_STACK, seed=seed, skip=skip)
+                           crop=(32, 32), hidden_stack=TINY_STACK, seed=seed, skip=skip,
+                           skip_frames=skip_frames)
     return root / "model", train(root / "model", root / "data", options)
 
 
@@ -74,11 +77,22 @@ def skip_model(tmp_path_factory):
     return train_on(root, drifting_field(40, 48, 48), skip=3, epochs=4, steps=12)
 
 
-def untrained(skip=5, channels=1):
+@pytest.fixture(scope="module")
+def skip3_model(tmp_path_factory):
+    """The same with a 3 x 3 skip that sees 3 previous frames (-l --skip 3 --skip-frames 3)."""
+    root = tmp_path_factory.mktemp("skip3")
+    return train_on(root, drifting_field(40, 48, 48), skip=3, epochs=2, steps=6, skip_frames=3)
+
+
+# the tests that hold for any skip model run on both
+SKIP_MODELS = ["skip_model", "skip3_model"]
+
+
+def untrained(skip=5, channels=1, frames=2):
     from prednet.model import PredNet, default_config
 
     net = PredNet(**default_config(channels, TINY_STACK), output_mode="prediction", skip_filt_size=skip,
-                  name="prednet")
+                  skip_frames=frames, name="prednet")
     net.build()
     return net
 
@@ -88,11 +102,12 @@ def frames01(n=7, height=20, width=28, seed=1):
     return ValueScale.for_frames(v).to_model(v)
 
 
-def test_untrained_predicts_linear_extrapolation():
+@pytest.mark.parametrize("frames", [2, 4])
+def test_untrained_predicts_linear_extrapolation(frames):
     import keras
 
     x = frames01()[None]  # (1, T, H, W, 1)
-    net = untrained()
+    net = untrained(frames=frames)
     keras_out = keras.ops.convert_to_numpy(net(x))[0]
     extrapolation = np.clip(2 * x[0, 1:-1] - x[0, :-2], 0, 1)
     assert np.abs(keras_out[2:] - extrapolation).max() < 1e-6
@@ -120,12 +135,13 @@ def lanes_of(n_lanes, steps=7, height=20, width=28):
     return np.stack([frames01(steps, height, width, seed=10 + k) for k in range(n_lanes)], axis=1)
 
 
-def test_reference_close_to_keras_and_the_same_bits_in_any_batch(skip_model):
+@pytest.mark.parametrize("model", SKIP_MODELS)
+def test_reference_close_to_keras_and_the_same_bits_in_any_batch(request, model):
     import keras
 
     from prednet.modelfile import load_model
 
-    folder, _ = skip_model
+    folder, _ = request.getfixturevalue(model)
     weights = ref.ReferenceWeights.from_model_dir(folder)
     frames = lanes_of(3)
     batch = run_lanes(ref.ReferencePredictor(weights, 20, 28, 3), frames, RESETS)
@@ -141,27 +157,28 @@ def test_reference_close_to_keras_and_the_same_bits_in_any_batch(skip_model):
     assert 0.0 <= batch.min() and batch.max() <= 1.0
 
 
-def test_emulated_cuda_source_equals_numba(skip_model, tmp_path_factory):
+@pytest.mark.parametrize("model", SKIP_MODELS)
+def test_emulated_cuda_source_equals_numba(request, model, tmp_path_factory):
     import shutil
 
     if shutil.which("g++") is None:
         pytest.skip("no g++ to compile the CUDA source for the CPU")
-    weights = ref.ReferenceWeights.from_model_dir(skip_model[0])
+    weights = ref.ReferenceWeights.from_model_dir(request.getfixturevalue(model)[0])
     frames = lanes_of(3, steps=4, height=12, width=20)
     numba_out = run_lanes(ref.ReferencePredictor(weights, 12, 20, 3), frames, RESETS[:4])
     gpu = ref.ReferencePredictor(weights, 12, 20, 3, ops=ref.CudaOps(np, EmulatedCuda(tmp_path_factory.mktemp("cu"))))
     assert run_lanes(gpu, frames, RESETS[:4]).tobytes() == numba_out.tobytes()
 
 
-@pytest.mark.parametrize("bound", [0, 2])
-def test_archives_with_a_skip_model_round_trip(skip_model, tmp_path, bound):
+@pytest.mark.parametrize("model, bound", [("skip_model", 0), ("skip_model", 2), ("skip3_model", 0)])
+def test_archives_with_a_skip_model_round_trip(request, model, tmp_path, bound):
     from compress.pipeline import compress_folder
     from decompress.pipeline import decompress_folder
     from sequence.plan import CodecPlan, RunFlags
 
     frames = drifting_field(14, 40, 56, seed=7)
     images = write_tiffs(tmp_path / "in", frames)
-    model = str(skip_model[0])
+    model = str(request.getfixturevalue(model)[0])
     compress_folder(model, images, tmp_path / "c", CodecPlan.make(window=13, bounds=(bound,)), RunFlags())
     decompress_folder(model, tmp_path / "c", tmp_path / "out", RunFlags())
     import tifffile
@@ -178,8 +195,31 @@ def test_model_files_record_the_skip(skip_model):
     folder, _ = skip_model
     arch = json.loads((folder / "prednet_model.json").read_text())["architecture"]
     assert arch["skip_filt_size"] == 3 and set(SKIP_KEYS) <= set(arch)
+    assert "skip_frames" not in arch  # 2, as every skip model before the key: digests unchanged
     weights, _ = load_weights(folder)
     assert weights.skip_filt_size == 3 and weights.skip()[0].shape == (1, 2, 3, 3)
+
+
+def test_model_files_record_the_skip_frames(skip3_model, tmp_path):
+    import json
+    import shutil
+
+    from base.errors import TezipError
+    from prednet.modelfile import load_weights
+
+    folder, _ = skip3_model
+    arch = json.loads((folder / "prednet_model.json").read_text())["architecture"]
+    assert arch["skip_frames"] == 3
+    weights, _ = load_weights(folder)
+    assert weights.skip_frames == 3 and weights.skip()[0].shape == (1, 3, 3, 3)
+    # a model file whose frames do not match its skip's weights is refused, not misread
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    doc = json.loads((bad / "prednet_model.json").read_text())
+    doc["architecture"]["skip_frames"] = 4
+    (bad / "prednet_model.json").write_text(json.dumps(doc))
+    with pytest.raises(TezipError, match="skip"):
+        load_weights(bad)
 
 
 def test_keras_frame_stepper_refuses_a_skip_model():
@@ -187,6 +227,17 @@ def test_keras_frame_stepper_refuses_a_skip_model():
 
     with pytest.raises(ValueError, match="linear skip"):
         NextFramePredictor(untrained(3), 16, 16, 1)
+
+
+@pytest.mark.parametrize("args, message", [(["--skip", "3", "--skip-frames", "1"], "--skip-frames must be 2 to 8"),
+                                           (["--skip", "3", "--skip-frames", "9"], "--skip-frames must be 2 to 8"),
+                                           (["--skip-frames", "3"], "--skip-frames needs --skip K")])
+def test_cli_refuses_bad_skip_frames(tmp_path, args, message):
+    r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d"), *args],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2
+    assert message in r.stderr and len(r.stderr.strip().splitlines()[-1]) < 200
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("value", ["4", "-1", "17"])
@@ -239,6 +290,34 @@ def test_least_squares_start_finds_the_drift_taps():
     assert np.abs(np.stack(ours)[2:] - out[2:]).max() < 1e-5
 
 
+def test_more_frames_average_more_noise():
+    """On a noisy drift, a least-squares skip over 3 and 4 previous frames predicts held-out frames
+    better than one over 2 (the extra changes let it average more frames' read noise); the Keras
+    model and the reference kernel predict what the fitted taps say."""
+    import keras
+
+    from prednet.skipfit import fit_skip
+
+    v = drifting_field(16, 40, 40, seed=3)
+    x = ValueScale.for_frames(v).to_model(v)
+    errors = {}
+    for n in (2, 3, 4):
+        net = untrained(skip=5, frames=n)
+        kernel, bias = fit_skip(lambda i: x[i], list(range(11 - n)), 5, net.skip.gain, frames=n)
+        assert kernel.shape == (5, 5, n, 1)
+        net.skip.kernel.assign(kernel)
+        net.skip.bias.assign(bias)
+        out = keras.ops.convert_to_numpy(net(x[None, 11:]))[0]
+        errors[n] = np.abs(out[n:] - x[11 + n:]).mean()
+        p = ref.ReferencePredictor(net, 40, 40, 1)
+        ours = []
+        for t in range(5):
+            ours.append(p.predict(np.array([t == 0], np.float32))[0])
+            p.update(x[None, 11 + t])
+        assert np.abs(np.stack(ours)[n:] - out[n:5]).max() < 1e-5
+    assert errors[3] < 0.85 * errors[2] and errors[4] < 0.75 * errors[2], errors
+
+
 def test_least_squares_start_refuses_constant_frames():
     from base.errors import TezipError
     from prednet.skipfit import fit_skip
@@ -258,4 +337,17 @@ def test_verbose_decompress_names_the_skip(skip_model, tmp_path):
     r = subprocess.run(tezip + ["-u", model, str(tmp_path / "c"), str(tmp_path / "out"), "-v"], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "with a 3x3 linear skip" in r.stdout
+    assert "with a 3x3 linear skip" in r.stdout and "frames" not in r.stdout.split("linear skip")[1][:12]
+
+
+def test_verbose_decompress_names_the_skip_frames(skip3_model, tmp_path):
+    frames = drifting_field(6, 24, 32, seed=9)
+    images = write_tiffs(tmp_path / "in", frames)
+    model = str(skip3_model[0])
+    tezip = [sys.executable, str(REPO / "tezip.py")]
+    subprocess.run(tezip + ["-c", model, str(images), str(tmp_path / "c"), "-w", "5"], check=True,
+                   capture_output=True, timeout=300)
+    r = subprocess.run(tezip + ["-u", model, str(tmp_path / "c"), str(tmp_path / "out"), "-v"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "with a 3x3 linear skip of 3 frames" in r.stdout
