@@ -5,7 +5,7 @@ detectors write, on the six smooth time-evolving sets of benchmarks/fields.py an
 frames of the tests (tests/conftest.py detector_frames, shot noise dominated).
 
     python benchmarks/bench_16bit.py [--sets advdiff,heat,...,tests] [--size 256] [--frames 200]
-        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS [--skip K]] [--json PATH]
+        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS [--skip K [--skip-frames N]]] [--json PATH]
 
 For each set: the last --eval frames (the earlier ones are what a model may be trained on; nothing
 here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip rows:
@@ -18,7 +18,8 @@ here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip row
                   15 % of them for validation), and the same architecture trained one step; both
                   -c MODEL sequential, losslessly and at the smallest bound, with the validation
                   loss of the trained model next to the previous frame's and linear extrapolation's;
-                  with --skip K both models have a K x K linear skip (the one-step one: extrapolation)
+                  with --skip K both models have a K x K linear skip over N previous frames
+                  (--skip-frames, default 2), both started from its least-squares taps
 
 Anchors (benchmarks/bench_smooth.py): SZ3 (pysz, 3-D, abs, int32 and float32: the better),
 JPEG-XL lossless per frame, zstd -19 raw, HDF5 Bitshuffle-LZ4 and Blosc2-zstd. Ratio = raw bytes /
@@ -73,7 +74,7 @@ def tezip(model, stack, bound, window, order, work, tag):
     return dict(bytes=s.compressed_bytes, max_error=err, encode_s=enc, decode_s=dec)
 
 
-def train_models(name, early, work, epochs, skip=0):
+def train_models(name, early, work, epochs, skip=0, skip_frames=2):
     """(trained model dir, one-step model dir, TrainResult of the trained one) for a set's early
     frames (T, H, W) uint16: train_data_create's files from two sequence folders, then training."""
     from prednet.train import TrainOptions, train
@@ -86,7 +87,8 @@ def train_models(name, early, work, epochs, skip=0):
     write_frames(seqs / "val", early[cut:, ..., None])
     data = work / f"hkl_{name}"
     create_train_data(seqs, data, val_dirs=["val"])
-    common = dict(batch_size=4, nt=10, val_sequences=8, crop=(128, 128), hidden_stack=(16, 32, 64), seed=0, skip=skip)
+    common = dict(batch_size=4, nt=10, val_sequences=8, crop=(128, 128), hidden_stack=(16, 32, 64), seed=0, skip=skip,
+                  skip_frames=skip_frames)
     t = time.perf_counter()
     result = train(work / f"m_{name}", data, TrainOptions(epochs=epochs, steps_per_epoch=25, **common))
     seconds = time.perf_counter() - t
@@ -108,6 +110,8 @@ def main():
     p.add_argument("--train", type=int, metavar="EPOCHS", help="train a model per set on its earlier frames")
     p.add_argument("--skip", type=int, default=0, metavar="K",
                    help="with --train: models with a K x K linear skip (tezip.py -l --skip K)")
+    p.add_argument("--skip-frames", type=int, default=2, metavar="N",
+                   help="with --skip: the previous frames the skip sees (tezip.py -l --skip-frames N)")
     p.add_argument("--json")
     args = p.parse_args()
     results = {}
@@ -129,8 +133,9 @@ def main():
                 if args.train and bound in (0, min(args.bounds)):
                     if bound == 0:
                         trained, one_step, result, seconds = train_models(name, run[: -args.eval], work, args.train,
-                                                                                  args.skip)
-                        res["training"] = dict(epochs=args.train, seconds=seconds, val_loss=result.best_val_loss,
+                                                                          args.skip, args.skip_frames)
+                        res["training"] = dict(epochs=args.train, skip=args.skip, skip_frames=args.skip_frames,
+                                               seconds=seconds, val_loss=result.best_val_loss,
                                                previous_frame=result.previous_val_loss,
                                                extrapolation=result.extrapolation_val_loss)
                     for tag, model in (("trained", trained), ("one_step", one_step)):

@@ -37,6 +37,7 @@ CASES = {
     "v3/gray16_none_abs2": ("none", "gray16", "abs", 2),  # blocks take linear extrapolation (extrapolate)
     "v3/gray16_skip_lossless": ("skip1", "gray16", "abs", None),  # a model with a linear skip, every pixel
     "v3/gray16_skip_abs2": ("skip1", "gray16", "abs", 2),
+    "v3/gray16_skip3_lossless": ("skip3", "gray16", "abs", None),  # a skip over 3 previous frames
 }
 
 
