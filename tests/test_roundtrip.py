@@ -63,8 +63,9 @@ def test_lossless_rgb_bit_exact(tiny_model, rgb20, tmp_path, entropy):
     assert ids(h["coder"]["residual"]) == ["runmerge", "rct", "med"]  # lossless RGB: runmerge at 0, colour transform, MED
     assert tails(h["coder"]) == ([["ctxrange"]] if entropy else [["zigzag", "zstd"]])
     keys = key_header(comp)["coder"]
-    if entropy:  # lossless keyframes: no head, the smaller of wpred and MED → ctxrange on the RCT'd pixels
-        assert "head" not in keys and tails(keys) == [["wpred"], ["med", "ctxrange"]] and keys["colour"]["id"] == "rct"
+    if entropy:  # lossless keyframes: no head, the smallest of wpred, MED → ctxrange and stored on the RCT'd pixels
+        assert "head" not in keys and tails(keys) == [["wpred"], ["med", "ctxrange"], ["zstd"]]
+        assert keys["colour"]["id"] == "rct"
     else:  # -n: MED and the same tails as the residuals
         assert keys["head"]["id"] == "med" and tails(keys) == tails(h["coder"])
     assert h["model"]["arithmetic"] == archive.REFERENCE_ARITHMETIC and len(h["model"]["digest"]) == 64

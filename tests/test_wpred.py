@@ -207,11 +207,12 @@ def test_flipped_bytes_raise_tezip_error_or_decode_to_some_frame():
 # ------------------------------------------------------------------------------- as a keyframe coder
 
 
-def test_lossless_keyframes_take_the_smaller_of_wpred_and_med():
+def test_lossless_keyframes_take_the_smallest_of_wpred_med_and_stored():
     plan = CodecPlan.make(window=1)
     coder = plan.keyframe_coder(255, False, channels=3)
     config = json.loads(json.dumps(coder.get_config()))
-    assert "head" not in config and [[s["id"] for s in t] for t in config["tails"]] == [["wpred"], ["med", "ctxrange"]]
+    assert "head" not in config
+    assert [[s["id"] for s in t] for t in config["tails"]] == [["wpred"], ["med", "ctxrange"], ["zstd"]]
     decoder = KeyframeCoder.from_config(config, 255, "key_frame.dat")
     planes = ColourTransform().decode(clip_frames(1)[0])
     chunk, decoded = coder.encode_frame(planes)
@@ -225,6 +226,20 @@ def test_lossless_keyframes_take_the_smaller_of_wpred_and_med():
     assert chunk[0] != 0
     np.testing.assert_array_equal(KeyframeCoder.from_config(wide.get_config(), 65535, "k").decode_frame(chunk, planes.shape),
                                   planes * 257)
+
+
+@pytest.mark.parametrize("max_value", [255, 65535])
+def test_noise_keyframes_are_stored_as_their_pixels(max_value):
+    """Uniform noise, which no predictor helps: the keyframe is stored (candidate 2, byte-shuffled
+    zstd), a few bytes over the pixels' own size rather than the predictors' 5-9 % over it."""
+    rng = np.random.default_rng(3)
+    planes = rng.integers(0, max_value + 1, (1, 96, 128)).astype(np.int32)
+    raw = planes.size * (1 if max_value < 256 else 2)
+    coder = CodecPlan.make(window=1).keyframe_coder(max_value, max_value > 255, channels=1)
+    chunk, decoded = coder.encode_frame(planes)
+    assert chunk[0] // 4 == 2 and len(chunk) < raw * 1.005 + 64, (chunk[0], len(chunk), raw)
+    np.testing.assert_array_equal(KeyframeCoder.from_config(coder.get_config(), max_value, "k")
+                                  .decode_frame(chunk, planes.shape), planes)
 
 
 def test_headless_keyframe_configs_are_checked():
