@@ -120,7 +120,8 @@ def build_parser():
                             "the workers must see the same files and paths)")
 
     learn = p.add_argument_group("training (-l)")
-    learn.add_argument("--epochs", type=int, default=150, help="epochs (default 150)")
+    learn.add_argument("--epochs", type=int, default=150,
+                       help="epochs (default 150); 0 with --skip: the least-squares linear filter alone (seconds)")
     learn.add_argument("--steps", type=int, default=125, help="batches per epoch (default 125)")
     learn.add_argument("--batch", type=int, default=4, help="sequences per batch (default 4)")
     learn.add_argument("--nt", type=int, default=10, help="frames per training sequence (default 10)")
@@ -191,9 +192,11 @@ def run_learn(args):
         skip_frames=args.skip_frames,
     )
     r = train(model_dir, data_dir, options)
+    what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
+            f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} (epoch {r.best_epoch})" if r.epochs else
+            f"fitted the linear skip alone in {r.seconds:.1f} s: val loss {r.best_val_loss:.5f}")
     print(
-        f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
-        f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} (epoch {r.best_epoch}); "
+        f"{what}; "
         f"black-frame baseline {r.blank_val_loss:.5f}, previous frame {r.previous_val_loss:.5f}, linear "
         f"extrapolation {r.extrapolation_val_loss:.5f}; model written to {model_dir}"
     )
@@ -357,7 +360,8 @@ def _main(argv):
                 return e.exit_code
             note_block_0(p, args)
         if job == "learn":
-            for flag, value, low in (("--nt", args.nt, 2), ("--epochs", args.epochs, 1), ("--steps", args.steps, 1),
+            for flag, value, low in (("--nt", args.nt, 2), ("--epochs", args.epochs, 0 if args.skip else 1),
+                                     ("--steps", args.steps, 1),
                                      ("--batch", args.batch, 1)):
                 if value < low:
                     p.error(f"{flag} must be at least {low} (got {value})")

@@ -20,6 +20,8 @@ here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip row
                   loss of the trained model next to the previous frame's and linear extrapolation's;
                   with --skip K both models have a K x K linear skip over N previous frames
                   (--skip-frames, default 2), both started from its least-squares taps
+    fitted        with --skip: those least-squares taps alone (tezip.py -l --epochs 0: no
+                  gradient step, PredNet's correction zero)
 
 Anchors (benchmarks/bench_smooth.py): SZ3 (pysz, 3-D, abs, int32 and float32: the better),
 JPEG-XL lossless per frame, zstd -19 raw, HDF5 Bitshuffle-LZ4 and Blosc2-zstd. Ratio = raw bytes /
@@ -75,8 +77,9 @@ def tezip(model, stack, bound, window, order, work, tag):
 
 
 def train_models(name, early, work, epochs, skip=0, skip_frames=2):
-    """(trained model dir, one-step model dir, TrainResult of the trained one) for a set's early
-    frames (T, H, W) uint16: train_data_create's files from two sequence folders, then training."""
+    """{tag: model dir} ("trained", "one_step", and with a skip "fitted": its least-squares taps
+    alone, no gradient step) and the TrainResult of the trained one, for a set's early frames
+    (T, H, W) uint16: train_data_create's files from two sequence folders, then training."""
     from prednet.train import TrainOptions, train
     from train_data_create import create_train_data
     from conftest import write_frames
@@ -93,7 +96,12 @@ def train_models(name, early, work, epochs, skip=0, skip_frames=2):
     result = train(work / f"m_{name}", data, TrainOptions(epochs=epochs, steps_per_epoch=25, **common))
     seconds = time.perf_counter() - t
     train(work / f"m1_{name}", data, TrainOptions(epochs=1, steps_per_epoch=1, **common))
-    return work / f"m_{name}", work / f"m1_{name}", result, seconds
+    models = {"trained": work / f"m_{name}", "one_step": work / f"m1_{name}"}
+    if skip:
+        fitted = train(work / f"m0_{name}", data, TrainOptions(epochs=0, steps_per_epoch=1, **common))
+        models["fitted"] = work / f"m0_{name}"
+        result.fitted_val_loss = fitted.best_val_loss
+    return models, result, seconds
 
 
 def main():
@@ -132,13 +140,14 @@ def main():
                     res[f"{tag}|{bound}"] = tezip(model, stack, bound, args.eval - 1, order, work, f"{name}_{tag}")
                 if args.train and bound in (0, min(args.bounds)):
                     if bound == 0:
-                        trained, one_step, result, seconds = train_models(name, run[: -args.eval], work, args.train,
-                                                                          args.skip, args.skip_frames)
+                        models, result, seconds = train_models(name, run[: -args.eval], work, args.train, args.skip,
+                                                               args.skip_frames)
                         res["training"] = dict(epochs=args.train, skip=args.skip, skip_frames=args.skip_frames,
                                                seconds=seconds, val_loss=result.best_val_loss,
                                                previous_frame=result.previous_val_loss,
-                                               extrapolation=result.extrapolation_val_loss)
-                    for tag, model in (("trained", trained), ("one_step", one_step)):
+                                               extrapolation=result.extrapolation_val_loss,
+                                               fitted=getattr(result, "fitted_val_loss", None))
+                    for tag, model in models.items():
                         res[f"{tag}|{bound}"] = tezip(str(model), stack, bound, args.eval - 1, "sequential", work,
                                                       f"{name}_{tag}")
                 if bound:
@@ -173,15 +182,18 @@ def main():
             f"{n}: " + " / ".join(f"{r(res, f'model|{b}'):.2f}" for b in [0] + args.bounds) for n, res in results.items()))
     if args.train:
         b = min(args.bounds)
-        print(f"\n| set | trained / one-step model, lossless (trained vs one-step) | abs {b} | trained model's validation "
-              "loss / previous frame's / linear extrapolation's |")
+        print(f"\n| set | lossless: none / fitted / one-step / trained (trained vs one-step, vs fitted) | abs {b}: "
+              "none / fitted / one-step / trained | validation loss: trained / fitted / previous frame / "
+              "extrapolation |")
         print("|---|---|---|---|")
         for name, res in results.items():
             t = res["training"]
-            print(f"| {name} | {r(res, 'trained|0'):.3f} / {r(res, 'one_step|0'):.3f} "
-                  f"({r(res, 'trained|0') / r(res, 'one_step|0') - 1:+.1%}) | {r(res, f'trained|{b}'):.2f} / "
-                  f"{r(res, f'one_step|{b}'):.2f} | {t['val_loss']:.5f} / {t['previous_frame']:.5f} / "
-                  f"{t['extrapolation']:.5f} |")
+            fit = f"{t['fitted']:.5f}" if t.get("fitted") is not None else "–"
+            print(f"| {name} | {r(res, 'sequential|0'):.3f} / {r(res, 'fitted|0'):.3f} / {r(res, 'one_step|0'):.3f} / "
+                  f"{r(res, 'trained|0'):.3f} ({r(res, 'trained|0') / r(res, 'one_step|0') - 1:+.1%}, "
+                  f"{r(res, 'trained|0') / r(res, 'fitted|0') - 1:+.1%}) | {r(res, f'sequential|{b}'):.2f} / "
+                  f"{r(res, f'fitted|{b}'):.2f} / {r(res, f'one_step|{b}'):.2f} / {r(res, f'trained|{b}'):.2f} | "
+                  f"{t['val_loss']:.5f} / {fit} / {t['previous_frame']:.5f} / {t['extrapolation']:.5f} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -169,8 +169,10 @@ def train(model_dir, data_dir, options: TrainOptions):
         raise TezipError(f"the linear skip needs an odd filter size (got {o.skip})")
     if o.skip and not 2 <= o.skip_frames <= MAX_SKIP_FRAMES:
         raise TezipError(f"the linear skip sees 2 to {MAX_SKIP_FRAMES} previous frames (got {o.skip_frames})")
-    if o.epochs < 1 or o.steps_per_epoch < 1 or o.batch_size < 1:
-        raise TezipError("--epochs, --steps and --batch must be at least 1")
+    if o.epochs < 0 or o.steps_per_epoch < 1 or o.batch_size < 1:
+        raise TezipError("--steps and --batch must be at least 1, --epochs at least 0")
+    if o.epochs == 0 and not (o.skip and o.skip_fit):
+        raise TezipError("--epochs 0 trains nothing: only a model with --skip K has a part fitted before the epochs")
     train_starts, val_starts = sequence_starts(s_train, o.nt), sequence_starts(s_val, o.nt)
     if len(train_starts) == 0:
         raise TezipError(f"no training sequence has nt={o.nt} consecutive frames; lower --nt or add frames")
@@ -206,8 +208,8 @@ def train(model_dir, data_dir, options: TrainOptions):
         prednet.skip.kernel.assign(kernel)
         prednet.skip.bias.assign(bias)
         if o.verbose:
-            print(f"linear skip: {o.skip}x{o.skip} taps on {o.skip_frames} frames fitted by least squares in {time.time() - t_fit:.1f} s",
-                  flush=True)
+            print(f"linear skip: {o.skip}x{o.skip} taps on {o.skip_frames} frames fitted by least squares in "
+                  f"{time.time() - t_fit:.1f} s", flush=True)
     result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
     result.blank_val_loss, result.previous_val_loss, result.extrapolation_val_loss = baseline_losses(val_batches)
     info = {
@@ -222,6 +224,12 @@ def train(model_dir, data_dir, options: TrainOptions):
     if o.skip:
         info["skip_start"] = "least squares" if o.skip_fit else "extrapolation"
     t0 = t_fit
+    if o.epochs == 0:  # the least-squares taps alone: PredNet's correction stays zero
+        vl = float(model.evaluate(val_batches, verbose=0))
+        result.val_loss.append(vl)
+        result.best_val_loss, result.best_epoch = vl, 0
+        info.update(best_epoch=0, best_val_loss=vl)
+        result.digest = save_model(model_dir, prednet, info)
     for epoch in range(o.epochs):
         lr = o.learning_rate if epoch < switch_epoch else o.final_learning_rate
         model.optimizer.learning_rate.assign(lr)
@@ -241,7 +249,7 @@ def train(model_dir, data_dir, options: TrainOptions):
             info.update(best_epoch=epoch + 1, best_val_loss=vl)
             result.digest = save_model(model_dir, prednet, info)
     result.seconds = time.time() - t0
-    result.seconds_per_epoch = result.seconds / o.epochs
+    result.seconds_per_epoch = result.seconds / max(1, o.epochs)
     return result
 
 

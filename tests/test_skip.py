@@ -318,6 +318,29 @@ def test_more_frames_average_more_noise():
     assert errors[3] < 0.85 * errors[2] and errors[4] < 0.75 * errors[2], errors
 
 
+def test_zero_epochs_fit_the_linear_skip_alone(tmp_path):
+    """-l --skip K --epochs 0: the least-squares taps alone, saved as a model (PredNet's correction
+    zero), which already beats extrapolation on a drift; without --skip, --epochs 0 is refused."""
+    from base.errors import TezipError
+    from prednet.modelfile import load_weights
+
+    folder, result = train_on(tmp_path / "a", drifting_field(30, 48, 48), skip=3, epochs=0, steps=1, skip_frames=3)
+    assert result.best_epoch == 0 and len(result.val_loss) == 1
+    assert result.best_val_loss < 0.9 * min(result.extrapolation_val_loss, result.previous_val_loss), result
+    weights, _ = load_weights(folder)
+    assert not weights.weights["ahat_0/kernel"].any() and not weights.weights["ahat_0/bias"].any()
+    with pytest.raises(TezipError, match="--epochs 0 trains nothing"):
+        train_on(tmp_path / "b", drifting_field(30, 48, 48), skip=0, epochs=0, steps=1)
+    r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d"),
+                        "--epochs", "0"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "--epochs must be at least 1" in r.stderr
+    r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "a" / "data"),
+                        "--skip", "3", "--epochs", "0", "--stack", "4", "8", "8", "--crop", "32", "32", "--nt", "6",
+                        "--val-sequences", "8"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "fitted the linear skip alone" in r.stdout and (tmp_path / "m" / "prednet_weights.hdf5").exists()
+
+
 def test_least_squares_start_refuses_constant_frames():
     from base.errors import TezipError
     from prednet.skipfit import fit_skip
