@@ -11,8 +11,8 @@ prediction error of the linear part alone over the training sequences, found in 
 
 per output channel, over K x K offsets d (edge-replicated borders, as the model pads), N the frames
 the skip sees, which is exactly the skip's parametrisation (skip_taps: gain · kernel on the frame
-summing to 1, on the newest change raised by 1 at the centre), solved by stages/_lsfit.fit: a plain fit, then Cauchy-IRLS with
-the plain fit's median absolute residual as the scale (the coder pays about log |error|, so the
+summing to 1, on the newest change raised by 1 at the centre), solved by stages/_lsfit.fit: a
+plain fit, then Cauchy-IRLS with the plain fit's median absolute residual as the scale (the coder pays about log |error|, so the
 bulk of the pixels matters, not the few large errors). The gradient epochs then train the taps and
 PredNet's correction together from there.
 """
@@ -26,33 +26,35 @@ MAX_SKIP_FRAMES = 8  # the most previous frames a skip may see (-l --skip-frames
 RUNS = 64  # runs of N + 1 consecutive frames sampled from the training sequences
 
 
-def _neighbourhoods(frame, K):
-    """(K*K, H, W) float64: frame (H, W) at every offset of a K x K window, edge-replicated."""
+def _neighbourhoods(frame, K, ys, xs):
+    """(K*K, P) float64: frame (H, W) at every offset of a K x K window around the pixels (ys, xs)
+    (P each), edge-replicated: only the sampled pixels' values are gathered, so memory grows with
+    the samples, not with the frame times K*K."""
     p = K // 2
     padded = np.pad(frame, p, mode="edge")
-    H, W = frame.shape
-    return np.stack([padded[dy: dy + H, dx: dx + W] for dy in range(K) for dx in range(K)])
+    return np.stack([padded[ys + dy, xs + dx] for dy in range(K) for dx in range(K)])
 
 
-def skip_features(history, K):
-    """(F, H*W) features of each pixel for the skip's least-squares fit and the (C, H*W) target
-    offset (the extrapolation), from the N previous frames (H, W, C) float, newest first: for every
-    input channel the K*K - 1 frame differences x(p + d) - x(p) (centre left out: it is 0), then
-    for each change x_{t-1-j} - x_{t-2-j} its K*K values, in the skip's plane order."""
+def skip_features(history, K, pixels):
+    """(F, P) features of the sampled pixels for the skip's least-squares fit and their (C, P)
+    target offset (the extrapolation), from the N previous frames (H, W, C) float, newest first,
+    and `pixels` (P,) flat indices into H x W: for every input channel the K*K - 1 frame
+    differences x(p + d) - x(p) (centre left out: it is 0), then for each change
+    x_{t-1-j} - x_{t-2-j} its K*K values, in the skip's plane order."""
     previous = history[0].astype(np.float64)
-    C = previous.shape[-1]
+    H, W, C = previous.shape
+    ys, xs = np.divmod(np.asarray(pixels), W)
     centre = (K * K) // 2
     rows = []
     for c in range(C):
-        n = _neighbourhoods(previous[..., c], K)
+        n = _neighbourhoods(previous[..., c], K, ys, xs)
         rows.append(np.delete(n - n[centre], centre, axis=0))
     for j in range(len(history) - 1):
         change = history[j].astype(np.float64) - history[j + 1]
         for c in range(C):
-            rows.append(_neighbourhoods(change[..., c], K))
-    features = np.concatenate(rows).reshape(-1, previous.shape[0] * previous.shape[1])
-    extrapolation = (2.0 * previous - history[1]).reshape(-1, C).T
-    return features, extrapolation
+            rows.append(_neighbourhoods(change[..., c], K, ys, xs))
+    extrapolation = (2.0 * previous - history[1])[ys, xs].T  # (C, P)
+    return np.concatenate(rows), extrapolation
 
 
 def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
@@ -76,11 +78,10 @@ def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
     X, Y = [], []
     for i in picks:
         run = [frames_at(int(i) + k).astype(np.float64) for k in range(frames + 1)]
-        features, extrapolation = skip_features(run[-2::-1], K)  # newest first
-        target = run[-1]
         pixels = rng.choice(H * W, size=per_run, replace=False)
-        X.append(features[:, pixels])
-        Y.append(target.reshape(-1, C).T[:, pixels] - extrapolation[:, pixels])
+        features, extrapolation = skip_features(run[-2::-1], K, pixels)  # newest first
+        X.append(features)
+        Y.append(run[-1].reshape(-1, C).T[:, pixels] - extrapolation)
     AT = np.ascontiguousarray(np.concatenate(X, axis=1))
     Y = np.concatenate(Y, axis=1)
     taps = np.zeros((n_features, C))
