@@ -158,7 +158,7 @@ class SequenceBatches(keras.utils.PyDataset):
 
 
 def train(model_dir, data_dir, options: TrainOptions):
-    from prednet.model import PredNet, build_training_model, default_config, spatial_multiple
+    from prednet.model import PredNet, build_training_model, default_config, first_counted_step, spatial_multiple
     from prednet.modelfile import save_model
 
     X_train, s_train, X_val, s_val = load_train_data(data_dir)
@@ -211,7 +211,8 @@ def train(model_dir, data_dir, options: TrainOptions):
             print(f"linear skip: {o.skip}x{o.skip} taps on {o.skip_frames} frames fitted by least squares in "
                   f"{time.time() - t_fit:.1f} s", flush=True)
     result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
-    result.blank_val_loss, result.previous_val_loss, result.extrapolation_val_loss = baseline_losses(val_batches)
+    result.blank_val_loss, result.previous_val_loss, result.extrapolation_val_loss = baseline_losses(
+        val_batches, first_counted_step(prednet))
     info = {
         "data_dir": str(data_dir),
         "nt": o.nt,
@@ -253,10 +254,11 @@ def train(model_dir, data_dir, options: TrainOptions):
     return result
 
 
-def baseline_losses(batches):
+def baseline_losses(batches, first=1):
     """The loss, on the same batches and in the same units as the model's (PredNet's layer-0 error
-    E_0 = [relu(A - Â), relu(Â - A)] averages to mean|A - Â| / 2; time step 0 weighs nothing and
-    the later steps weigh alike), of three predictors that need no training:
+    E_0 = [relu(A - Â), relu(Â - A)] averages to mean|A - Â| / 2; time steps before `first` weigh
+    nothing (step 0 never counts) and the later steps weigh alike, as prednet.model.loss_weights),
+    of three predictors that need no training:
 
     black frame: Â = 0, for scale; previous frame: Â_t = A_{t-1}; linear extrapolation: Â_t =
     clip(2·A_{t-1} - A_{t-2}, 0, 1), the previous frame at t = 1. A model that has learnt the
@@ -266,11 +268,12 @@ def baseline_losses(batches):
     black, previous, extrapolation = [], [], []
     for i in range(len(batches)):
         x = batches[i][0]  # (sequences, nt, H, W, C) in [0, 1]
-        black.append(x[:, 1:].mean() / 2.0)
-        previous.append(np.abs(x[:, 1:] - x[:, :-1]).mean() / 2.0)
+        f = max(1, min(int(first), x.shape[1] - 1))
+        black.append(x[:, f:].mean() / 2.0)
+        previous.append(np.abs(x[:, f:] - x[:, f - 1:-1]).mean() / 2.0)
         guess = x[:, :-1].copy()  # Â_t for t = 1 .. nt-1
         guess[:, 1:] = np.clip(2.0 * x[:, 1:-1] - x[:, :-2], 0.0, 1.0)
-        extrapolation.append(np.abs(x[:, 1:] - guess).mean() / 2.0)
+        extrapolation.append(np.abs(x[:, f:] - guess[:, f - 1:]).mean() / 2.0)
     return float(np.mean(black)), float(np.mean(previous)), float(np.mean(extrapolation))
 
 

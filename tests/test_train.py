@@ -38,6 +38,23 @@ def test_baseline_losses_on_a_steady_brightening():
     assert np.isclose(black, np.mean(0.1 + 0.05 * np.arange(1, nt)) / 2, atol=1e-6)
     assert np.isclose(previous, 0.05 / 2, atol=1e-6)
     assert np.isclose(extrapolation, 0.05 / 2 / (nt - 1), atol=1e-6)
+    # from step 2 on (where a skip over 2 frames counts): extrapolation is exact
+    black, previous, extrapolation = baseline_losses([(np.array(x), None)], first=2)
+    assert np.isclose(black, np.mean(0.1 + 0.05 * np.arange(2, nt)) / 2, atol=1e-6)
+    assert np.isclose(previous, 0.05 / 2, atol=1e-6) and extrapolation < 1e-7
+
+
+def test_skip_models_count_the_loss_from_their_first_steady_step():
+    from prednet.model import PredNet, default_config, first_counted_step, loss_weights
+
+    def net(**kw):
+        return PredNet(**default_config(1, (4, 8, 8)), **kw)
+
+    assert first_counted_step(net()) == 1 and first_counted_step(net(skip_filt_size=3)) == 2
+    assert first_counted_step(net(skip_filt_size=3, skip_frames=4)) == 4
+    assert loss_weights(3, 6)[1] == [0.0] + [0.2] * 5
+    assert loss_weights(3, 6, first=4)[1] == [0.0] * 4 + [0.5] * 2
+    assert loss_weights(3, 3, first=4)[1] == [0.0, 0.0, 1.0]  # never all zero
 
 
 def test_training_lowers_validation_loss(tmp_path):
