@@ -188,12 +188,12 @@ def main():
         print("|---|---|---|---|")
         for name, res in results.items():
             t = res["training"]
-            fit = f"{t['fitted']:.5f}" if t.get("fitted") is not None else "–"
+            fit = f"{t['fitted']:.3g}" if t.get("fitted") is not None else "–"
             print(f"| {name} | {r(res, 'sequential|0'):.3f} / {r(res, 'fitted|0'):.3f} / {r(res, 'one_step|0'):.3f} / "
                   f"{r(res, 'trained|0'):.3f} ({r(res, 'trained|0') / r(res, 'one_step|0') - 1:+.1%}, "
                   f"{r(res, 'trained|0') / r(res, 'fitted|0') - 1:+.1%}) | {r(res, f'sequential|{b}'):.2f} / "
                   f"{r(res, f'fitted|{b}'):.2f} / {r(res, f'one_step|{b}'):.2f} / {r(res, f'trained|{b}'):.2f} | "
-                  f"{t['val_loss']:.5f} / {fit} / {t['previous_frame']:.5f} / {t['extrapolation']:.5f} |")
+                  f"{t['val_loss']:.3g} / {fit} / {t['previous_frame']:.3g} / {t['extrapolation']:.3g} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))
