@@ -222,8 +222,9 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
 
 
 def _skip_note(model_dir):
-    """', with a KxK linear skip' (' of N frames' when not 2) when the model folder given has one (what its JSON says; the
-    digest check while decoding is what ties the folder to the archive); '' otherwise."""
+    """', with a KxK linear skip' (and ' of N frames' when not 2) when the model folder given has
+    one (what its JSON says; the digest check while decoding is what ties the folder to the
+    archive); '' otherwise."""
     from prednet.modelfile import is_no_model, read_model_json
 
     if model_dir is None or is_no_model(model_dir):

@@ -31,8 +31,8 @@ class TrainOptions:
     final_learning_rate: float = 1e-4  # for the last quarter of the epochs
     crop: tuple | None = None  # (height, width); None trains on whole frames
     hidden_stack: tuple = (48, 96, 192)
-    # > 0: the model predicts a correction to a learned K x K linear filter of the two previous
-    # frames, initialised to linear extrapolation (prednet.model.LinearSkip); 0: PredNet as published
+    # > 0: the model predicts a correction to a learned K x K linear filter of the previous frames,
+    # initialised to linear extrapolation (prednet.model.LinearSkip); 0: PredNet as published
     skip: int = 0
     skip_frames: int = 2  # the previous frames the skip sees (2: the last one and its change)
     skip_fit: bool = True  # start the skip's taps from least squares (prednet/skipfit.py), not extrapolation
