@@ -12,9 +12,10 @@ prediction error of the linear part alone over the training sequences, found in 
 per output channel, over K x K offsets d (edge-replicated borders, as the model pads), N the frames
 the skip sees, which is exactly the skip's parametrisation (skip_taps: gain · kernel on the frame
 summing to 1, on the newest change raised by 1 at the centre), solved by stages/_lsfit.fit: a
-plain fit, then Cauchy-IRLS with the plain fit's median absolute residual as the scale (the coder pays about log |error|, so the
-bulk of the pixels matters, not the few large errors). The gradient epochs then train the taps and
-PredNet's correction together from there.
+plain fit, then Cauchy-IRLS with the plain fit's median absolute residual as the scale (the coder
+pays about log |error|, so the bulk of the pixels matters, not the few large errors). The gradient
+epochs then train the taps and PredNet's correction together from there (`--epochs 0`: the
+fitted taps alone).
 """
 
 import numpy as np
