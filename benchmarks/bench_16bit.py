@@ -77,8 +77,9 @@ def tezip(model, stack, bound, window, order, work, tag):
 
 
 def train_models(name, early, work, epochs, skip=0, skip_frames=2):
-    """{tag: model dir} ("trained", "one_step", and with a skip "fitted": its least-squares taps
-    alone, no gradient step) and the TrainResult of the trained one, for a set's early frames
+    """({tag: model dir} ("trained", "one_step", and with a skip "fitted": its least-squares taps
+    alone, no gradient step), the TrainResult of the trained one, its training seconds, the fitted
+    model's validation loss or None), for a set's early frames
     (T, H, W) uint16: train_data_create's files from two sequence folders, then training."""
     from prednet.train import TrainOptions, train
     from train_data_create import create_train_data
@@ -96,12 +97,11 @@ def train_models(name, early, work, epochs, skip=0, skip_frames=2):
     result = train(work / f"m_{name}", data, TrainOptions(epochs=epochs, steps_per_epoch=25, **common))
     seconds = time.perf_counter() - t
     train(work / f"m1_{name}", data, TrainOptions(epochs=1, steps_per_epoch=1, **common))
-    models = {"trained": work / f"m_{name}", "one_step": work / f"m1_{name}"}
+    models, fitted_loss = {"trained": work / f"m_{name}", "one_step": work / f"m1_{name}"}, None
     if skip:
-        fitted = train(work / f"m0_{name}", data, TrainOptions(epochs=0, steps_per_epoch=1, **common))
         models["fitted"] = work / f"m0_{name}"
-        result.fitted_val_loss = fitted.best_val_loss
-    return models, result, seconds
+        fitted_loss = train(models["fitted"], data, TrainOptions(epochs=0, steps_per_epoch=1, **common)).best_val_loss
+    return models, result, seconds, fitted_loss
 
 
 def main():
@@ -140,13 +140,13 @@ def main():
                     res[f"{tag}|{bound}"] = tezip(model, stack, bound, args.eval - 1, order, work, f"{name}_{tag}")
                 if args.train and bound in (0, min(args.bounds)):
                     if bound == 0:
-                        models, result, seconds = train_models(name, run[: -args.eval], work, args.train, args.skip,
-                                                               args.skip_frames)
+                        models, result, seconds, fitted_loss = train_models(name, run[: -args.eval], work, args.train,
+                                                                            args.skip, args.skip_frames)
                         res["training"] = dict(epochs=args.train, skip=args.skip, skip_frames=args.skip_frames,
                                                seconds=seconds, val_loss=result.best_val_loss,
                                                previous_frame=result.previous_val_loss,
                                                extrapolation=result.extrapolation_val_loss,
-                                               fitted=getattr(result, "fitted_val_loss", None))
+                                               fitted=fitted_loss)
                     for tag, model in models.items():
                         res[f"{tag}|{bound}"] = tezip(str(model), stack, bound, args.eval - 1, "sequential", work,
                                                       f"{name}_{tag}")
