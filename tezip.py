@@ -137,6 +137,9 @@ def build_parser():
     learn.add_argument("--skip-frames", type=int, default=2, metavar="N",
                        help="with --skip: the previous frames the linear filter sees, 2 to 8 (default 2); more "
                             "average more frames' noise (smooth simulated fields)")
+    learn.add_argument("--frame-input", action="store_true",
+                       help="with --skip: PredNet's first layer also sees the previous frames (normalised), not only "
+                            "its errors, so its correction can depend on the field's values (nonlinear dynamics)")
     learn.add_argument("--val-sequences", type=int, default=100, help="validation sequences per epoch (default 100)")
     learn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -189,7 +192,7 @@ def run_learn(args):
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch, nt=args.nt,
         val_sequences=args.val_sequences, crop=tuple(args.crop) if args.crop else None,
         hidden_stack=tuple(args.stack), seed=args.seed, verbose=args.verbose, skip=args.skip,
-        skip_frames=args.skip_frames,
+        skip_frames=args.skip_frames, frame_input=args.frame_input,
     )
     r = train(model_dir, data_dir, options)
     what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
@@ -373,6 +376,8 @@ def _main(argv):
                 p.error(f"--skip-frames must be 2 to {MAX_SKIP_FRAMES} (got {args.skip_frames})")
             if args.skip_frames != 2 and not args.skip:
                 p.error("--skip-frames needs --skip K (the linear filter it sizes)")
+            if args.frame_input and not args.skip:
+                p.error("--frame-input needs --skip K (it shows PredNet the linear filter's input)")
 
         from prednet.device import select_device
 

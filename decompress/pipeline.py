@@ -222,8 +222,8 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
 
 
 def _skip_note(model_dir):
-    """', with a KxK linear skip' (and ' of N frames' when not 2) when the model folder given has
-    one (what its JSON says; the digest check while decoding is what ties the folder to the
+    """', with a KxK linear skip' (and ' of N frames' when not 2, ' and frame input' when its
+    first layer sees the frames) when the model folder given has one (what its JSON says; the digest check while decoding is what ties the folder to the
     archive); '' otherwise."""
     from prednet.modelfile import is_no_model, read_model_json
 
@@ -232,9 +232,12 @@ def _skip_note(model_dir):
     try:
         arch = read_model_json(model_dir)["architecture"]
         k, n = int(arch.get("skip_filt_size", 0)), int(arch.get("skip_frames", 2))
+        frame_input = arch.get("frame_input_offset") is not None
     except Exception:  # the decoder names a bad model folder itself
         return ""
-    return f", with a {k}x{k} linear skip" + (f" of {n} frames" if n != 2 else "") if k else ""
+    if not k:
+        return ""
+    return f", with a {k}x{k} linear skip" + (f" of {n} frames" if n != 2 else "") + (" and frame input" if frame_input else "")
 
 
 def describe_archive(archive, model_dir=None):

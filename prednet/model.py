@@ -160,6 +160,8 @@ class PredNet(keras.layers.Layer):
         skip_gain=SKIP_GAIN,
         skip_correction_scale=CORRECTION_SCALE,
         skip_frames=2,
+        frame_input_offset=None,
+        frame_input_scale=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -195,6 +197,19 @@ class PredNet(keras.layers.Layer):
             raise ValueError("a model with a linear skip does not extrapolate from its own predictions")
         self.skip = (LinearSkip(self.stack_sizes[0], self.skip_filt_size, self.skip_gain, self.skip_frames, name="skip")
                      if self.skip_filt_size else None)
+        # frame_input_offset / _scale (N floats each, models with a skip only): layer 0's conv-LSTM
+        # also sees the skip's planes, normalised ((plane_j - offset_j) · scale_j), beside its errors.
+        # Without them PredNet's correction sees only errors, which with a good skip are noise: it
+        # cannot learn what depends on the field's values (a reaction term, a nonlinear advection).
+        self.frame_input = None
+        if frame_input_offset is not None or frame_input_scale is not None:
+            if self.skip is None:
+                raise ValueError("frame_input_offset / frame_input_scale need a linear skip")
+            offset = tuple(float(v) for v in frame_input_offset)
+            scale = tuple(float(v) for v in frame_input_scale)
+            if not len(offset) == len(scale) == self.skip_frames:
+                raise ValueError(f"frame_input_offset and frame_input_scale need {self.skip_frames} values each")
+            self.frame_input = (offset, scale)
 
         # One convolution per layer computes all four LSTM gates (i, f, c, o) at once: the same
         # parameters as four separate convolutions, in one larger (faster) call.
@@ -231,6 +246,8 @@ class PredNet(keras.layers.Layer):
         n = self.nb_layers
         for l in range(n):
             in_ch = self.R_stack_sizes[l] + 2 * self.stack_sizes[l]
+            if l == 0 and self.frame_input is not None:
+                in_ch += self.skip_frames * self.stack_sizes[0]
             if l < n - 1:
                 in_ch += self.R_stack_sizes[l + 1]
             self.lstm_convs[l].build((None, None, None, in_ch))
@@ -263,13 +280,16 @@ class PredNet(keras.layers.Layer):
     # Compression runs the halves separately (prednet/predictor.py), so that the frame fed to
     # bottom_up can be the decoded frame, which exists only once the prediction is known.
 
-    def top_down(self, states):
-        """states (R_l, c_l, E_l for each layer) → (R_new, c_new) lists, one entry per layer."""
+    def top_down(self, states, planes=None):
+        """states (R_l, c_l, E_l for each layer) → (R_new, c_new) lists, one entry per layer.
+        planes: models with frame input only, layer 0's extra input (frame_input_planes)."""
         n = self.nb_layers
         R_prev, c_prev, E_prev = states[0::3], states[1::3], states[2::3]
         R_new, c_new = [None] * n, [None] * n
         for l in reversed(range(n)):
             parts = [R_prev[l], E_prev[l]]
+            if l == 0 and planes is not None:
+                parts.append(planes)
             if l < n - 1:
                 parts.append(ops.repeat(ops.repeat(R_new[l + 1], 2, axis=1), 2, axis=2))
             gates = self.lstm_convs[l](ops.concatenate(parts, axis=-1))
@@ -326,10 +346,21 @@ class PredNet(keras.layers.Layer):
             states += [R[l], c[l], E[l]]
         return states
 
-    def step(self, frame, states, extrapolate=None, record=None, frame_size=None, base=None):
+    def frame_input_planes(self, history):
+        """Layer 0's extra input for a model with frame input: the skip's planes (skip_planes of
+        the N previous frames, newest first) normalised, (plane_j - offset_j) · scale_j, each plane
+        j being C channels: (batch, H, W, N·C)."""
+        offset, scale = self.frame_input
+        C = self.stack_sizes[0]
+        off = np.repeat(np.asarray(offset, np.float32), C)
+        sc = np.repeat(np.asarray(scale, np.float32), C)
+        return (skip_planes(history) - off) * sc
+
+    def step(self, frame, states, extrapolate=None, record=None, frame_size=None, base=None, planes=None):
         """One whole time step: returns (prediction of this step's frame, new states, recorded).
-        base: the linear skip's output for this step (models with a skip only)."""
-        R_new, c_new = self.top_down(states)
+        base: the linear skip's output for this step (models with a skip only); planes: layer 0's
+        frame input (models with one only)."""
+        R_new, c_new = self.top_down(states, planes)
         prediction, E_new, recorded = self.bottom_up(frame, R_new, extrapolate, record, frame_size, base)
         return prediction, self.join_states(R_new, c_new, E_new), recorded
 
@@ -350,7 +381,13 @@ class PredNet(keras.layers.Layer):
             if self.extrap_start_time is not None and t >= self.extrap_start_time:
                 extrapolate = ops.ones((batch,), dtype=x.dtype)
             base = self.skip(history) if self.skip is not None else None
-            prediction, states, recorded = self.step(x[:, t], states, extrapolate, record, (height, width), base)
+            planes = None
+            if self.frame_input is not None:  # a fresh lane's input is zeros (the states' too)
+                planes = self.frame_input_planes(history)
+                if t == 0:
+                    planes = ops.zeros_like(planes)
+            prediction, states, recorded = self.step(x[:, t], states, extrapolate, record, (height, width), base,
+                                                     planes)
             # after the first frame all are that frame: the next base extrapolates no motion
             history = [x[:, t]] * self.skip_frames if t == 0 else [x[:, t]] + history[:-1]
             if self.output_mode == "prediction":
@@ -394,6 +431,8 @@ class PredNet(keras.layers.Layer):
             skip_correction_scale=self.skip_correction_scale,
             skip_frames=self.skip_frames,
         )
+        if self.frame_input is not None:
+            config.update(frame_input_offset=list(self.frame_input[0]), frame_input_scale=list(self.frame_input[1]))
         return config
 
 

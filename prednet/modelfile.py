@@ -45,6 +45,9 @@ SKIP_KEYS = ("skip_filt_size", "skip_gain", "skip_correction_scale")
 # ... and the number of previous frames the skip sees, only when not 2 (every model with a skip
 # before this key existed sees 2 and keeps its digest).
 SKIP_FRAMES_KEY = "skip_frames"
+# ... and, only in models whose layer 0 also sees the skip's planes (PredNet frame_input_*), their
+# normalisation.
+FRAME_INPUT_KEYS = ("frame_input_offset", "frame_input_scale")
 
 
 def architecture(prednet):
@@ -54,6 +57,8 @@ def architecture(prednet):
         arch.update({k: config[k] for k in SKIP_KEYS})
         if int(config.get(SKIP_FRAMES_KEY, 2)) != 2:
             arch[SKIP_FRAMES_KEY] = int(config[SKIP_FRAMES_KEY])
+        if config.get(FRAME_INPUT_KEYS[0]) is not None:
+            arch.update({k: [float(v) for v in config[k]] for k in FRAME_INPUT_KEYS})
     return arch
 
 
@@ -220,6 +225,8 @@ def expected_weight_shapes(arch):
     for l in range(n):
         k = int(arch["R_filt_sizes"][l])
         in_ch = R[l] + 2 * stack[l] + (R[l + 1] if l < n - 1 else 0)
+        if l == 0 and arch.get(FRAME_INPUT_KEYS[0]) is not None:
+            in_ch += int(arch.get(SKIP_FRAMES_KEY, 2)) * stack[0]
         shapes[f"lstm_{l}/kernel"], shapes[f"lstm_{l}/bias"] = (k, k, in_ch, 4 * R[l]), (4 * R[l],)
         k = int(arch["Ahat_filt_sizes"][l])
         shapes[f"ahat_{l}/kernel"], shapes[f"ahat_{l}/bias"] = (k, k, R[l], stack[l]), (stack[l],)

@@ -735,10 +735,10 @@ class ReferenceWeights:
     ("lstm_0/kernel": (K, K, Cin, Cout) as Keras keeps them), without Keras."""
 
     def __init__(self, arch, weights):
-        from prednet.modelfile import ARCH_KEYS, SKIP_FRAMES_KEY, SKIP_KEYS
+        from prednet.modelfile import ARCH_KEYS, FRAME_INPUT_KEYS, SKIP_FRAMES_KEY, SKIP_KEYS
 
         self.arch = dict(arch)
-        unknown = sorted(set(self.arch) - set(ARCH_KEYS) - set(SKIP_KEYS) - {SKIP_FRAMES_KEY})
+        unknown = sorted(set(self.arch) - set(ARCH_KEYS) - set(SKIP_KEYS) - {SKIP_FRAMES_KEY} - set(FRAME_INPUT_KEYS))
         if unknown:  # a later version's model: predicting without what it means would be wrong
             raise ValueError(f"the architecture has {', '.join(unknown)}, which this version of TEZip does not know")
         for key, value in SUPPORTED_ACTIVATIONS.items():
@@ -758,6 +758,22 @@ class ReferenceWeights:
         self.skip_frames = int(self.arch.get(SKIP_FRAMES_KEY, 2))  # previous frames the skip sees
         if self.skip_frames < 2:
             raise ValueError(f"skip_frames must be at least 2, not {self.skip_frames}")
+        # Layer 0's frame input (prednet.model.PredNet frame_input_*): None, or (offset, scale) float32 (N,)
+        self.frame_input = None
+        if self.arch.get(FRAME_INPUT_KEYS[0]) is not None or self.arch.get(FRAME_INPUT_KEYS[1]) is not None:
+            offset, scale = (np.asarray(self.arch.get(k) or [], np.float32) for k in FRAME_INPUT_KEYS)
+            if not self.skip_filt_size or not offset.shape == scale.shape == (self.skip_frames,):
+                raise ValueError(f"the frame input needs a linear skip and {self.skip_frames} offsets and scales")
+            self.frame_input = (offset, scale)
+
+    def lstm_inputs(self, l):
+        """Channels layer l's conv-LSTM takes: [R_l, E_l, frame input planes (layer 0 of a model
+        with frame input), upsampled R_{l+1}]."""
+        n = self.nb_layers
+        cin = self.R_stack_sizes[l] + 2 * self.stack_sizes[l] + (self.R_stack_sizes[l + 1] if l + 1 < n else 0)
+        if l == 0 and self.frame_input is not None:
+            cin += self.skip_frames * self.channels
+        return cin
 
     @property
     def channels(self):
@@ -865,6 +881,8 @@ def reference_memory(weights, height, width, batch):
     if wts.skip_filt_size:  # the N previous frames, the skip's padded input (N planes) and its output
         c, k, nf = wts.channels, wts.skip_filt_size, wts.skip_frames
         total += (nf + 1) * c * ph * pw + nf * c * (ph + k) * (pw + k) + 512 * nf * c
+        if wts.frame_input is not None:  # its planes, with layer 0's errors, and their padded buffer rows
+            total += nf * c * (2 * ph * pw + (ph + 4) * (pw + 4) + 512)
     return 4 * total * int(batch)
 
 
@@ -895,7 +913,7 @@ class ReferencePredictor:
                            *self.sizes[l], B) for l in range(n)]
         self.a = [_Conv(ops, *m.conv(f"a_{l}"), *self.sizes[l], B) for l in range(n - 1)]
         for l in range(n):
-            cin = m.R_stack_sizes[l] + 2 * m.stack_sizes[l] + (m.R_stack_sizes[l + 1] if l + 1 < n else 0)
+            cin = m.lstm_inputs(l)
             if self.lstm[l].w.shape[1] != cin:
                 raise ValueError(f"lstm_{l} takes {self.lstm[l].w.shape[1]} channels, the architecture gives {cin}")
         self._empty = xp.zeros((B, 0, 1, 1), np.float32)
@@ -927,7 +945,10 @@ class ReferencePredictor:
             conv = self.lstm[l]
             h, w = self.sizes[l]
             up = R_new[l + 1] if l + 1 < n else self._empty
-            ops.pack(conv.xf, conv.Wp, conv.pb, h, w, R_prev[l], E_prev[l], up, keep)
+            errors = E_prev[l]
+            if l == 0 and m.frame_input is not None:  # pack gives reset lanes zeros, as Keras's first step
+                errors = xp.concatenate([errors, self._frame_input_planes()], axis=1)
+            ops.pack(conv.xf, conv.Wp, conv.pb, h, w, R_prev[l], errors, up, keep)
             R_new[l] = xp.empty((B, m.R_stack_sizes[l], h, w), np.float32)
             c_new[l] = xp.empty((B, m.R_stack_sizes[l], h, w), np.float32)
             ops.conv_lstm(conv.xf, conv.Wp, conv.K, conv.w, conv.b, c_prev[l], keep, R_new[l], c_new[l])
@@ -951,6 +972,14 @@ class ReferencePredictor:
         ops.conv(conv.xf, conv.Wp, conv.K, conv.w, conv.b, out, (2 if l == 0 else 1) if mode is None else mode,
                  self.model.pixel_max)
         return out
+
+    def _frame_input_planes(self):
+        """Layer 0's frame input (batch, N·C, H, W): the skip's planes from the history,
+        (plane_j - offset_j) · scale_j in float32, as prednet.model.PredNet.frame_input_planes."""
+        xp, h = self.ops.xp, self.history
+        offset, scale = self.model.frame_input
+        planes = [h[0]] + [h[j] - h[j + 1] for j in range(len(h) - 1)]
+        return xp.concatenate([(p - offset[j]) * scale[j] for j, p in enumerate(planes)], axis=1)
 
     def _skip_base(self, keep):
         """The linear skip's output (batch, C, H, W) for this step: the convolution of the

@@ -109,3 +109,29 @@ def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
             for d in range(K * K):
                 kernel[d // K, d % K, (j + 1) * C + c_in] = taps[base + d]
     return (kernel / gain).astype(np.float32), bias.astype(np.float32)
+
+
+def plane_statistics(frames_at, starts, frames=2, seed=0):
+    """(offset, scale), N floats each, that normalise the skip's planes [x_{t-1}, x_{t-1} - x_{t-2},
+    ...] (N = `frames`) to mean 0 and standard deviation 1 over the training sequences (all channels
+    together): the frame input of PredNet's layer 0 (prednet.model.PredNet frame_input_*), so that
+    the small frame changes reach its conv-LSTM at the size of its other inputs.
+
+    frames_at, starts: as fit_skip (runs of N frames). A constant plane gets scale 1."""
+    starts = np.asarray(starts)
+    if len(starts) == 0:
+        raise TezipError(f"the frame input needs sequences of at least {frames} frames")
+    rng = np.random.default_rng(seed + 1)
+    picks = rng.choice(starts, size=min(RUNS, len(starts)), replace=False)
+    sums = np.zeros((frames, 2))
+    count = 0
+    for i in picks:
+        run = [frames_at(int(i) + k).astype(np.float64) for k in range(frames)][::-1]  # newest first
+        planes = [run[0]] + [run[j] - run[j + 1] for j in range(frames - 1)]
+        for j, p in enumerate(planes):
+            sums[j] += (p.sum(), (p * p).sum())
+        count += run[0].size
+    mean = sums[:, 0] / count
+    std = np.sqrt(np.maximum(sums[:, 1] / count - mean**2, 0.0))
+    scale = np.where(std > 1e-9, 1.0 / np.maximum(std, 1e-9), 1.0)
+    return [float(v) for v in mean], [float(v) for v in scale]

@@ -36,6 +36,7 @@ class TrainOptions:
     skip: int = 0
     skip_frames: int = 2  # the previous frames the skip sees (2: the last one and its change)
     skip_fit: bool = True  # start the skip's taps from least squares (prednet/skipfit.py), not extrapolation
+    frame_input: bool = False  # with a skip: layer 0's conv-LSTM also sees the skip's planes (PredNet frame_input_*)
     seed: int = 0
     verbose: bool = False
 
@@ -179,10 +180,25 @@ def train(model_dir, data_dir, options: TrainOptions):
     if len(val_starts) == 0:
         raise TezipError(f"no validation sequence has nt={o.nt} consecutive frames; lower --nt or add frames")
 
+    if o.frame_input and not o.skip:
+        raise TezipError("--frame-input needs --skip K: it shows PredNet the skip's planes")
     keras.utils.set_random_seed(o.seed)
     channels = X_train.shape[-1]
-    prednet = PredNet(**default_config(channels, o.hidden_stack), output_mode="error", skip_filt_size=o.skip,
-                      skip_frames=o.skip_frames, name="prednet")
+    train_scales = frame_value_scales(X_train, s_train)
+
+    def frame_at(i):
+        return train_scales[i].to_model(X_train[i]) if train_scales else X_train[i].astype(np.float32) / 255.0
+
+    config = default_config(channels, o.hidden_stack)
+    if o.frame_input:
+        from prednet.skipfit import plane_statistics
+
+        offset, scale = plane_statistics(frame_at, sequence_starts(s_train, o.skip_frames), o.skip_frames, o.seed)
+        # layer 0's representation as wide as layer 1's (not 1 channel per frame channel): room to
+        # compute a correction from the planes
+        config.update(frame_input_offset=offset, frame_input_scale=scale,
+                      R_stack_sizes=(int(o.hidden_stack[0]),) + tuple(config["R_stack_sizes"][1:]))
+    prednet = PredNet(**config, output_mode="error", skip_filt_size=o.skip, skip_frames=o.skip_frames, name="prednet")
     hw = crop_size(X_train.shape[1], X_train.shape[2], o.crop, spatial_multiple(prednet.nb_layers))
     model = build_training_model(prednet, o.nt, *hw)
     model.compile(optimizer=keras.optimizers.Adam(o.learning_rate), loss="mean_absolute_error")
@@ -197,11 +213,6 @@ def train(model_dir, data_dir, options: TrainOptions):
     t_fit = time.time()
     if o.skip and o.skip_fit:
         from prednet.skipfit import fit_skip
-
-        train_scales = frame_value_scales(X_train, s_train)
-
-        def frame_at(i):
-            return train_scales[i].to_model(X_train[i]) if train_scales else X_train[i].astype(np.float32) / 255.0
 
         kernel, bias = fit_skip(frame_at, sequence_starts(s_train, o.skip_frames + 1), o.skip, prednet.skip.gain,
                                 o.seed, o.skip_frames)
@@ -224,6 +235,7 @@ def train(model_dir, data_dir, options: TrainOptions):
     }
     if o.skip:
         info["skip_start"] = "least squares" if o.skip_fit else "extrapolation"
+        info["frame_input"] = bool(o.frame_input)
     t0 = t_fit
     if o.epochs == 0:  # the least-squares taps alone: PredNet's correction stays zero
         vl = float(model.evaluate(val_batches, verbose=0))

@@ -57,7 +57,7 @@ def write_tiffs(folder, frames):
     return folder
 
 
-def train_on(root, frames, skip, epochs, steps, seed=0, skip_frames=2):
+def train_on(root, frames, skip, epochs, steps, seed=0, skip_frames=2, frame_input=False):
     from prednet.train import TrainOptions, train
     from train_data_create import create_train_data
 
@@ -67,7 +67,7 @@ def train_on(root, frames, skip, epochs, steps, seed=0, skip_frames=2):
     create_train_data(root / "seqs", root / "data", val_dirs=["val"])
     options = TrainOptions(epochs=epochs, steps_per_epoch=steps, batch_size=4, nt=6, val_sequences=8,
                            crop=(32, 32), hidden_stack=TINY_STACK, seed=seed, skip=skip,
-                           skip_frames=skip_frames)
+                           skip_frames=skip_frames, frame_input=frame_input)
     return root / "model", train(root / "model", root / "data", options)
 
 
@@ -85,8 +85,15 @@ def skip3_model(tmp_path_factory):
     return train_on(root, drifting_field(40, 48, 48), skip=3, epochs=2, steps=6, skip_frames=3)
 
 
-# the tests that hold for any skip model run on both
-SKIP_MODELS = ["skip_model", "skip3_model"]
+@pytest.fixture(scope="module")
+def frame_input_model(tmp_path_factory):
+    """The same with a 3 x 3 skip of 3 frames whose planes layer 0 also sees (-l --frame-input)."""
+    root = tmp_path_factory.mktemp("frame_input")
+    return train_on(root, drifting_field(40, 48, 48), skip=3, epochs=2, steps=6, skip_frames=3, frame_input=True)
+
+
+# the tests that hold for any skip model run on all
+SKIP_MODELS = ["skip_model", "skip3_model", "frame_input_model"]
 
 
 def untrained(skip=5, channels=1, frames=2):
@@ -171,7 +178,8 @@ def test_emulated_cuda_source_equals_numba(request, model, tmp_path_factory):
     assert run_lanes(gpu, frames, RESETS[:4]).tobytes() == numba_out.tobytes()
 
 
-@pytest.mark.parametrize("model, bound", [("skip_model", 0), ("skip_model", 2), ("skip3_model", 0)])
+@pytest.mark.parametrize("model, bound", [("skip_model", 0), ("skip_model", 2), ("skip3_model", 0),
+                                          ("frame_input_model", 0), ("frame_input_model", 2)])
 def test_archives_with_a_skip_model_round_trip(request, model, tmp_path, bound):
     from compress.pipeline import compress_folder
     from decompress.pipeline import decompress_folder
@@ -223,6 +231,62 @@ def test_model_files_record_the_skip_frames(skip3_model, tmp_path):
         load_weights(bad)
 
 
+def plane_channels(weights):
+    """Where layer 0's LSTM input holds the frame input planes: after R_0 and E_0."""
+    start = weights.R_stack_sizes[0] + 2 * weights.channels
+    return slice(start, start + weights.skip_frames * weights.channels)
+
+
+def test_model_files_record_the_frame_input(frame_input_model, tmp_path):
+    import json
+    import shutil
+
+    from base.errors import TezipError
+    from prednet.modelfile import load_weights
+
+    folder, _ = frame_input_model
+    arch = json.loads((folder / "prednet_model.json").read_text())["architecture"]
+    assert len(arch["frame_input_offset"]) == len(arch["frame_input_scale"]) == 3
+    weights, _ = load_weights(folder)
+    # layer 0's LSTM takes R_0, E_0 (2), the 3 planes and R_1: the planes' weights are used
+    w, planes = weights.weights["lstm_0/kernel"], plane_channels(weights)
+    assert w.shape[2] == weights.R_stack_sizes[0] + 2 + 3 + weights.R_stack_sizes[1] and np.abs(w[:, :, planes]).max() > 0
+    assert weights.frame_input[1].dtype == np.float32
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    doc = json.loads((bad / "prednet_model.json").read_text())
+    doc["architecture"]["frame_input_scale"] = [1.0, 1.0]
+    (bad / "prednet_model.json").write_text(json.dumps(doc))
+    with pytest.raises(TezipError, match="frame input"):
+        load_weights(bad)
+
+
+def test_frame_input_reaches_the_prediction(frame_input_model):
+    """The planes change what the reference kernel predicts (zeroing their weights changes it),
+    so the Keras agreement above covers them."""
+    folder, _ = frame_input_model
+    weights = ref.ReferenceWeights.from_model_dir(folder)
+    frames = lanes_of(2)
+    with_planes = run_lanes(ref.ReferencePredictor(weights, 20, 28, 2), frames, RESETS[:, :2])
+    blind = dict(weights.weights)
+    blind["lstm_0/kernel"] = blind["lstm_0/kernel"].copy()
+    blind["lstm_0/kernel"][:, :, plane_channels(weights)] = 0.0
+    without = run_lanes(ref.ReferencePredictor(ref.ReferenceWeights(weights.arch, blind), 20, 28, 2), frames,
+                        RESETS[:, :2])
+    assert np.abs(with_planes - without)[1:].max() > 1e-6
+
+
+def test_plane_statistics_normalise_the_planes():
+    from prednet.skipfit import plane_statistics
+
+    frames = drifting_field(12, 32, 40, seed=3).astype(np.float32) / 65535.0
+    offset, scale = plane_statistics(lambda i: frames[i], list(range(10)), frames=3)
+    planes = [frames[2:], frames[2:] - frames[1:-1], frames[1:-1] - frames[:-2]]
+    for j, p in enumerate(planes):
+        z = (p - offset[j]) * scale[j]
+        assert abs(float(z.mean())) < 0.1 and 0.8 < float(z.std()) < 1.2
+
+
 def test_keras_frame_stepper_refuses_a_skip_model():
     from prednet.predictor import NextFramePredictor
 
@@ -232,7 +296,8 @@ def test_keras_frame_stepper_refuses_a_skip_model():
 
 @pytest.mark.parametrize("args, message", [(["--skip", "3", "--skip-frames", "1"], "--skip-frames must be 2 to 8"),
                                            (["--skip", "3", "--skip-frames", "9"], "--skip-frames must be 2 to 8"),
-                                           (["--skip-frames", "3"], "--skip-frames needs --skip K")])
+                                           (["--skip-frames", "3"], "--skip-frames needs --skip K"),
+                                           (["--frame-input"], "--frame-input needs --skip K")])
 def test_cli_refuses_bad_skip_frames(tmp_path, args, message):
     r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d"), *args],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
@@ -352,7 +417,8 @@ def test_least_squares_start_refuses_constant_frames():
 
 
 @pytest.mark.parametrize("model, says", [("skip_model", r"with a 3x3 linear skip(?! of)"),
-                                         ("skip3_model", r"with a 3x3 linear skip of 3 frames")])
+                                         ("skip3_model", r"with a 3x3 linear skip of 3 frames(?! and)"),
+                                         ("frame_input_model", r"with a 3x3 linear skip of 3 frames and frame input")])
 def test_verbose_decompress_names_the_skip(request, model, says, tmp_path):
     frames = drifting_field(6, 24, 32, seed=9)
     images = write_tiffs(tmp_path / "in", frames)
