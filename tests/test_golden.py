@@ -38,6 +38,7 @@ CASES = {
     "v3/gray16_skip_lossless": ("skip1", "gray16", "abs", None),  # a model with a linear skip, every pixel
     "v3/gray16_skip_abs2": ("skip1", "gray16", "abs", 2),
     "v3/gray16_skip3_lossless": ("skip3", "gray16", "abs", None),  # a skip over 3 previous frames
+    "v3/gray16_frame_input_lossless": ("frame1", "gray16", "abs", None),  # layer 0 sees the skip's planes
 }
 
 
