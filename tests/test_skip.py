@@ -407,6 +407,30 @@ def test_zero_epochs_fit_the_linear_skip_alone(tmp_path):
     assert "fitted the linear skip alone" in r.stdout and (tmp_path / "m" / "prednet_weights.hdf5").exists()
 
 
+def test_cli_trains_a_frame_input_model(tmp_path):
+    """-l --skip K --skip-frames N --frame-input: the model records the planes' normalisation and
+    a first layer as wide as the second; with --epochs 0 its correction is still zero, and an
+    epoch of the command line's training moves it."""
+    import json
+
+    from prednet.modelfile import load_weights
+
+    folder, _ = train_on(tmp_path / "a", drifting_field(30, 48, 48), skip=3, epochs=0, steps=1, skip_frames=3,
+                         frame_input=True)
+    weights, _ = load_weights(folder)
+    assert weights.frame_input is not None and not weights.weights["ahat_0/kernel"].any()
+    r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "a" / "data"),
+                        "--skip", "3", "--skip-frames", "3", "--frame-input", "--epochs", "1", "--steps", "2",
+                        "--stack", "4", "8", "8", "--crop", "32", "32", "--nt", "6", "--val-sequences", "8"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    arch = json.loads((tmp_path / "m" / "prednet_model.json").read_text())["architecture"]
+    assert arch["R_stack_sizes"][:2] == [4, 4] and len(arch["frame_input_scale"]) == 3
+    assert arch["frame_input_scale"][1] > 2 * arch["frame_input_scale"][0]  # frame changes are smaller: scaled up more
+    weights, _ = load_weights(tmp_path / "m")
+    assert weights.weights["ahat_0/kernel"].any()
+
+
 def test_least_squares_start_refuses_constant_frames():
     from base.errors import TezipError
     from prednet.skipfit import fit_skip
