@@ -223,8 +223,8 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
 
 def _skip_note(model_dir):
     """', with a KxK linear skip' (and ' of N frames' when not 2, ' and frame input' when its
-    first layer sees the frames) when the model folder given has one (what its JSON says; the digest check while decoding is what ties the folder to the
-    archive); '' otherwise."""
+    first layer sees the frames) when the model folder given has one (what its JSON says; the
+    digest check while decoding is what ties the folder to the archive); '' otherwise."""
     from prednet.modelfile import is_no_model, read_model_json
 
     if model_dir is None or is_no_model(model_dir):
@@ -237,7 +237,8 @@ def _skip_note(model_dir):
         return ""
     if not k:
         return ""
-    return f", with a {k}x{k} linear skip" + (f" of {n} frames" if n != 2 else "") + (" and frame input" if frame_input else "")
+    frames = f" of {n} frames" if n != 2 else ""
+    return f", with a {k}x{k} linear skip{frames}" + (" and frame input" if frame_input else "")
 
 
 def describe_archive(archive, model_dir=None):

@@ -250,7 +250,8 @@ def test_model_files_record_the_frame_input(frame_input_model, tmp_path):
     weights, _ = load_weights(folder)
     # layer 0's LSTM takes R_0, E_0 (2), the 3 planes and R_1: the planes' weights are used
     w, planes = weights.weights["lstm_0/kernel"], plane_channels(weights)
-    assert w.shape[2] == weights.R_stack_sizes[0] + 2 + 3 + weights.R_stack_sizes[1] and np.abs(w[:, :, planes]).max() > 0
+    assert w.shape[2] == weights.R_stack_sizes[0] + 2 + 3 + weights.R_stack_sizes[1]
+    assert np.abs(w[:, :, planes]).max() > 0
     assert weights.frame_input[1].dtype == np.float32
     bad = tmp_path / "bad"
     shutil.copytree(folder, bad)
