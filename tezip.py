@@ -196,7 +196,9 @@ def run_learn(args):
     )
     r = train(model_dir, data_dir, options)
     what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
-            f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} (epoch {r.best_epoch})" if r.epochs else
+            f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} "
+            + (f"(epoch {r.best_epoch})" if r.best_epoch else "(the least-squares start: no epoch beat it)")
+            if r.epochs else
             f"fitted the linear skip alone in {r.seconds:.1f} s: val loss {r.best_val_loss:.5f}")
     print(
         f"{what}; "

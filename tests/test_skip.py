@@ -57,7 +57,7 @@ def write_tiffs(folder, frames):
     return folder
 
 
-def train_on(root, frames, skip, epochs, steps, seed=0, skip_frames=2, frame_input=False):
+def train_on(root, frames, skip, epochs, steps, seed=0, skip_frames=2, frame_input=False, **more):
     from prednet.train import TrainOptions, train
     from train_data_create import create_train_data
 
@@ -67,7 +67,7 @@ def train_on(root, frames, skip, epochs, steps, seed=0, skip_frames=2, frame_inp
     create_train_data(root / "seqs", root / "data", val_dirs=["val"])
     options = TrainOptions(epochs=epochs, steps_per_epoch=steps, batch_size=4, nt=6, val_sequences=8,
                            crop=(32, 32), hidden_stack=TINY_STACK, seed=seed, skip=skip,
-                           skip_frames=skip_frames, frame_input=frame_input)
+                           skip_frames=skip_frames, frame_input=frame_input, **more)
     return root / "model", train(root / "model", root / "data", options)
 
 
@@ -410,8 +410,7 @@ def test_zero_epochs_fit_the_linear_skip_alone(tmp_path):
 
 def test_cli_trains_a_frame_input_model(tmp_path):
     """-l --skip K --skip-frames N --frame-input: the model records the planes' normalisation and
-    a first layer as wide as the second; with --epochs 0 its correction is still zero, and an
-    epoch of the command line's training moves it."""
+    a first layer as wide as the second; with --epochs 0 its correction is still zero."""
     import json
 
     from prednet.modelfile import load_weights
@@ -428,8 +427,23 @@ def test_cli_trains_a_frame_input_model(tmp_path):
     arch = json.loads((tmp_path / "m" / "prednet_model.json").read_text())["architecture"]
     assert arch["R_stack_sizes"][:2] == [4, 4] and len(arch["frame_input_scale"]) == 3
     assert arch["frame_input_scale"][1] > 2 * arch["frame_input_scale"][0]  # frame changes are smaller: scaled up more
+    # the epoch's weights (correction moved) or, when the epoch did not beat it, the start's
+    best_epoch = json.loads((tmp_path / "m" / "prednet_model.json").read_text())["training"]["best_epoch"]
     weights, _ = load_weights(tmp_path / "m")
-    assert weights.weights["ahat_0/kernel"].any()
+    assert bool(weights.weights["ahat_0/kernel"].any()) == (best_epoch == 1)
+    assert ("(the least-squares start: no epoch beat it)" in r.stdout) == (best_epoch == 0)
+
+
+def test_epochs_that_do_not_beat_the_least_squares_start_are_not_kept(tmp_path):
+    """A learning rate that wrecks the model: its epoch's validation loss is above the start's,
+    so the saved model is the least-squares start (correction zero), as with --epochs 0."""
+    from prednet.modelfile import load_weights
+
+    folder, result = train_on(tmp_path, drifting_field(30, 48, 48), skip=3, epochs=1, steps=3, learning_rate=0.5)
+    assert result.val_loss[0] > result.start_val_loss and result.best_epoch == 0
+    assert result.best_val_loss == result.start_val_loss
+    weights, _ = load_weights(folder)
+    assert not weights.weights["ahat_0/kernel"].any()
 
 
 def test_least_squares_start_refuses_constant_frames():
