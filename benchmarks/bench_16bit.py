@@ -19,7 +19,8 @@ here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip row
                   -c MODEL sequential, losslessly and at the smallest bound, with the validation
                   loss of the trained model next to the previous frame's and linear extrapolation's;
                   with --skip K both models have a K x K linear skip over N previous frames
-                  (--skip-frames, default 2), both started from its least-squares taps; with
+                  (--skip-frames, default 2), both started from its least-squares taps (which
+                  training keeps when no epoch beats their validation loss); with
                   --frame-input PredNet's first layer also sees those frames (-l --frame-input)
     fitted        with --skip: those least-squares taps alone (tezip.py -l --epochs 0: no
                   gradient step, PredNet's correction zero)
