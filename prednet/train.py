@@ -207,7 +207,7 @@ def train(model_dir, data_dir, options: TrainOptions):
 
     switch_epoch = o.epochs - o.epochs // 4  # last quarter at the lower rate
     train_batches = SequenceBatches(X_train, train_starts, o.nt, hw, o.batch_size, o.steps_per_epoch, o.seed,
-                                    scales=frame_value_scales(X_train, s_train))
+                                    scales=train_scales)
     # A fixed validation set (same crops every epoch) makes epochs comparable.
     n_val_batches = max(1, min(o.val_sequences, len(val_starts)) // o.batch_size)
     val_batches = SequenceBatches(X_val, val_starts, o.nt, hw, o.batch_size, n_val_batches, o.seed + 1, fixed=True,
