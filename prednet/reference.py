@@ -941,13 +941,14 @@ class ReferencePredictor:
         keep = xp.asarray((np.asarray(reset, np.float32).reshape(B) == 0).astype(np.uint8))
         R_prev, c_prev, E_prev = self.states[0::3], self.states[1::3], self.states[2::3]
         R_new, c_new = [None] * n, [None] * n
+        planes = self._skip_planes() if self.skip is not None else None  # shared by the skip and frame input
         for l in reversed(range(n)):
             conv = self.lstm[l]
             h, w = self.sizes[l]
             up = R_new[l + 1] if l + 1 < n else self._empty
             errors = E_prev[l]
             if l == 0 and m.frame_input is not None:  # pack gives reset lanes zeros, as Keras's first step
-                errors = xp.concatenate([errors, self._frame_input_planes()], axis=1)
+                errors = xp.concatenate([errors, self._frame_input_planes(planes)], axis=1)
             ops.pack(conv.xf, conv.Wp, conv.pb, h, w, R_prev[l], errors, up, keep)
             R_new[l] = xp.empty((B, m.R_stack_sizes[l], h, w), np.float32)
             c_new[l] = xp.empty((B, m.R_stack_sizes[l], h, w), np.float32)
@@ -957,7 +958,7 @@ class ReferencePredictor:
         else:
             self._fresh = keep == 0
             # Ahat_0 = clip(base + correction, 0, pixel_max): one float32 add, then comparisons
-            base, correction = self._skip_base(keep), self._ahat(0, R_new[0], mode=0)
+            base, correction = self._skip_base(planes, keep), self._ahat(0, R_new[0], mode=0)
             ahat0 = xp.minimum(xp.maximum(base + correction, f32(0.0)), f32(m.pixel_max))
         self._pending = (R_new, c_new, ahat0)
         pred = ahat0[:, :, : self.height, : self.width].transpose(0, 2, 3, 1)
@@ -973,25 +974,28 @@ class ReferencePredictor:
                  self.model.pixel_max)
         return out
 
-    def _frame_input_planes(self):
-        """Layer 0's frame input (batch, N·C, H, W): the skip's planes from the history,
-        (plane_j - offset_j) · scale_j in float32, as prednet.model.PredNet.frame_input_planes."""
-        xp, h = self.ops.xp, self.history
-        offset, scale = self.model.frame_input
-        planes = [h[0]] + [h[j] - h[j + 1] for j in range(len(h) - 1)]
-        return xp.concatenate([(p - offset[j]) * scale[j] for j, p in enumerate(planes)], axis=1)
+    def _skip_planes(self):
+        """The skip's planes [A_{t-1}, A_{t-1} - A_{t-2}, ...] from the history: N arrays (batch, C, H, W)."""
+        h = self.history
+        return [h[0]] + [h[j] - h[j + 1] for j in range(len(h) - 1)]
 
-    def _skip_base(self, keep):
+    def _frame_input_planes(self, planes):
+        """Layer 0's frame input (batch, N·C, H, W): the skip's planes (_skip_planes),
+        (plane_j - offset_j) · scale_j in float32, as prednet.model.PredNet.frame_input_planes."""
+        offset, scale = self.model.frame_input
+        return self.ops.xp.concatenate([(p - offset[j]) * scale[j] for j, p in enumerate(planes)], axis=1)
+
+    def _skip_base(self, planes, keep):
         """The linear skip's output (batch, C, H, W) for this step: the convolution of the
-        edge-replicated [A_{t-1}, A_{t-1} - A_{t-2}, ...] (zeros for reset lanes), written straight
-        into the skip's padded buffer (rows of Wp = W + K - 1, as the convolution reads them)."""
-        ops, xp, conv, h = self.ops, self.ops.xp, self.skip, self.history
-        B, C, H, W = h[0].shape
-        x = xp.concatenate([h[0]] + [h[j] - h[j + 1] for j in range(len(h) - 1)], axis=1)
+        edge-replicated planes (_skip_planes; zeros for reset lanes), written straight into the
+        skip's padded buffer (rows of Wp = W + K - 1, as the convolution reads them)."""
+        ops, xp, conv = self.ops, self.ops.xp, self.skip
+        B, C, H, W = planes[0].shape
+        x = xp.concatenate(planes, axis=1)
         x = x * (keep != 0).astype(np.float32).reshape(B, 1, 1, 1)  # a reset lane has seen nothing
         p = conv.pb
         padded = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="edge")
-        conv.xf[:, :, : padded.shape[2] * padded.shape[3]] = padded.reshape(B, len(h) * C, -1)
+        conv.xf[:, :, : padded.shape[2] * padded.shape[3]] = padded.reshape(B, len(planes) * C, -1)
         base = xp.empty((B, C, H, W), np.float32)
         ops.conv(conv.xf, conv.Wp, conv.K, conv.w, conv.b, base, 0, self.model.pixel_max)
         return base
