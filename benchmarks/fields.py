@@ -223,22 +223,31 @@ FIELDS = {
 }
 
 
-def render(field, sigma, photons_per_count, seed):
-    """Linear map of the whole run (0.01 .. 99.99 percentiles) to [LO, HI], shot noise (Poisson on
-    photons = counts · photons_per_count), Gaussian read noise σ, round, clip to uint16."""
-    rng = np.random.default_rng(seed)
+def clean_counts(field):
+    """The noiseless counts (T, H, W) float64 of a run: the whole run's 0.01 .. 99.99 percentiles
+    mapped linearly to [LO, HI], clipped to [0, 65535]; what a predictor that knew the field exactly
+    would predict (benchmarks/bench_headroom.py's noise floor)."""
     lo, hi = np.percentile(field, [0.01, 99.99])
-    counts = np.clip(LO + (field - lo) * ((HI - LO) / (hi - lo)), 0, 65535)
+    return np.clip(LO + (field - lo) * ((HI - LO) / (hi - lo)), 0, 65535)
+
+
+def render(field, sigma, photons_per_count, seed):
+    """clean_counts(field) with shot noise (Poisson on photons = counts · photons_per_count) and
+    Gaussian read noise σ, rounded, clipped to uint16."""
+    rng = np.random.default_rng(seed)
+    counts = clean_counts(field)
     if photons_per_count:
         counts = rng.poisson(counts * photons_per_count) / photons_per_count
     counts = counts + rng.normal(0, sigma, counts.shape)
     return np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
 
 
-def make(name, n=256, frames=200):
-    """The set `name`: (frames, n, n) uint16."""
+def make(name, n=256, frames=200, with_clean=False):
+    """The set `name`: (frames, n, n) uint16; with_clean: (that, its clean_counts)."""
     gen, kw, sigma, ppc = FIELDS[name]
-    return render(gen(n, frames, **kw), sigma, ppc, seed=1000 + list(FIELDS).index(name))
+    field = gen(n, frames, **kw)
+    run = render(field, sigma, ppc, seed=1000 + list(FIELDS).index(name))
+    return (run, clean_counts(field)) if with_clean else run
 
 
 def main():

@@ -51,3 +51,29 @@ def test_bench_hard_builds_its_hard_content():
     assert (coded[16:] == frame[16:]).all() and (coded[:, 20:] == frame[:, 20:]).all()  # edges kept
     blocks = coded[:16, :20].reshape(4, 4, 5, 4, 3).transpose(0, 2, 1, 3, 4).reshape(20, -1)
     assert len(np.unique(blocks, axis=0)) <= 8
+
+
+def test_bench_headroom_orders_its_bounds():
+    """benchmarks/bench_headroom.py on a small advection-diffusion run (64x64, 40 frames, the last 10
+    held out): the clean field is the run without its noise, and its rows come in the order the
+    physics dictates: the noise floor below the fitted filter below the previous frame; the filter
+    applied to the product's own fit (prednet.skipfit) predicts better than extrapolation."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import bench_headroom
+    import fields
+
+    run, clean = fields.make("advdiff", 64, 40, with_clean=True)
+    assert (run == fields.make("advdiff", 64, 40)).all()
+    noise = run.astype(np.float64) - clean
+    assert abs(noise.std() - fields.FIELDS["advdiff"][2]) < 0.2 and abs(noise.mean()) < 0.05
+    row = bench_headroom.measure("advdiff", 64, 40, 10, 5, 3, mlp_epochs=1)
+    assert row["noise floor"] < row["clean history"] <= row["fitted filter"] + 0.05
+    assert row["fitted filter"] < row["previous frame"] - 1.0
+    frames = run.astype(np.float64)
+    filt = bench_headroom.FittedFilter(frames, 30, 5, 3)
+    extrapolated = np.mean([bench_headroom.bits_per_pixel(frames[t] - 2 * frames[t - 1] + frames[t - 2])
+                            for t in range(30, 40)])
+    assert row["fitted filter"] < extrapolated
+    assert np.isfinite(row["local MLP"]) and row["local MLP"] > row["noise floor"]
