@@ -10,6 +10,7 @@ user errors to one line and a non-zero exit code.
 """
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -131,15 +132,21 @@ def build_parser():
     learn.add_argument("--stack", type=int, nargs="+", default=[48, 96, 192], metavar="C",
                        help="channels of the hidden layers (default 48 96 192, TEZip's)")
     learn.add_argument("--skip", type=int, default=0, metavar="K",
-                       help="predict a correction to a learned K x K linear filter of the two previous frames "
-                            "(odd K; it starts as linear extrapolation 2·x[t-1] - x[t-2]): learns smooth dynamics "
-                            "(drift, diffusion) in few steps. Default 0: PredNet as published")
+                       help="predict a correction to a K x K linear filter of the previous frames (odd K), its taps "
+                            "fitted by least squares before the epochs: learns smooth dynamics (drift, diffusion) in "
+                            "seconds. Default 0: PredNet as published")
     learn.add_argument("--skip-frames", type=int, default=2, metavar="N",
                        help="with --skip: the previous frames the linear filter sees, 2 to 8 (default 2); more "
                             "average more frames' noise (smooth simulated fields)")
     learn.add_argument("--frame-input", action="store_true",
                        help="with --skip: PredNet's first layer also sees the previous frames (normalised), not only "
                             "its errors, so its correction can depend on the field's values (nonlinear dynamics)")
+    learn.add_argument("--train-skip", action="store_true",
+                       help="with --skip: the epochs also move the fitted taps (default: they stay as fitted and the "
+                            "epochs train PredNet's correction only)")
+    learn.add_argument("--lr", type=float, default=1e-3, metavar="RATE",
+                       help="Adam's learning rate (default 1e-3, PredNet's; a tenth of it for the last quarter of the "
+                            "epochs)")
     learn.add_argument("--val-sequences", type=int, default=100, help="validation sequences per epoch (default 100)")
     learn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -192,7 +199,8 @@ def run_learn(args):
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch, nt=args.nt,
         val_sequences=args.val_sequences, crop=tuple(args.crop) if args.crop else None,
         hidden_stack=tuple(args.stack), seed=args.seed, verbose=args.verbose, skip=args.skip,
-        skip_frames=args.skip_frames, frame_input=args.frame_input,
+        skip_frames=args.skip_frames, frame_input=args.frame_input, train_skip=args.train_skip,
+        learning_rate=args.lr, final_learning_rate=args.lr / 10,
     )
     r = train(model_dir, data_dir, options)
     what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
@@ -380,6 +388,10 @@ def _main(argv):
                 p.error("--skip-frames needs --skip K (the linear filter it sizes)")
             if args.frame_input and not args.skip:
                 p.error("--frame-input needs --skip K (it shows PredNet the linear filter's input)")
+            if args.train_skip and not args.skip:
+                p.error("--train-skip needs --skip K (the linear filter whose taps it trains)")
+            if not (math.isfinite(args.lr) and 0 < args.lr <= 1):
+                p.error(f"--lr must be a learning rate in (0, 1] (got {args.lr:g})")
 
         from prednet.device import select_device
 

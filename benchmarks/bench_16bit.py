@@ -5,7 +5,8 @@ detectors write, on the six smooth time-evolving sets of benchmarks/fields.py an
 frames of the tests (tests/conftest.py detector_frames, shot noise dominated).
 
     python benchmarks/bench_16bit.py [--sets advdiff,heat,...,tests] [--size 256] [--frames 200]
-        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS [--skip K [--skip-frames N] [--frame-input]]] [--json PATH]
+        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS [--lr RATE] [--skip K [--skip-frames N] [--frame-input] [--train-skip]]]
+        [--json PATH]
 
 For each set: the last --eval frames (the earlier ones are what a model may be trained on; nothing
 here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip rows:
@@ -20,8 +21,9 @@ here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip row
                   loss of the trained model next to the previous frame's and linear extrapolation's;
                   with --skip K both models have a K x K linear skip over N previous frames
                   (--skip-frames, default 2), both started from its least-squares taps (which
-                  training keeps when no epoch beats their validation loss); with
-                  --frame-input PredNet's first layer also sees those frames (-l --frame-input)
+                  training keeps when no epoch beats their validation loss), the taps kept as fitted
+                  unless --train-skip; with --frame-input PredNet's first layer also sees those
+                  frames (-l --frame-input); --lr: Adam's learning rate (-l --lr, default 1e-3)
     fitted        with --skip: those least-squares taps alone (tezip.py -l --epochs 0: no
                   gradient step, PredNet's correction zero)
 
@@ -78,7 +80,7 @@ def tezip(model, stack, bound, window, order, work, tag):
     return dict(bytes=s.compressed_bytes, max_error=err, encode_s=enc, decode_s=dec)
 
 
-def train_models(name, early, work, epochs, skip=0, skip_frames=2, frame_input=False):
+def train_models(name, early, work, epochs, skip=0, skip_frames=2, frame_input=False, lr=1e-3, train_skip=False):
     """({tag: model dir} ("trained", "one_step", and with a skip "fitted": its least-squares taps
     alone, no gradient step), the TrainResult of the trained one, its training seconds, the fitted
     model's validation loss or None), for a set's early frames
@@ -94,7 +96,8 @@ def train_models(name, early, work, epochs, skip=0, skip_frames=2, frame_input=F
     data = work / f"hkl_{name}"
     create_train_data(seqs, data, val_dirs=["val"])
     common = dict(batch_size=4, nt=10, val_sequences=8, crop=(128, 128), hidden_stack=(16, 32, 64), seed=0, skip=skip,
-                  skip_frames=skip_frames, frame_input=frame_input)
+                  skip_frames=skip_frames, frame_input=frame_input, train_skip=train_skip, learning_rate=lr,
+                  final_learning_rate=lr / 10)
     t = time.perf_counter()
     result = train(work / f"m_{name}", data, TrainOptions(epochs=epochs, steps_per_epoch=25, **common))
     seconds = time.perf_counter() - t
@@ -124,6 +127,9 @@ def main():
                    help="with --skip: the previous frames the skip sees (tezip.py -l --skip-frames N)")
     p.add_argument("--frame-input", action="store_true",
                    help="with --skip: PredNet's first layer also sees the frames (tezip.py -l --frame-input)")
+    p.add_argument("--lr", type=float, default=1e-3, help="with --train: Adam's learning rate (tezip.py -l --lr)")
+    p.add_argument("--train-skip", action="store_true",
+                   help="with --skip: the epochs also move the fitted taps (tezip.py -l --train-skip)")
     p.add_argument("--json")
     args = p.parse_args()
     results = {}
@@ -145,9 +151,10 @@ def main():
                 if args.train and bound in (0, min(args.bounds)):
                     if bound == 0:
                         models, result, seconds, fitted_loss = train_models(name, run[: -args.eval], work, args.train,
-                                                                            args.skip, args.skip_frames, args.frame_input)
+                                                                            args.skip, args.skip_frames, args.frame_input,
+                                                                            args.lr, args.train_skip)
                         res["training"] = dict(epochs=args.train, skip=args.skip, skip_frames=args.skip_frames,
-                                               frame_input=args.frame_input,
+                                               frame_input=args.frame_input, lr=args.lr, train_skip=args.train_skip,
                                                seconds=seconds, val_loss=result.best_val_loss,
                                                previous_frame=result.previous_val_loss,
                                                extrapolation=result.extrapolation_val_loss,

@@ -38,6 +38,11 @@ class TrainOptions:
     skip_frames: int = 2  # the previous frames the skip sees (2: the last one and its change)
     skip_fit: bool = True  # start the skip's taps from least squares (prednet/skipfit.py), not extrapolation
     frame_input: bool = False  # with a skip: layer 0's conv-LSTM also sees the skip's planes (PredNet frame_input_*)
+    # False: the least-squares taps stay as fitted and the epochs train PredNet's correction only
+    # (Adam's steps moved every tap by the learning rate and spoilt the fit the correction was
+    # learning around); True: the epochs move the taps too. Taps started from extrapolation
+    # (skip_fit False) always train.
+    train_skip: bool = False
     seed: int = 0
     verbose: bool = False
 
@@ -202,6 +207,9 @@ def train(model_dir, data_dir, options: TrainOptions):
                       R_stack_sizes=(int(o.hidden_stack[0]),) + tuple(config["R_stack_sizes"][1:]))
     prednet = PredNet(**config, output_mode="error", skip_filt_size=o.skip, skip_frames=o.skip_frames, name="prednet")
     hw = crop_size(X_train.shape[1], X_train.shape[2], o.crop, spatial_multiple(prednet.nb_layers))
+    skip_frozen = bool(o.skip and o.skip_fit and not o.train_skip)
+    if skip_frozen:
+        prednet.skip.trainable = False
     model = build_training_model(prednet, o.nt, *hw)
     model.compile(optimizer=keras.optimizers.Adam(o.learning_rate), loss="mean_absolute_error")
 
@@ -222,7 +230,8 @@ def train(model_dir, data_dir, options: TrainOptions):
         prednet.skip.bias.assign(bias)
         if o.verbose:
             print(f"linear skip: {o.skip}x{o.skip} taps on {o.skip_frames} frames fitted by least squares in "
-                  f"{time.time() - t_fit:.1f} s", flush=True)
+                  f"{time.time() - t_fit:.1f} s" + ("" if o.train_skip else " (kept as fitted: the epochs train the "
+                                                     "correction)"), flush=True)
     result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
     result.blank_val_loss, result.previous_val_loss, result.extrapolation_val_loss = baseline_losses(
         val_batches, first_counted_step(prednet))
@@ -238,6 +247,7 @@ def train(model_dir, data_dir, options: TrainOptions):
     if o.skip:
         info["skip_start"] = "least squares" if o.skip_fit else "extrapolation"
         info["frame_input"] = bool(o.frame_input)
+        info["skip_trained"] = not skip_frozen
     t0 = t_fit
     if o.skip and o.skip_fit:
         # The least-squares start (PredNet's correction zero) is a candidate like any epoch: epochs

@@ -449,6 +449,42 @@ def test_epochs_that_do_not_beat_the_least_squares_start_are_not_kept(tmp_path):
     assert not weights.weights["ahat_0/kernel"].any()
 
 
+@pytest.mark.parametrize("train_skip", [False, True])
+def test_epochs_keep_the_fitted_taps_unless_asked(tmp_path, monkeypatch, train_skip):
+    """By default the epochs train PredNet's correction around the least-squares taps, which stay
+    exactly as fitted; with train_skip (-l --train-skip) they move too. The model folder says which."""
+    import json
+
+    import prednet.modelfile as modelfile
+
+    seen = []
+    save = modelfile.save_model
+
+    def keep(model_dir, prednet, info):  # the start is saved first: its taps are the fitted ones
+        if not seen:
+            seen.append((prednet, prednet.skip.kernel.numpy().copy()))
+        return save(model_dir, prednet, info)
+
+    monkeypatch.setattr(modelfile, "save_model", keep)  # train imports it when it runs
+    folder, result = train_on(tmp_path, drifting_field(30, 48, 48), skip=3, epochs=1, steps=3, skip_frames=3,
+                              frame_input=True, train_skip=train_skip, learning_rate=3e-3)
+    prednet, fitted = seen[0]
+    after = prednet.skip.kernel.numpy()  # the model after the epoch, kept or not
+    assert prednet.ahat_convs[0].kernel.numpy().any()  # the correction trained
+    assert (after == fitted).all() != train_skip, np.abs(after - fitted).max()
+    info = json.loads((folder / "prednet_model.json").read_text())["training"]
+    assert info["skip_trained"] == train_skip and info["skip_start"] == "least squares"
+
+
+def test_cli_refuses_bad_training_options(tmp_path):
+    for args, message in ((["--lr", "0"], "--lr must be a learning rate in (0, 1]"),
+                          (["--lr", "nan", "--skip", "3"], "--lr must be a learning rate"),
+                          (["--train-skip"], "--train-skip needs --skip K")):
+        r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d")]
+                           + args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert r.returncode == 2 and message in r.stderr and not (tmp_path / "m").exists(), r.stderr
+
+
 def test_least_squares_start_refuses_constant_frames():
     from base.errors import TezipError
     from prednet.skipfit import fit_skip
