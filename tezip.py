@@ -200,7 +200,7 @@ def run_learn(args):
         val_sequences=args.val_sequences, crop=tuple(args.crop) if args.crop else None,
         hidden_stack=tuple(args.stack), seed=args.seed, verbose=args.verbose, skip=args.skip,
         skip_frames=args.skip_frames, frame_input=args.frame_input, train_skip=args.train_skip,
-        learning_rate=args.lr, final_learning_rate=args.lr / 10,
+        learning_rate=args.lr,
     )
     r = train(model_dir, data_dir, options)
     what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "

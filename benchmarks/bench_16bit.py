@@ -96,8 +96,7 @@ def train_models(name, early, work, epochs, skip=0, skip_frames=2, frame_input=F
     data = work / f"hkl_{name}"
     create_train_data(seqs, data, val_dirs=["val"])
     common = dict(batch_size=4, nt=10, val_sequences=8, crop=(128, 128), hidden_stack=(16, 32, 64), seed=0, skip=skip,
-                  skip_frames=skip_frames, frame_input=frame_input, train_skip=train_skip, learning_rate=lr,
-                  final_learning_rate=lr / 10)
+                  skip_frames=skip_frames, frame_input=frame_input, train_skip=train_skip, learning_rate=lr)
     t = time.perf_counter()
     result = train(work / f"m_{name}", data, TrainOptions(epochs=epochs, steps_per_epoch=25, **common))
     seconds = time.perf_counter() - t

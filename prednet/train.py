@@ -29,7 +29,7 @@ class TrainOptions:
     nt: int = 10
     val_sequences: int = 100
     learning_rate: float = 1e-3
-    final_learning_rate: float = 1e-4  # for the last quarter of the epochs
+    final_learning_rate: float | None = None  # for the last quarter of the epochs; None: learning_rate / 10
     crop: tuple | None = None  # (height, width); None trains on whole frames
     hidden_stack: tuple = (48, 96, 192)
     # > 0: the model predicts a correction to a learned K x K linear filter of the previous frames,
@@ -263,7 +263,8 @@ def train(model_dir, data_dir, options: TrainOptions):
         if o.verbose:
             print(f"  least-squares start: val loss {vl:.6f}", flush=True)
     for epoch in range(o.epochs):
-        lr = o.learning_rate if epoch < switch_epoch else o.final_learning_rate
+        final = o.learning_rate / 10 if o.final_learning_rate is None else o.final_learning_rate
+        lr = o.learning_rate if epoch < switch_epoch else final
         model.optimizer.learning_rate.assign(lr)
         train_batches.epoch = epoch
         if o.verbose:
