@@ -245,11 +245,11 @@ def traced_decode_peak(model, comp, out):
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("which", ["none", "tiny"])
 def test_frames_are_decoded_one_at_a_time(tiny_model, tmp_path, monkeypatch, which, threads):
-    """A 40-frame archive decodes with a traced peak below the size of its frames (format 2 held
-    every frame and its codes, several times the sequence), and the peak does not grow with the
-    run: 40 frames peak as 10 do (the model's state and a few frames per lane, whatever the run's
+    """A 70-frame archive decodes with a traced peak below half the size of its frames (format 2
+    held every frame and its codes, several times the sequence), and the peak does not grow with
+    the run: 70 frames peak as 10 do (the model's state and a few frames per lane, whatever the run's
     length). With frame threads (chunks parsed ahead, files encoded in workers) a few more frames
-    are in flight, but still as many for 40 frames as for 10."""
+    are in flight, but still as many for 70 frames as for 10."""
     monkeypatch.setattr("base.threads._threads", threads)
     _decode_peaks(tiny_model, tmp_path, which, threads)
 
@@ -278,21 +278,28 @@ def test_frames_are_coded_one_at_a_time(tmp_path, monkeypatch, threads):
 
 def _decode_peaks(tiny_model, tmp_path, which, threads):
     model = "none" if which == "none" else tiny_model(3)
-    frames = make_sequence(tmp_path / "img40", n_frames=40, height=64, width=96, seed=7, noise=3)
-    make_sequence(tmp_path / "img10", n_frames=10, height=64, width=96, seed=7, noise=3)
+    long_run = 70
+    frames = make_sequence(tmp_path / "img_long", n_frames=long_run, height=64, width=96, seed=7, noise=3)
+    make_sequence(tmp_path / "img_short", n_frames=10, height=64, width=96, seed=7, noise=3)
     with contextlib.redirect_stdout(io.StringIO()):
-        for n in (10, 40):
-            compress(model, tmp_path / f"img{n}", tmp_path / f"c{n}", window=9, lanes=1)
-        decompress_folder(model, tmp_path / "c10", tmp_path / "warm")  # kernels loaded, caches filled
-    peaks = {n: traced_decode_peak(model, tmp_path / f"c{n}", tmp_path / f"o{n}") for n in (10, 40)}
-    np.testing.assert_array_equal(read_sequence(tmp_path / "o40").frames, frames)
+        for n in ("long", "short"):
+            compress(model, tmp_path / f"img_{n}", tmp_path / f"c_{n}", window=9, lanes=1)
+        decompress_folder(model, tmp_path / "c_short", tmp_path / "warm")  # kernels loaded, caches filled
+    # With frame threads how many frames are in flight at the peak depends on timing: the same
+    # archive's peak varies by some 20 frame-bytes between runs. So the long run's lowest of three
+    # peaks is held against the short run's highest of two; a leak of one held frame per decoded
+    # frame would add 60 frame-bytes to the long run, far above that noise.
+    long_tries, short_tries = (1, 1) if threads == 1 else (3, 2)
+    long_peak = min(traced_decode_peak(model, tmp_path / "c_long", tmp_path / f"o_long{i}") for i in range(long_tries))
+    short_peak = max(traced_decode_peak(model, tmp_path / "c_short", tmp_path / f"o_short{i}") for i in range(short_tries))
+    np.testing.assert_array_equal(read_sequence(tmp_path / "o_long0").frames, frames)
     frame_bytes = frames[0].nbytes
     # frames in flight with threads: up to threads + 1 parsed ahead (int32 planes: 4 bytes a value)
-    # and `threads` being encoded into files; how many are at the peak depends on timing
+    # and `threads` being encoded into files
     in_flight = 0 if threads == 1 else (threads + 1) * 4 * frame_bytes + threads * frame_bytes
-    assert peaks[40] < peaks[10] + 2 * frame_bytes + in_flight + (64 << 10), (peaks, frame_bytes)
+    assert long_peak < short_peak + 2 * frame_bytes + in_flight + (64 << 10), (long_peak, short_peak, frame_bytes)
     if which == "none" and threads == 1:
-        assert peaks[40] < 0.8 * frames.nbytes, (peaks, frames.nbytes)
+        assert long_peak < 0.5 * frames.nbytes, (long_peak, frames.nbytes)
 
 
 def test_damaged_archives_name_the_frame_and_say_truncated(tmp_path):
