@@ -2,7 +2,7 @@
 """How much could a learned predictor still gain on the smooth sets (issue 15)? Bounds, not archives.
 
     python benchmarks/bench_headroom.py [--sets advdiff,heat,...] [--size 256] [--frames 200]
-        [--eval 60] [--skip 5] [--skip-frames 3] [--mlp-epochs 20] [--json PATH]
+        [--eval 60] [--skip 5] [--skip-frames 3] [--mlp-epochs 20] [--gain 0.7] [--json PATH]
 
 For each set of benchmarks/fields.py (frames 0 .. frames-eval-1 to fit on, the last --eval frames
 held out, as bench_16bit), the bits per pixel of the rounded residual x_t - prediction on the
@@ -18,6 +18,11 @@ lands ~5 % below it; only the differences between rows matter here. Rows:
     clean history     the same filter fitted and applied on the clean previous frames: what a
                       predictor that removed all the noise from its history (a perfect temporal
                       denoiser, e.g. a recurrent state) would reach with the same taps
+    recursive k       the same K x K x N filter on a denoised history the decoder can rebuild: each
+                      frame is kept as x̂_t = p_t + k (x_t - p_t), p_t the filter's prediction from
+                      x̂_{t-1..t-N} (a fixed-gain Kalman-style blend), the taps refitted three times
+                      (the fitted filter's fit) from x̂ history to the raw frame; k = 1 is the
+                      fitted filter
     local MLP         the fitted filter plus a per-pixel MLP (2 x 128, GELU; the K x K x N
                       neighbourhood of planes in, the filter's residual out, L1, Adam) trained on
                       the fit frames: what any local nonlinear correction from the frame input
@@ -130,7 +135,60 @@ def local_mlp(run, fit_end, filt, K, epochs, seed=0):
     return predict
 
 
-def measure(name, size, frames, n_eval, K, N, mlp_epochs):
+class RecursiveFilter:
+    """The fitted filter's least-squares fit (prednet.skipfit's features and Cauchy-IRLS fit) with
+    the history frames and the target decoupled: taps fitted from `history` (T, H, W) frames t-1 ..
+    t-N to the raw frame run[t], t in t_range; predict(history) as FittedFilter's."""
+
+    def __init__(self, history, run, t_range, K, N, seed=0):
+        from prednet.skipfit import MAX_VALUES, RUNS, skip_features
+        from stages._lsfit import fit
+
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(np.asarray(t_range), size=min(RUNS, len(t_range)), replace=False)
+        n_features = (K * K - 1) + (N - 1) * K * K
+        per_run = min(run[0].size, MAX_VALUES // (n_features * len(picks)))
+        X, y = [], []
+        for t in picks:
+            pixels = rng.choice(run[t].size, size=per_run, replace=False)
+            features, extrapolation = skip_features(self._frames(history, t, N), K, pixels)
+            X.append(features)
+            y.append(run[t].ravel()[pixels] / PIXEL_MAX - extrapolation[0])
+        AT, y = np.ascontiguousarray(np.concatenate(X, axis=1)), np.concatenate(y)
+        coef, intercept = fit(AT, y, 0, 1.0, 1e-9, 0.0, 0.0)
+        scale = float(np.median(np.abs(y - coef @ AT - intercept))) or 1e-6
+        self.coef, self.intercept = fit(AT, y, 6, scale, 1e-9, 0.0, 0.0)
+        self.K, self.N = K, N
+
+    @staticmethod
+    def _frames(history, t, N):
+        return [history[t - 1 - j][..., None] / PIXEL_MAX for j in range(N)]  # newest first, (H, W, 1)
+
+    def predict_at(self, history, t):
+        """Prediction (H, W) float64 in counts of frame t from history[t-1 .. t-N]."""
+        from prednet.skipfit import skip_features
+
+        shape = history[t - 1].shape
+        features, extrapolation = skip_features(self._frames(history, t, self.N), self.K, np.arange(np.prod(shape)))
+        return ((self.coef @ features + self.intercept + extrapolation[0]) * PIXEL_MAX).reshape(shape)
+
+
+def recursive_denoised(run, fit_end, K, N, gain, refits=3):
+    """Predictions (T, H, W) float64 of the K x K x N filter applied to a recursively denoised
+    history x̂ (the module docstring's "recursive k"): frames < N are their own history; each
+    refit fits the taps from the current x̂ to the raw frames t < fit_end, then rebuilds x̂ in
+    order (what a decoder would do: it only needs x_t and its own prediction)."""
+    history = run.copy()
+    predictions = np.zeros_like(run)
+    for _ in range(refits):
+        filt = RecursiveFilter(history, run, range(N, fit_end), K, N)
+        for t in range(N, len(run)):
+            predictions[t] = filt.predict_at(history, t)
+            history[t] = np.clip(predictions[t] + gain * (run[t] - predictions[t]), 0.0, PIXEL_MAX)
+    return predictions
+
+
+def measure(name, size, frames, n_eval, K, N, mlp_epochs, gain=0.7):
     run, clean = fields.make(name, size, frames, with_clean=True)
     run = run.astype(np.float64)
     fit_end = frames - n_eval
@@ -148,6 +206,8 @@ def measure(name, size, frames, n_eval, K, N, mlp_epochs):
         "fitted filter": score(filt.predict),
         "clean history": score(clean_filt.predict, clean),
     }
+    recursive = recursive_denoised(run, fit_end, K, N, gain)
+    row[f"recursive {gain:g}"] = float(np.mean([bits_per_pixel(run[t] - recursive[t]) for t in held_out]))
     t0 = time.time()
     row["local MLP"] = score(local_mlp(run, fit_end, filt, K, mlp_epochs))
     row["mlp_s"] = round(time.time() - t0, 1)
@@ -163,6 +223,8 @@ def main():
     ap.add_argument("--skip", type=int, default=5, help="the filter's K (odd)")
     ap.add_argument("--skip-frames", type=int, default=3, help="previous frames the filter sees (N)")
     ap.add_argument("--mlp-epochs", type=int, default=20)
+    ap.add_argument("--gain", type=float, default=0.7,
+                    help="the recursive row's blend k (below ~0.7 the loop diverged on some sets)")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     names = a.sets.split(",")
@@ -170,16 +232,18 @@ def main():
     if unknown:
         ap.error(f"unknown sets {unknown}; choose from {list(fields.FIELDS)}")
     results = {}
-    cols = ("noise floor", "previous frame", "fitted filter", "clean history", "local MLP")
+    recursive = f"recursive {a.gain:g}"
+    cols = ("noise floor", "previous frame", "fitted filter", "clean history", recursive, "local MLP")
+    gain_cols = ("clean history", recursive, "local MLP", "noise floor")
     print(f"bits/pixel of the rounded residual on the last {a.eval} of {a.frames} frames, "
           f"{a.size}x{a.size}; filter {a.skip}x{a.skip} over {a.skip_frames} frames\n")
-    print("| set | " + " | ".join(cols) + " | gain: clean history / local MLP / noise floor |")
+    print("| set | " + " | ".join(cols) + " | gain: " + " / ".join(gain_cols) + " |")
     print("|---|" + "---|" * (len(cols) + 1))
     for name in names:
-        row = measure(name, a.size, a.frames, a.eval, a.skip, a.skip_frames, a.mlp_epochs)
+        row = measure(name, a.size, a.frames, a.eval, a.skip, a.skip_frames, a.mlp_epochs, a.gain)
         results[name] = row
         base = row["fitted filter"]
-        gains = " / ".join(f"{100 * (1 - row[c] / base):.1f} %" for c in ("clean history", "local MLP", "noise floor"))
+        gains = " / ".join(f"{100 * (1 - row[c] / base):.1f} %" for c in gain_cols)
         print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + f" | {gains} |", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))

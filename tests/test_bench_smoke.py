@@ -57,7 +57,8 @@ def test_bench_headroom_orders_its_bounds():
     """benchmarks/bench_headroom.py on a small advection-diffusion run (64x64, 40 frames, the last 10
     held out): the clean field is the run without its noise, and its rows come in the order the
     physics dictates: the noise floor below the fitted filter below the previous frame; the filter
-    applied to the product's own fit (prednet.skipfit) predicts better than extrapolation."""
+    applied to the product's own fit (prednet.skipfit) predicts better than extrapolation, and the
+    recursive row without denoising (k = 1) reproduces it."""
     import numpy as np
 
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -77,3 +78,9 @@ def test_bench_headroom_orders_its_bounds():
                             for t in range(30, 40)])
     assert row["fitted filter"] < extrapolated
     assert np.isfinite(row["local MLP"]) and row["local MLP"] > row["noise floor"]
+    # the recursive row's own fit: with k = 1 (no denoising) it is the product's fitted filter
+    plain = bench_headroom.recursive_denoised(frames, 30, 5, 3, 1.0, refits=1)
+    for t in range(30, 40):
+        expected = filt.predict([frames[t - 1 - j] for j in range(3)])
+        assert np.abs(plain[t] - expected).max() < 0.05, t
+    assert row["noise floor"] < row["recursive 0.7"] < row["previous frame"]
