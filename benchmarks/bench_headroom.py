@@ -138,7 +138,7 @@ def local_mlp(run, fit_end, filt, K, epochs, seed=0):
 class RecursiveFilter:
     """The fitted filter's least-squares fit (prednet.skipfit's features and Cauchy-IRLS fit) with
     the history frames and the target decoupled: taps fitted from `history` (T, H, W) frames t-1 ..
-    t-N to the raw frame run[t], t in t_range; predict(history) as FittedFilter's."""
+    t-N to the raw frame run[t], t in t_range; predict_at(history, t) predicts as FittedFilter does."""
 
     def __init__(self, history, run, t_range, K, N, seed=0):
         from prednet.skipfit import MAX_VALUES, RUNS, skip_features
