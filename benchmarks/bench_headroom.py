@@ -141,8 +141,7 @@ class RecursiveFilter:
     t-N to the raw frame run[t], t in t_range; predict_at(history, t) predicts as FittedFilter does."""
 
     def __init__(self, history, run, t_range, K, N, seed=0):
-        from prednet.skipfit import MAX_VALUES, RUNS, skip_features
-        from stages._lsfit import fit
+        from prednet.skipfit import MAX_VALUES, RUNS, robust_fit, skip_features
 
         rng = np.random.default_rng(seed)
         picks = rng.choice(np.asarray(t_range), size=min(RUNS, len(t_range)), replace=False)
@@ -155,9 +154,7 @@ class RecursiveFilter:
             X.append(features)
             y.append(run[t].ravel()[pixels] / PIXEL_MAX - extrapolation[0])
         AT, y = np.ascontiguousarray(np.concatenate(X, axis=1)), np.concatenate(y)
-        coef, intercept = fit(AT, y, 0, 1.0, 1e-9, 0.0, 0.0)
-        scale = float(np.median(np.abs(y - coef @ AT - intercept))) or 1e-6
-        self.coef, self.intercept = fit(AT, y, 6, scale, 1e-9, 0.0, 0.0)
+        self.coef, self.intercept = robust_fit(AT, y)
         self.K, self.N = K, N
 
     @staticmethod

@@ -58,6 +58,25 @@ def skip_features(history, K, pixels):
     return np.concatenate(rows), extrapolation
 
 
+def robust_fit(AT, y, passes=6):
+    """(coef (F,) float64, intercept float): the linear fit y ≈ coef @ AT + intercept of the
+    targets y (P,) from the features AT (F, P), robust to the few large errors: a plain
+    least-squares fit, then `passes` Cauchy-IRLS passes (stages/_lsfit.fit) with the plain fit's
+    median absolute residual as the scale (the coder pays about log |error|, so the bulk of the
+    pixels matters). Raises TezipError when the system is singular (constant training frames)."""
+    from stages._lsfit import fit
+
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    coef, intercept = fit(AT, y, 0, 1.0, 1e-9, 0.0, 0.0)
+    if coef.size == 0:
+        raise TezipError("the linear skip's least-squares fit is singular (are the training frames constant?)")
+    scale = float(np.median(np.abs(y - coef @ AT - intercept))) or 1e-6
+    coef, intercept = fit(AT, y, passes, scale, 1e-9, 0.0, 0.0)
+    if coef.size == 0:  # the plain fit was regular; a reweighted one can still lose rank
+        raise TezipError("the linear skip's least-squares fit is singular (are the training frames constant?)")
+    return coef, intercept
+
+
 def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
     """Fit the kernel (K, K, N·C, C) float32 and bias (C,) float32 of a K x K skip that sees
     N = `frames` previous frames, by least squares.
@@ -65,8 +84,6 @@ def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
     frames_at(i) → frame i (H, W, C) float32 in the model's [0, 1]; starts: indices i where
     frames i .. i+N come from one sequence. Raises TezipError when there is no such run of frames
     or the system is singular (a constant sequence: nothing to learn)."""
-    from stages._lsfit import fit
-
     starts = np.asarray(starts)
     if len(starts) == 0:
         raise TezipError(f"the linear skip needs sequences of at least {frames + 1} frames to fit its taps")
@@ -88,15 +105,7 @@ def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
     taps = np.zeros((n_features, C))
     bias = np.zeros(C)
     for c in range(C):
-        y = np.ascontiguousarray(Y[c])
-        coef, intercept = fit(AT, y, 0, 1.0, 1e-9, 0.0, 0.0)
-        if coef.size == 0:
-            raise TezipError("the linear skip's least-squares fit is singular (are the training frames constant?)")
-        scale = float(np.median(np.abs(y - coef @ AT - intercept))) or 1e-6
-        coef, intercept = fit(AT, y, 6, scale, 1e-9, 0.0, 0.0)
-        if coef.size == 0:
-            raise TezipError("the linear skip's least-squares fit is singular (are the training frames constant?)")
-        taps[:, c], bias[c] = coef, intercept
+        taps[:, c], bias[c] = robust_fit(AT, Y[c])
     kernel = np.zeros((K, K, frames * C, C))
     centre = (K * K) // 2
     offsets = [d for d in range(K * K) if d != centre]
