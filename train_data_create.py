@@ -218,6 +218,11 @@ def create_train_data(
         raise TezipError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
 
     folders = _sequence_folders(data_dir)
+    data_real, output_real = data_dir.resolve(), output_dir.resolve()
+    if output_real == data_real or data_real in output_real.parents:
+        # its subfolders are the sequences: .hkl files there would become frames of one, or a folder a new one
+        raise TezipError(f"{output_dir}: OUTPUT_DIR lies inside DATA_DIR {data_dir} (each of its subfolders is a "
+                         f"sequence); choose a folder outside it")
     if val_dirs:
         val_names = _resolve_val_names(val_dirs, folders, data_dir)
     else:

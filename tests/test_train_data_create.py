@@ -320,6 +320,21 @@ def test_cli_errors(tmp_path, case, args, damage, fragment, out_exists):
         assert not output_dir.exists()
 
 
+@pytest.mark.parametrize("where", ["seq_00", "seq_00/deeper", "."])
+def test_cli_refuses_output_inside_data_dir(tmp_path, where):
+    """An OUTPUT_DIR in DATA_DIR's tree would put .hkl files into a sequence (or make a new
+    sequence of its folder): refused with one line, the sequences untouched."""
+    data_dir = make_data_dir(tmp_path, 3)
+    before = sorted((p.relative_to(data_dir), p.read_bytes()) for p in data_dir.rglob("*") if p.is_file())
+    result = run_script(data_dir, data_dir / where)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "lies inside DATA_DIR" in result.stderr, result.stderr
+    after = sorted((p.relative_to(data_dir), p.read_bytes()) for p in data_dir.rglob("*") if p.is_file())
+    assert after == before
+    if where == "seq_00/deeper":
+        assert not (data_dir / where).exists()
+
+
 def test_cli_val_and_fraction_conflict(tmp_path):
     data_dir = make_data_dir(tmp_path, 3)
     result = run_script(data_dir, tmp_path / "out", "-v", "seq_00", "--val-fraction", "0.2")
