@@ -12,7 +12,7 @@ $(VENV)/.installed: requirements.txt
 .PHONY: setup demo test bench
 setup: $(VENV)/.installed
 
-demo: setup          ## train on the bundled sample, compress + decompress, verify
+demo: setup          ## compress + decompress the bundled sample with the bundled model, verify
 	$(PY) examples/demo.py
 
 test: setup          ## the test suite (what CI runs)

@@ -113,7 +113,7 @@ def read_archive(comp_dir):
     """Open an archive folder: read, parse and cross-check its three files' headers → Archive."""
     comp = Path(comp_dir)
     if not comp.is_dir():
-        raise TezipError(f"archive folder {comp_dir} does not exist")
+        raise TezipError(f"archive folder {comp_dir} " + ("is not a folder" if comp.exists() else "does not exist"))
     names_raw = read_names_file(comp)
     try:
         names_head, names = parse_names(names_raw.decode("utf-8"))

@@ -374,6 +374,8 @@ def test_full_disk_decompress(tiny_model, comp, tmp_path, full_disk):
 
 def test_missing_or_empty_comp_dir(tiny_model, tmp_path):
     decompress_fails(tiny_model(3), tmp_path / "nope", tmp_path / "out", "archive folder .* does not exist")
+    (tmp_path / "file").write_text("x")
+    decompress_fails(tiny_model(3), tmp_path / "file", tmp_path / "out", "archive folder .*file is not a folder")
     (tmp_path / "empty").mkdir()
     decompress_fails(tiny_model(3), tmp_path / "empty", tmp_path / "out", "filename.txt is missing")
 
