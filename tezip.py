@@ -152,7 +152,8 @@ def build_parser():
 
     common = p.add_argument_group("common")
     common.add_argument("--overwrite", action="store_true",
-                        help="allow a non-empty OUT_DIR (its archive or image files are replaced)")
+                        help="allow a non-empty OUT_DIR (its archive or image files are replaced); -l: a MODEL_DIR "
+                             "that holds a model (replaced: archives made with it no longer decompress)")
     common.add_argument("--threads", type=int, metavar="N",
                         help="-c/-u: frames worked on at once in this process (lossless frames coded side by side, "
                              "chunks parsed ahead, image files written); default: the cores, up to 4; 1: one at a "
@@ -163,6 +164,8 @@ def build_parser():
 
 
 MAX_SKIP = 15  # the linear skip's largest filter (--skip): wider taps buy nothing on smooth fields
+MAX_HIDDEN_LAYERS = 8  # --stack: each layer halves the frame; 8 already needs 128-pixel-aligned frames
+MAX_CHANNELS = 1024  # --stack: 5x TEZip's widest layer (192); wider ones exhaust memory before they train
 
 
 def check_job(p, args):
@@ -200,7 +203,7 @@ def run_learn(args):
         val_sequences=args.val_sequences, crop=tuple(args.crop) if args.crop else None,
         hidden_stack=tuple(args.stack), seed=args.seed, verbose=args.verbose, skip=args.skip,
         skip_frames=args.skip_frames, frame_input=args.frame_input, train_skip=args.train_skip,
-        learning_rate=args.lr,
+        learning_rate=args.lr, overwrite=args.overwrite,
     )
     r = train(model_dir, data_dir, options)
     what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
@@ -378,6 +381,11 @@ def _main(argv):
                                      ("--batch", args.batch, 1)):
                 if value < low:
                     p.error(f"{flag} must be at least {low} (got {value})")
+            if args.crop is not None and min(args.crop) < 1:
+                p.error(f"--crop H W must be positive (got {args.crop[0]} {args.crop[1]})")
+            if len(args.stack) > MAX_HIDDEN_LAYERS or not all(1 <= c <= MAX_CHANNELS for c in args.stack):
+                p.error(f"--stack takes 1 to {MAX_HIDDEN_LAYERS} channel counts, each 1-{MAX_CHANNELS} "
+                        f"(got {' '.join(map(str, args.stack))})")
             if args.skip < 0 or args.skip > MAX_SKIP or (args.skip and args.skip % 2 == 0):
                 p.error(f"--skip must be 0 or an odd filter size up to {MAX_SKIP} (got {args.skip})")
             from prednet.skipfit import MAX_SKIP_FRAMES
@@ -405,8 +413,14 @@ def _main(argv):
             raise KeyboardInterrupt
         print(f"{device} MODE", flush=True)
         return _run(job, args, plan, device)
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
+    except KeyboardInterrupt as e:
+        # training keeps the best model it has written so far (prednet.train.TrainingInterrupted)
+        if hasattr(e, "message"):
+            from base.errors import printable
+
+            print(f"tezip.py: {printable(e.message)}", file=sys.stderr)
+        else:
+            print(INTERRUPTED, file=sys.stderr)
         return 128 + (publish.signals_received[0] if publish.signals_received else signal.SIGINT)
     finally:
         set_frame_threads(None)

@@ -23,31 +23,34 @@ TMP_SUFFIX = ".tezip-partial"
 LOCK_NAME = ".tezip-lock" + TMP_SUFFIX
 
 
-def check_output_folder(out_dir, input_dir, overwrite, what="IMAGE_DIR"):
+def check_output_folder(out_dir, input_dir, overwrite, what="IMAGE_DIR", label="OUT_DIR"):
+    """Refuse a bad output folder before any work (one-line TezipError): the input folder `what`
+    itself, inside it or around it, a file, non-empty without `overwrite`, not writable or not
+    creatable. `label` is how messages name it (OUT_DIR; MODEL_DIR for training)."""
     out, inp = Path(out_dir).resolve(), Path(input_dir).resolve()
     if out == inp:
-        raise TezipError(f"OUT_DIR {out_dir} is the same folder as {what}")
+        raise TezipError(f"{label} {out_dir} is the same folder as {what}")
     if inp in out.parents:
-        raise TezipError(f"OUT_DIR {out_dir} lies inside {what} {input_dir}")
+        raise TezipError(f"{label} {out_dir} lies inside {what} {input_dir}")
     if out in inp.parents:
-        raise TezipError(f"{what} {input_dir} lies inside OUT_DIR {out_dir}")
+        raise TezipError(f"{what} {input_dir} lies inside {label} {out_dir}")
     if out.exists() and not out.is_dir():
-        raise TezipError(f"OUT_DIR {out_dir} exists and is not a folder")
+        raise TezipError(f"{label} {out_dir} exists and is not a folder")
     if out.is_dir():
         try:  # temporary files an interrupted run left behind do not count (they are cleaned up)
             used = any(not is_partial(e) for e in out.iterdir())
         except OSError as e:
-            raise TezipError(f"OUT_DIR {out_dir} cannot be read ({e.strerror or e})") from None
+            raise TezipError(f"{label} {out_dir} cannot be read ({e.strerror or e})") from None
         if used and not overwrite:
-            raise TezipError(f"OUT_DIR {out_dir} is not empty (use --overwrite to replace its contents)")
+            raise TezipError(f"{label} {out_dir} is not empty (use --overwrite to replace its contents)")
         if not os.access(out, os.W_OK | os.X_OK):
-            raise TezipError(f"OUT_DIR {out_dir} is not writable")
+            raise TezipError(f"{label} {out_dir} is not writable")
     else:  # checked now, not after minutes of work: the folder must be creatable
         parent = next(p for p in out.parents if p.exists())
         if not parent.is_dir():
-            raise TezipError(f"OUT_DIR {out_dir} cannot be created: {parent} is not a folder")
+            raise TezipError(f"{label} {out_dir} cannot be created: {parent} is not a folder")
         if not os.access(parent, os.W_OK | os.X_OK):
-            raise TezipError(f"OUT_DIR {out_dir} cannot be created: {parent} is not writable")
+            raise TezipError(f"{label} {out_dir} cannot be created: {parent} is not writable")
 
 
 def is_partial(path):
@@ -55,7 +58,7 @@ def is_partial(path):
     return Path(path).name.endswith(TMP_SUFFIX)
 
 
-def make_output_folder(folder):
+def make_output_folder(folder, label="OUT_DIR"):
     """Create folder (and missing parents); returns the folders created, for remove_created."""
     folder = Path(folder)
     created = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
@@ -63,7 +66,7 @@ def make_output_folder(folder):
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         remove_created(created)
-        raise TezipError(f"cannot create OUT_DIR {folder} ({e.strerror or e})") from None
+        raise TezipError(f"cannot create {label} {folder} ({e.strerror or e})") from None
     return created
 
 
@@ -122,11 +125,12 @@ class OutputFolder:
     checks under the lock that it is still empty unless `overwrite`, and removes what a killed run
     left (*.tezip-partial entries: links and other odd entries are unlinked themselves, never
     followed). publish() is the only way files get in. Leaving releases the lock and, if nothing
-    was published, removes the folders entering created."""
+    was published, removes the folders entering created. `label` is how messages name the folder
+    (OUT_DIR; MODEL_DIR for training)."""
 
-    def __init__(self, folder, overwrite=False):
+    def __init__(self, folder, overwrite=False, label="OUT_DIR"):
         self.path = Path(folder)
-        self.overwrite = overwrite
+        self.overwrite, self.label = overwrite, label
         self.created, self.fd, self.lock_fd, self.published = [], None, None, False
 
     def __enter__(self):
@@ -134,18 +138,18 @@ class OutputFolder:
             # Ctrl-C is held while the folder is made and locked (and while leaving, below): an
             # interrupt between creating the lock file and holding it would leave it behind.
             with deferred_interrupts():
-                self.created = make_output_folder(self.path)
+                self.created = make_output_folder(self.path, self.label)
                 try:
                     self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 except OSError as e:
-                    raise TezipError(f"OUT_DIR {self.path} cannot be opened ({e.strerror or e})") from None
+                    raise TezipError(f"{self.label} {self.path} cannot be opened ({e.strerror or e})") from None
                 self._lock()
             try:
                 entries = os.listdir(self.fd)
             except OSError as e:
-                raise TezipError(f"OUT_DIR {self.path} cannot be read ({e.strerror or e})") from None
+                raise TezipError(f"{self.label} {self.path} cannot be read ({e.strerror or e})") from None
             if not self.overwrite and any(not is_partial(e) for e in entries):
-                raise TezipError(f"OUT_DIR {self.path} is not empty (use --overwrite to replace its contents)")
+                raise TezipError(f"{self.label} {self.path} is not empty (use --overwrite to replace its contents)")
             self._remove_leftovers(entries)
         except BaseException:
             self.__exit__(None, None, None)
@@ -185,7 +189,7 @@ class OutputFolder:
                 if e.errno == errno.ELOOP:  # a link where our lock belongs: removed, never followed
                     self._unlink(LOCK_NAME)
                     continue
-                raise TezipError(f"cannot lock OUT_DIR {self.path} ({e.strerror or e})") from None
+                raise TezipError(f"cannot lock {self.label} {self.path} ({e.strerror or e})") from None
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):  # a FIFO or device planted there: removed
                 os.close(fd)
@@ -198,9 +202,9 @@ class OutputFolder:
                 os.close(fd)
                 if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
                     who = f" (process {holder})" if holder.isdigit() else ""
-                    raise TezipError(f"OUT_DIR {self.path} is in use by another TEZip run{who}: wait until it has "
-                                     f"finished, or choose another OUT_DIR") from None
-                raise TezipError(f"cannot lock OUT_DIR {self.path} ({e.strerror or e})") from None
+                    raise TezipError(f"{self.label} {self.path} is in use by another TEZip run{who}: wait until it has "
+                                     f"finished, or choose another {self.label}") from None
+                raise TezipError(f"cannot lock {self.label} {self.path} ({e.strerror or e})") from None
             try:
                 there = os.stat(LOCK_NAME, dir_fd=self.fd, follow_symlinks=False)
             except FileNotFoundError:
@@ -212,7 +216,7 @@ class OutputFolder:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self.lock_fd = fd
             return
-        raise TezipError(f"cannot lock OUT_DIR {self.path} (its lock file keeps changing)")
+        raise TezipError(f"cannot lock {self.label} {self.path} (its lock file keeps changing)")
 
     def _remove_leftovers(self, entries):
         for name in entries:

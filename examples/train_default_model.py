@@ -47,7 +47,7 @@ def main():
                 link.symlink_to(f.resolve())
     run("train_data_create.py", seqs, args.work / "data", "-v", f"part{PARTS - 1}")
     run("tezip.py", "-l", args.model, args.work / "data", "--stack", *STACK, "--crop", 64, 96,
-        "--epochs", args.epochs, "--steps", 25, "--seed", 0, "-f")
+        "--epochs", args.epochs, "--steps", 25, "--seed", 0, "-f", "--overwrite")
 
 
 if __name__ == "__main__":

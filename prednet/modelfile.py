@@ -86,11 +86,16 @@ def model_digest(arch, weights):
 
 
 def save_model(model_dir, prednet, training_info=None):
-    """Write the two model files atomically (temporary names, then rename)."""
+    """Write the model's two files (MODEL_JSON, WEIGHTS_FILE) into model_dir, a folder path or an
+    open base.publish.OutputFolder (training holds one, locked, for its whole run): both published
+    together or neither (temporary names, synced, then renamed). Returns the model digest (str).
+    Raises TezipError when the folder cannot be written."""
+    import io
+
     import h5py
 
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
+    from base.publish import OutputFolder
+
     arch = architecture(prednet)
     weights = _weights_by_path(prednet)
     digest = model_digest(arch, weights)
@@ -101,16 +106,19 @@ def save_model(model_dir, prednet, training_info=None):
         "digest": digest,
         "training": training_info or {},
     }
-    tmp_json = model_dir / (MODEL_JSON + ".tmp")
-    tmp_weights = model_dir / (WEIGHTS_FILE + ".tmp")
-    tmp_json.write_text(json.dumps(doc, indent=2) + "\n")
-    with h5py.File(tmp_weights, "w") as f:
+    hdf5 = io.BytesIO()
+    with h5py.File(hdf5, "w") as f:
         f.attrs["format"] = MODEL_FORMAT
         f.attrs["digest"] = digest
         for path, w in weights.items():
             f.create_dataset(path, data=w)
-    os.replace(tmp_weights, model_dir / WEIGHTS_FILE)
-    os.replace(tmp_json, model_dir / MODEL_JSON)
+    contents = [hdf5.getvalue(), (json.dumps(doc, indent=2) + "\n").encode()]
+    names = [WEIGHTS_FILE, MODEL_JSON]
+    if isinstance(model_dir, OutputFolder):
+        model_dir.publish(names, lambda i, f: f.write(contents[i]))
+    else:
+        with OutputFolder(model_dir, overwrite=True, label="MODEL_DIR") as folder:
+            folder.publish(names, lambda i, f: f.write(contents[i]))
     return digest
 
 

@@ -45,6 +45,17 @@ class TrainOptions:
     train_skip: bool = False
     seed: int = 0
     verbose: bool = False
+    # False: a MODEL_DIR that is not empty (an earlier model, which archives made with it need to
+    # decompress) is refused; True: its model files are replaced (other files stay)
+    overwrite: bool = False
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training after a model was written: `message` says which one MODEL_DIR holds."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass
@@ -102,7 +113,11 @@ def sequence_starts(sources, nt):
 
 
 def crop_size(frame_h, frame_w, crop, multiple):
-    """The crop to train on: the requested one (clamped to the frame), rounded down to `multiple`."""
+    """The crop to train on: the requested one (clamped to the frame), rounded down to `multiple`.
+    Raises TezipError for a requested crop below `multiple` or frames smaller than it."""
+    if crop is not None and min(crop) < multiple:
+        raise TezipError(f"--crop {crop[0]} {crop[1]} is smaller than the model's minimum size {multiple}x{multiple} "
+                         f"(each of its layers halves the frame)")
     h, w = (frame_h, frame_w) if crop is None else (min(crop[0], frame_h), min(crop[1], frame_w))
     h, w = max(multiple, h // multiple * multiple), max(multiple, w // multiple * multiple)
     if h > frame_h or w > frame_w:
@@ -166,11 +181,40 @@ class SequenceBatches(keras.utils.PyDataset):
 
 
 def train(model_dir, data_dir, options: TrainOptions):
+    """Train a PredNet on DATA_DIR's .hkl files (train_data_create.py) and write it into model_dir
+    (a folder path), locked against other runs for the whole training: the best model so far
+    (lowest validation loss) is published there, both files together, whenever an epoch improves.
+
+    Returns a TrainResult. Raises TezipError (one line) for bad data or options, a MODEL_DIR that is
+    'default' (the bundled model), lies in DATA_DIR, is a file, or holds files without
+    options.overwrite, or is in use by another run; TrainingInterrupted (a KeyboardInterrupt) on
+    Ctrl-C once a model was written, naming it (before that, a plain KeyboardInterrupt, and a
+    MODEL_DIR this run created is removed)."""
+    from base.publish import OutputFolder, check_output_folder
+    from prednet.modelfile import DEFAULT_MODEL
+
+    if str(model_dir) == DEFAULT_MODEL:
+        raise TezipError(f"MODEL_DIR '{DEFAULT_MODEL}' names the bundled model; train into another folder "
+                         f"(./{DEFAULT_MODEL} for a folder of that name)")
+    check_output_folder(model_dir, data_dir, options.overwrite, what="DATA_DIR", label="MODEL_DIR")
+    result = TrainResult(epochs=options.epochs, seconds=0.0, seconds_per_epoch=0.0)
+    with OutputFolder(model_dir, options.overwrite, label="MODEL_DIR") as folder:
+        try:
+            return _train(folder, data_dir, options, result)
+        except KeyboardInterrupt:
+            if folder.published:
+                raise TrainingInterrupted(
+                    f"interrupted; {model_dir} holds the best model so far (epoch {result.best_epoch}"
+                    + (", the least-squares start" if result.best_epoch == 0 else "")
+                    + f", validation loss {result.best_val_loss:.6f})") from None
+            raise
+
+
+def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
     from prednet.model import PredNet, build_training_model, default_config, first_counted_step, spatial_multiple
     from prednet.modelfile import save_model
 
     X_train, s_train, X_val, s_val = load_train_data(data_dir)
-    o = options
     if o.nt < 2:
         raise TezipError("--nt must be at least 2 (the first time step only primes the model)")
     if o.skip < 0 or (o.skip and o.skip % 2 == 0):
@@ -232,7 +276,6 @@ def train(model_dir, data_dir, options: TrainOptions):
             print(f"linear skip: {o.skip}x{o.skip} taps on {o.skip_frames} frames fitted by least squares in "
                   f"{time.time() - t_fit:.1f} s" + ("" if o.train_skip else " (kept as fitted: the epochs train the "
                                                      "correction)"), flush=True)
-    result = TrainResult(epochs=o.epochs, seconds=0.0, seconds_per_epoch=0.0)
     result.blank_val_loss, result.previous_val_loss, result.extrapolation_val_loss = baseline_losses(
         val_batches, first_counted_step(prednet))
     info = {
@@ -259,7 +302,7 @@ def train(model_dir, data_dir, options: TrainOptions):
         if o.epochs == 0:
             result.val_loss.append(vl)
         info.update(best_epoch=0, best_val_loss=vl)
-        result.digest = save_model(model_dir, prednet, info)
+        result.digest = save_model(folder, prednet, info)
         if o.verbose:
             print(f"  least-squares start: val loss {vl:.6f}", flush=True)
     for epoch in range(o.epochs):
@@ -280,7 +323,7 @@ def train(model_dir, data_dir, options: TrainOptions):
         if vl < result.best_val_loss:
             result.best_val_loss, result.best_epoch = vl, epoch + 1
             info.update(best_epoch=epoch + 1, best_val_loss=vl)
-            result.digest = save_model(model_dir, prednet, info)
+            result.digest = save_model(folder, prednet, info)
     result.seconds = time.time() - t0
     result.seconds_per_epoch = result.seconds / max(1, o.epochs)
     return result

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import make_sequence
 from prednet.train import TrainOptions, baseline_losses, sequence_starts, train
@@ -102,9 +103,90 @@ def test_cli_learn_missing_data_is_one_line(tmp_path):
 def test_cli_learn_bad_numbers_are_argument_errors(tmp_path):
     """QA: --nt 1, --epochs 0 ... exited 1 (a data error); they are argument errors: exit 2, one
     line, nothing written."""
-    for option in (["--nt", "1"], ["--epochs", "0"], ["--steps", "0"], ["--batch", "0"]):
+    for option in (["--nt", "1"], ["--epochs", "0"], ["--steps", "0"], ["--batch", "0"], ["--crop", "0", "16"],
+                   ["--crop", "-16", "8"], ["--stack", "0", "8", "16"], ["--stack", "4", "8", "200000"],
+                   ["--stack", *"1" * 9]):
         r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path), *option],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 2, (option, r.stderr)
         assert r.stderr.strip().count("\n") == 0 and option[0] in r.stderr
+        assert not (tmp_path / "m").exists()
+
+
+def tiny_options(**kw):
+    return TrainOptions(**dict(dict(epochs=1, steps_per_epoch=1, batch_size=2, nt=4, val_sequences=2,
+                                    hidden_stack=(2, 4), seed=0), **kw))
+
+
+def model_files(folder):
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+def test_learn_keeps_an_existing_model_unless_overwrite(tmp_path):
+    """QA: a second -l into the same MODEL_DIR replaced its model silently, and the archives made
+    with it no longer decompressed. Now refused with one line, the model untouched; --overwrite
+    replaces it (both files together)."""
+    from base.errors import TezipError
+    from prednet.modelfile import load_model
+
+    data = make_train_data(tmp_path, n_seq=3, n_frames=8, height=16, width=16, channels=1)
+    first = train(tmp_path / "m", data, tiny_options(seed=1))
+    before = model_files(tmp_path / "m")
+    assert sorted(before) == ["prednet_model.json", "prednet_weights.hdf5"]  # no lock or temporary left
+    with pytest.raises(TezipError, match=r"^MODEL_DIR .*m is not empty \(use --overwrite"):
+        train(tmp_path / "m", data, tiny_options(seed=2))
+    assert model_files(tmp_path / "m") == before
+    second = train(tmp_path / "m", data, tiny_options(seed=2, overwrite=True))
+    assert second.digest != first.digest
+    assert json.loads((tmp_path / "m" / "prednet_model.json").read_text())["digest"] == second.digest
+    load_model(tmp_path / "m")  # the two files belong together
+
+
+def test_learn_refuses_bad_model_dirs_before_reading_data(tmp_path):
+    from base.errors import TezipError
+    from base.publish import OutputFolder
+
+    data = make_train_data(tmp_path, n_seq=3, n_frames=8, height=16, width=16, channels=1)
+    with pytest.raises(TezipError, match="names the bundled model"):
+        train("default", data, tiny_options())
+    assert not Path("default").exists()
+    with pytest.raises(TezipError, match="^MODEL_DIR .* lies inside DATA_DIR"):
+        train(data / "m", data, tiny_options())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TezipError, match="^MODEL_DIR .*file exists and is not a folder"):
+        train(tmp_path / "file", data, tiny_options())
+    with OutputFolder(tmp_path / "busy", label="MODEL_DIR"):  # another run holds it
+        with pytest.raises(TezipError, match="^MODEL_DIR .*busy is in use by another TEZip run"):
+            train(tmp_path / "busy", data, tiny_options())
+    with pytest.raises(TezipError, match=r"^--crop 2 2 is smaller than the model's minimum size 4x4"):
+        train(tmp_path / "m", data, tiny_options(crop=(2, 2)))
+    assert not (tmp_path / "m").exists() and not (tmp_path / "busy").exists()
+
+
+@pytest.mark.parametrize("skip", [0, 3])
+def test_ctrl_c_during_training(tmp_path, monkeypatch, skip):
+    """Ctrl-C in the first epoch: a skip model has already written its least-squares start, which
+    MODEL_DIR keeps and the message names; a model without one leaves no MODEL_DIR."""
+    import prednet.train as train_module
+    from prednet.modelfile import load_model
+
+    data = make_train_data(tmp_path, n_seq=3, n_frames=8, height=16, width=16, channels=1)
+
+    batch = train_module.SequenceBatches.__getitem__
+
+    def interrupt(self, i):  # the first training batch (the validation batches are fixed)
+        if not self.fixed:
+            raise KeyboardInterrupt
+        return batch(self, i)
+
+    monkeypatch.setattr(train_module.SequenceBatches, "__getitem__", interrupt)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        train(tmp_path / "m", data, tiny_options(skip=skip))
+    if skip:
+        assert isinstance(caught.value, train_module.TrainingInterrupted)
+        assert "holds the best model so far (epoch 0, the least-squares start" in caught.value.message
+        assert sorted(model_files(tmp_path / "m")) == ["prednet_model.json", "prednet_weights.hdf5"]
+        load_model(tmp_path / "m")
+    else:
+        assert not isinstance(caught.value, train_module.TrainingInterrupted)
         assert not (tmp_path / "m").exists()
