@@ -5,7 +5,7 @@ detectors write, on the six smooth time-evolving sets of benchmarks/fields.py an
 frames of the tests (tests/conftest.py detector_frames, shot noise dominated).
 
     python benchmarks/bench_16bit.py [--sets advdiff,heat,...,tests] [--size 256] [--frames 200]
-        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS [--lr RATE] [--skip K [--skip-frames N] [--frame-input] [--train-skip]]]
+        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS [--lr RATE] [--stack C ...] [--skip K [--skip-frames N] [--frame-input] [--train-skip]]]
         [--json PATH]
 
 For each set: the last --eval frames (the earlier ones are what a model may be trained on; nothing
@@ -14,7 +14,7 @@ here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip row
     hierarchical  --order hierarchical -w EVAL-1 (one window), no model: the default for such data
     sequential    -c none (the previous frame moved), -w EVAL-1
     model         -c MODEL (sequential with a 1-channel or the bundled RGB model), when --model is given
-    trained       with --train E: per set, a 1-channel PredNet (stack 16/32/64, 128x128 crops,
+    trained       with --train E: per set, a 1-channel PredNet (stack 16/32/64 or --stack, 128x128 crops,
     one-step      nt 10, E epochs of 25 batches of 4) trained on the set's earlier frames (the last
                   15 % of them for validation), and the same architecture trained one step; both
                   -c MODEL sequential, losslessly and at the smallest bound, with the validation
@@ -80,7 +80,8 @@ def tezip(model, stack, bound, window, order, work, tag):
     return dict(bytes=s.compressed_bytes, max_error=err, encode_s=enc, decode_s=dec)
 
 
-def train_models(name, early, work, epochs, skip=0, skip_frames=2, frame_input=False, lr=1e-3, train_skip=False):
+def train_models(name, early, work, epochs, skip=0, skip_frames=2, frame_input=False, lr=1e-3, train_skip=False,
+                 stack=(16, 32, 64)):
     """({tag: model dir} ("trained", "one_step", and with a skip "fitted": its least-squares taps
     alone, no gradient step), the TrainResult of the trained one, its training seconds, the fitted
     model's validation loss or None), for a set's early frames
@@ -95,7 +96,7 @@ def train_models(name, early, work, epochs, skip=0, skip_frames=2, frame_input=F
     write_frames(seqs / "val", early[cut:, ..., None])
     data = work / f"hkl_{name}"
     create_train_data(seqs, data, val_dirs=["val"])
-    common = dict(batch_size=4, nt=10, val_sequences=8, crop=(128, 128), hidden_stack=(16, 32, 64), seed=0, skip=skip,
+    common = dict(batch_size=4, nt=10, val_sequences=8, crop=(128, 128), hidden_stack=tuple(stack), seed=0, skip=skip,
                   skip_frames=skip_frames, frame_input=frame_input, train_skip=train_skip, learning_rate=lr)
     t = time.perf_counter()
     result = train(work / f"m_{name}", data, TrainOptions(epochs=epochs, steps_per_epoch=25, **common))
@@ -129,6 +130,8 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3, help="with --train: Adam's learning rate (tezip.py -l --lr)")
     p.add_argument("--train-skip", action="store_true",
                    help="with --skip: the epochs also move the fitted taps (tezip.py -l --train-skip)")
+    p.add_argument("--stack", type=int, nargs="+", default=[16, 32, 64], metavar="C",
+                   help="with --train: the models' hidden layer channels (tezip.py -l --stack; default 16 32 64)")
     p.add_argument("--json")
     args = p.parse_args()
     results = {}
@@ -151,8 +154,8 @@ def main():
                     if bound == 0:
                         models, result, seconds, fitted_loss = train_models(name, run[: -args.eval], work, args.train,
                                                                             args.skip, args.skip_frames, args.frame_input,
-                                                                            args.lr, args.train_skip)
-                        res["training"] = dict(epochs=args.train, skip=args.skip, skip_frames=args.skip_frames,
+                                                                            args.lr, args.train_skip, args.stack)
+                        res["training"] = dict(epochs=args.train, stack=args.stack, skip=args.skip, skip_frames=args.skip_frames,
                                                frame_input=args.frame_input, lr=args.lr, train_skip=args.train_skip,
                                                seconds=seconds, val_loss=result.best_val_loss,
                                                previous_frame=result.previous_val_loss,
