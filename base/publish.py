@@ -27,6 +27,8 @@ def check_output_folder(out_dir, input_dir, overwrite, what="IMAGE_DIR", label="
     """Refuse a bad output folder before any work (one-line TezipError): the input folder `what`
     itself, inside it or around it, a file, non-empty without `overwrite`, not writable or not
     creatable. `label` is how messages name it (OUT_DIR; MODEL_DIR for training)."""
+    if Path(out_dir).is_symlink() and not Path(out_dir).exists():
+        raise TezipError(f"{label} {out_dir} is a symbolic link to {os.readlink(out_dir)}, which does not exist")
     out, inp = Path(out_dir).resolve(), Path(input_dir).resolve()
     if out == inp:
         raise TezipError(f"{label} {out_dir} is the same folder as {what}")

@@ -186,16 +186,19 @@ def train(model_dir, data_dir, options: TrainOptions):
     (lowest validation loss) is published there, both files together, whenever an epoch improves.
 
     Returns a TrainResult. Raises TezipError (one line) for bad data or options, a MODEL_DIR that is
-    'default' (the bundled model), lies in DATA_DIR, is a file, or holds files without
+    the bundled model ('default' or its folder), lies in DATA_DIR, is a file, or holds files without
     options.overwrite, or is in use by another run; TrainingInterrupted (a KeyboardInterrupt) on
     Ctrl-C once a model was written, naming it (before that, a plain KeyboardInterrupt, and a
     MODEL_DIR this run created is removed)."""
     from base.publish import OutputFolder, check_output_folder
-    from prednet.modelfile import DEFAULT_MODEL
+    from prednet.modelfile import DEFAULT_MODEL, DEFAULT_MODEL_DIR
 
     if str(model_dir) == DEFAULT_MODEL:
         raise TezipError(f"MODEL_DIR '{DEFAULT_MODEL}' names the bundled model; train into another folder "
                          f"(./{DEFAULT_MODEL} for a folder of that name)")
+    if Path(model_dir).resolve() == DEFAULT_MODEL_DIR.resolve():  # by its path (even with --overwrite)
+        raise TezipError(f"MODEL_DIR {model_dir} is the bundled model's folder (archives made with -c default "
+                         f"need it); train into another folder")
     check_output_folder(model_dir, data_dir, options.overwrite, what="DATA_DIR", label="MODEL_DIR")
     result = TrainResult(epochs=options.epochs, seconds=0.0, seconds_per_epoch=0.0)
     with OutputFolder(model_dir, options.overwrite, label="MODEL_DIR") as folder:

@@ -292,6 +292,11 @@ def test_out_dir_not_a_folder(tiny_model, comp, tmp_path):
     # Unwritable in a way that stops root too: the folder would have to be created under a file.
     compress_fails(model, images, afile / "comp", "cannot be created: .*afile is not a folder")
     decompress_fails(model, comp, afile / "sub" / "out", "cannot be created: .*afile is not a folder")
+    # QA: a link to nothing said "cannot create OUT_DIR dl (File exists)"
+    (tmp_path / "dl").symlink_to(tmp_path / "nowhere")
+    compress_fails(model, images, tmp_path / "dl", "OUT_DIR .*dl is a symbolic link to .*nowhere, which does not exist")
+    decompress_fails(model, comp, tmp_path / "dl", "is a symbolic link to .*nowhere, which does not exist")
+    assert not (tmp_path / "nowhere").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits (test_out_dir_not_a_folder covers an "

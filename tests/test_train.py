@@ -149,6 +149,17 @@ def test_learn_refuses_bad_model_dirs_before_reading_data(tmp_path):
     data = make_train_data(tmp_path, n_seq=3, n_frames=8, height=16, width=16, channels=1)
     with pytest.raises(TezipError, match="names the bundled model"):
         train("default", data, tiny_options())
+    from prednet.modelfile import DEFAULT_MODEL_DIR
+
+    before = model_files(DEFAULT_MODEL_DIR)
+    (tmp_path / "link").symlink_to(DEFAULT_MODEL_DIR)
+    for path in (DEFAULT_MODEL_DIR, tmp_path / "link"):  # QA: by its path it was replaced with --overwrite
+        with pytest.raises(TezipError, match="is the bundled model's folder"):
+            train(path, data, tiny_options(overwrite=True))
+    assert model_files(DEFAULT_MODEL_DIR) == before
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(TezipError, match="^MODEL_DIR .*dangling is a symbolic link to .*nowhere, which does not exist"):
+        train(tmp_path / "dangling", data, tiny_options())
     assert not Path("default").exists()
     with pytest.raises(TezipError, match="^MODEL_DIR .* lies inside DATA_DIR"):
         train(data / "m", data, tiny_options())
