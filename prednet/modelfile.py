@@ -8,7 +8,6 @@ compressed with one model refuses to decode with another.
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
