@@ -328,12 +328,24 @@ def main(argv=None):
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, interrupted_early) for sig in (signal.SIGINT, signal.SIGTERM)}
+    unraisable = sys.unraisablehook
+
+    def quiet_interrupts(report):
+        # Ctrl-C raised inside a library's callback (numba's compiler calls back from C while it
+        # caches a kernel) cannot propagate and was printed as a traceback after a while. The
+        # signal is recorded (publish.signals_received), so the run still publishes nothing and
+        # ends with the usual line.
+        if not isinstance(report.exc_value, KeyboardInterrupt):
+            unraisable(report)
+
+    sys.unraisablehook = quiet_interrupts
     try:
         return _main(argv)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 128 + (early[0] if early else signal.SIGINT)
     finally:
+        sys.unraisablehook = unraisable
         for sig, handler in previous.items():
             if handler is not None:
                 signal.signal(sig, handler)
@@ -456,4 +468,9 @@ def _run(job, args, plan, device):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The run is over and its last line printed: a late Ctrl-C (pressed twice, or just as the run
+    # finished) must not interrupt the frameworks' exit handlers (a traceback after the line) or
+    # turn a finished run's status into 130.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

@@ -200,3 +200,37 @@ def test_two_runs_started_at_once_into_one_new_out_dir(tiny_model, long_sequence
     assert files_in(out) == sorted(archive.ARCHIVE_FILES)
     for name in archive.ARCHIVE_FILES:
         assert (out / name).read_bytes() == (root / "comp" / name).read_bytes()
+
+
+def test_ctrl_c_inside_a_library_callback_prints_no_traceback(monkeypatch, capsys):
+    """QA: Ctrl-C while numba compiled a kernel was raised inside llvmlite's ctypes callback, which
+    cannot pass it on, and Python printed "Exception ignored on calling ctypes callback function"
+    with a traceback before the run's own line. The signal is recorded and the run stops on that;
+    the swallowed KeyboardInterrupt itself is not reported."""
+    import ctypes
+
+    import tezip
+
+    def job_with_a_callback(argv):
+        def callback():
+            os.kill(os.getpid(), signal.SIGINT)  # handled inside the callback, at its next bytecode
+            for _ in range(1000):
+                time.sleep(0.001)
+
+        ctypes.CFUNCTYPE(None)(callback)()
+        return 0
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)  # what Python would print
+    monkeypatch.setattr(tezip, "_main", job_with_a_callback)
+    assert tezip.main([]) == 0
+    assert reported == [] and "Traceback" not in capsys.readouterr().err
+    assert sys.unraisablehook == reported.append  # restored
+
+    def another_error(argv):  # other unraisable errors are still reported
+        ctypes.CFUNCTYPE(None)(lambda: 1 / 0)()
+        return 0
+
+    monkeypatch.setattr(tezip, "_main", another_error)
+    assert tezip.main([]) == 0
+    assert len(reported) == 1 and isinstance(reported[0].exc_value, ZeroDivisionError)
