@@ -130,7 +130,9 @@ def encode_frames(model, source, plan, writer, stats, is_key, lane_starts, end, 
     coder = plan.frame_coder(max_value, wide, weights is not None, array_module(device), c)
     key_coder = plan.keyframe_coder(max_value, wide, c)
     threads = threads_for(h * w * c, threads)
-    with SequenceEncoder(source, coder, key_coder, writer, stats, threads, plan.lossless) as encoder:
+    # a skip over N frames sees the keyframe repeated for the first N - 1 frames of a window
+    delay = weights.skip_frames - 1 if weights is not None and weights.skip_filt_size else 0
+    with SequenceEncoder(source, coder, key_coder, writer, stats, threads, plan.lossless, trial_delay=delay) as encoder:
         run_windows(predictor, end, lane_starts, is_key, encoder, closed_loop=plan.loop == "closed",
                     threshold=plan.threshold, scale=scale, progress=progress)
     return encoder.checksums, sorted(encoder.model_off)

@@ -145,7 +145,7 @@ class FrameStats:
 
 
 # The model's trial in each window (SequenceEncoder.model_pays): it predicts the first MODEL_TRIAL
-# frames of the window, and goes on to the window's end only if its candidates saved at least
+# frames of the window (after those whose history is still the keyframe repeated), and goes on to the window's end only if its candidates saved at least
 # MODEL_PAYS of those frames' bytes (the encoder codes each frame that took them without them too).
 MODEL_TRIAL = 4
 MODEL_PAYS = 0.01
@@ -198,8 +198,13 @@ class SequenceEncoder:
     as with one thread. Use as a context manager, or call close() after the schedule: it finishes
     the frames still in flight. A frame's error surfaces at the latest there."""
 
-    def __init__(self, source, coder, key_coder, writer, stats: FrameStats, threads=1, exact=False):
+    def __init__(self, source, coder, key_coder, writer, stats: FrameStats, threads=1, exact=False, trial_delay=0):
         self.source, self.coder, self.key_coder, self.writer, self.stats = source, coder, key_coder, writer, stats
+        # predicted frames after a keyframe left out of the model's trial: those whose prediction
+        # still sees the keyframe repeated as history (a linear skip over N frames: N - 1). A 9 x 9
+        # skip over 6 frames predicts worse than the previous frame there and was switched off for
+        # the whole window, by frames that say nothing about the rest of it
+        self.trial_delay = int(trial_delay)
         self.checksums = [None] * source.n_frames
         self._last = {}  # frame → its decoded planar frame, until the next frame of its lane is coded
         self._older = {}  # frame → the decoded frame before it in its window (linear extrapolation's)
@@ -260,17 +265,19 @@ class SequenceEncoder:
 
     def model_pays(self, f, keyframe):
         """Whether the model goes on predicting from frame f to the end of its window (the one that
-        starts at `keyframe`): yes, except after the window's first MODEL_TRIAL predicted frames
-        when its candidates saved less than MODEL_PAYS of their bytes; then f is recorded
-        (model_off) and the window goes on without the model, as fast as a run without one."""
+        starts at `keyframe`): yes, except after MODEL_TRIAL predicted frames (the window's first,
+        after its first trial_delay) when its candidates saved less than MODEL_PAYS of their bytes;
+        then f is recorded (model_off) and the window goes on without the model, as fast as a run
+        without one."""
         if self.coder.selector is None:  # --block 0: the model predicts every pixel, nothing else can
             return True
-        if f < keyframe + 1 + MODEL_TRIAL:
+        first = keyframe + 1 + self.trial_delay
+        if first <= f < first + MODEL_TRIAL:
             self._in_trial[f] = True
-        if f != keyframe + 1 + MODEL_TRIAL:
+        if f != first + MODEL_TRIAL:
             return True
         self._finish_pending(0)  # the trial's frames, all finished: the same answer at any thread count
-        trial = [self._paid.pop(g) for g in range(keyframe + 1, f) if g in self._paid]
+        trial = [self._paid.pop(g) for g in range(first, f) if g in self._paid]
         pays = len(trial) < MODEL_TRIAL or sum(s for s, _ in trial) >= MODEL_PAYS * sum(b for _, b in trial)
         if not pays:
             self._stopping.add(f)

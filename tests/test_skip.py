@@ -199,6 +199,30 @@ def test_archives_with_a_skip_model_round_trip(request, model, tmp_path, bound):
     assert np.abs(out.astype(np.int64) - frames[..., 0]).max() <= bound
 
 
+def test_model_trial_starts_after_the_skips_history_fills(skip3_model, tmp_path, monkeypatch):
+    """A skip over N frames sees the keyframe repeated for a window's first N - 1 predicted frames,
+    where it predicts worse than it will: the model's trial (sequence.coding.MODEL_TRIAL frames)
+    starts after them. With MODEL_PAYS above every byte the model stops right after its trial:
+    frame 1 + (N - 1) + MODEL_TRIAL of each window, not 1 + MODEL_TRIAL; the archive decodes."""
+    from compress.pipeline import compress_folder
+    from archive import read_archive
+    from decompress.pipeline import decompress_folder
+    from sequence import coding
+    from sequence.plan import CodecPlan, RunFlags
+
+    import tifffile
+
+    monkeypatch.setattr(coding, "MODEL_PAYS", 2.0)
+    frames = drifting_field(22, 40, 56, seed=7)
+    images = write_tiffs(tmp_path / "in", frames)
+    model = str(skip3_model[0])
+    compress_folder(model, images, tmp_path / "c", CodecPlan.make(window=10, bounds=(0,)), RunFlags())
+    with read_archive(tmp_path / "c") as a:
+        assert a.sequence.keyframes == [0, 11] and a.sequence.model["off"] == [k + 3 + coding.MODEL_TRIAL for k in (0, 11)]
+    decompress_folder(model, tmp_path / "c", tmp_path / "out", RunFlags())
+    out = np.stack([tifffile.imread(tmp_path / "out" / f"f_{i:04d}.tif") for i in range(22)])
+    np.testing.assert_array_equal(out, frames[..., 0])
+
 def test_model_files_record_the_skip(skip_model):
     import json
 
