@@ -131,10 +131,12 @@ def build_parser():
                             "Default: whole frames")
     learn.add_argument("--stack", type=int, nargs="+", default=[48, 96, 192], metavar="C",
                        help="channels of the hidden layers (default 48 96 192, TEZip's)")
-    learn.add_argument("--skip", type=int, default=0, metavar="K",
+    learn.add_argument("--skip", type=skip_size, default=0, metavar="K",
                        help="predict a correction to a K x K linear filter of the previous frames (odd K), its taps "
                             "fitted by least squares before the epochs: learns smooth dynamics (drift, diffusion) in "
-                            "seconds. Default 0: PredNet as published")
+                            "seconds. auto: try sizes from 3x3 on 2 frames to 9x9 on 8 and keep the one that predicts "
+                            "the validation frames best (about a minute on 256x256 frames). Default 0: PredNet as "
+                            "published")
     learn.add_argument("--skip-frames", type=int, default=2, metavar="N",
                        help="with --skip: the previous frames the linear filter sees, 2 to 8 (default 2); more "
                             "average more frames' noise (smooth simulated fields)")
@@ -163,7 +165,7 @@ def build_parser():
     return p
 
 
-MAX_SKIP = 15  # the linear skip's largest filter (--skip): wider taps buy nothing on smooth fields
+MAX_SKIP = 15  # the linear skip's largest filter (--skip): 13 x 13 over 8 frames did worse than 9 x 9 (vortex, detector)
 MAX_HIDDEN_LAYERS = 8  # --stack: each layer halves the frame; 8 already needs 128-pixel-aligned frames
 MAX_CHANNELS = 1024  # --stack: 5x TEZip's widest layer (192); wider ones exhaust memory before they train
 
@@ -194,6 +196,16 @@ def run_flags(args, device):
                     report=args.report or args.report_frame is not None, report_frame=args.report_frame)
 
 
+def skip_size(text):
+    """argparse type of -l --skip: an int, or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an odd filter size or auto (got {text!r})") from None
+
+
 def run_learn(args):
     from prednet.train import TrainOptions, train
 
@@ -206,6 +218,10 @@ def run_learn(args):
         learning_rate=args.lr, overwrite=args.overwrite,
     )
     r = train(model_dir, data_dir, options)
+    if r.skip_size:
+        K, N = r.skip_size
+        print(f"--skip auto chose {K}x{K} taps on {N} frames (validation error "
+              f"{r.skip_errors[f'{K}x{K}/{N}']:.6f}; tried {', '.join(r.skip_errors)})")
     what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
             f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} "
             + (f"(epoch {r.best_epoch})" if r.best_epoch else "(the least-squares start: no epoch beat it)")
@@ -398,10 +414,13 @@ def _main(argv):
             if len(args.stack) > MAX_HIDDEN_LAYERS or not all(1 <= c <= MAX_CHANNELS for c in args.stack):
                 p.error(f"--stack takes 1 to {MAX_HIDDEN_LAYERS} channel counts, each 1-{MAX_CHANNELS} "
                         f"(got {' '.join(map(str, args.stack))})")
-            if args.skip < 0 or args.skip > MAX_SKIP or (args.skip and args.skip % 2 == 0):
-                p.error(f"--skip must be 0 or an odd filter size up to {MAX_SKIP} (got {args.skip})")
+            auto = args.skip == "auto"
+            if not auto and (args.skip < 0 or args.skip > MAX_SKIP or (args.skip and args.skip % 2 == 0)):
+                p.error(f"--skip must be 0, auto or an odd filter size up to {MAX_SKIP} (got {args.skip})")
             from prednet.skipfit import MAX_SKIP_FRAMES
 
+            if auto and args.skip_frames != 2:
+                p.error("--skip-frames is chosen by --skip auto; give --skip K to set it")
             if not 2 <= args.skip_frames <= MAX_SKIP_FRAMES:
                 p.error(f"--skip-frames must be 2 to {MAX_SKIP_FRAMES} (got {args.skip_frames})")
             if args.skip_frames != 2 and not args.skip:

@@ -5,7 +5,7 @@ detectors write, on the six smooth time-evolving sets of benchmarks/fields.py an
 frames of the tests (tests/conftest.py detector_frames, shot noise dominated).
 
     python benchmarks/bench_16bit.py [--sets advdiff,heat,...,tests] [--size 256] [--frames 200]
-        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS [--lr RATE] [--stack C ...] [--skip K [--skip-frames N] [--frame-input] [--train-skip]]]
+        [--eval 60] [--bounds 1 4 16 64] [--model MODEL_DIR] [--train EPOCHS [--lr RATE] [--stack C ...] [--skip K|auto [--skip-frames N] [--frame-input] [--train-skip]]]
         [--json PATH]
 
 For each set: the last --eval frames (the earlier ones are what a model may be trained on; nothing
@@ -25,7 +25,8 @@ here trains), as one 16-bit TIFF stack given to TEZip as a user would. TEZip row
                   unless --train-skip; with --frame-input PredNet's first layer also sees those
                   frames (-l --frame-input); --lr: Adam's learning rate (-l --lr, default 1e-3)
     fitted        with --skip: those least-squares taps alone (tezip.py -l --epochs 0: no
-                  gradient step, PredNet's correction zero)
+                  gradient step, PredNet's correction zero); --train 0: only this row (minutes),
+                  with --skip auto the size the training chose (tezip.py -l --skip auto)
 
 Anchors (benchmarks/bench_smooth.py): SZ3 (pysz, 3-D, abs, int32 and float32: the better),
 JPEG-XL lossless per frame, zstd -19 raw, HDF5 Bitshuffle-LZ4 and Blosc2-zstd. Ratio = raw bytes /
@@ -99,6 +100,9 @@ def train_models(name, early, work, epochs, skip=0, skip_frames=2, frame_input=F
     common = dict(batch_size=4, nt=10, val_sequences=8, crop=(128, 128), hidden_stack=tuple(stack), seed=0, skip=skip,
                   skip_frames=skip_frames, frame_input=frame_input, train_skip=train_skip, learning_rate=lr)
     t = time.perf_counter()
+    if epochs == 0:  # the least-squares taps alone
+        result = train(work / f"m0_{name}", data, TrainOptions(epochs=0, steps_per_epoch=1, **common))
+        return {"fitted": work / f"m0_{name}"}, result, time.perf_counter() - t, result.best_val_loss
     result = train(work / f"m_{name}", data, TrainOptions(epochs=epochs, steps_per_epoch=25, **common))
     seconds = time.perf_counter() - t
     train(work / f"m1_{name}", data, TrainOptions(epochs=1, steps_per_epoch=1, **common))
@@ -120,9 +124,10 @@ def main():
     p.add_argument("--eval", type=int, default=60)
     p.add_argument("--bounds", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--model")
-    p.add_argument("--train", type=int, metavar="EPOCHS", help="train a model per set on its earlier frames")
-    p.add_argument("--skip", type=int, default=0, metavar="K",
-                   help="with --train: models with a K x K linear skip (tezip.py -l --skip K)")
+    p.add_argument("--train", type=int, metavar="EPOCHS",
+                   help="train a model per set on its earlier frames (0 with --skip: the fitted taps alone)")
+    p.add_argument("--skip", type=lambda v: v if v == "auto" else int(v), default=0, metavar="K",
+                   help="with --train: models with a K x K linear skip (tezip.py -l --skip K, or auto)")
     p.add_argument("--skip-frames", type=int, default=2, metavar="N",
                    help="with --skip: the previous frames the skip sees (tezip.py -l --skip-frames N)")
     p.add_argument("--frame-input", action="store_true",
@@ -134,6 +139,8 @@ def main():
                    help="with --train: the models' hidden layer channels (tezip.py -l --stack; default 16 32 64)")
     p.add_argument("--json")
     args = p.parse_args()
+    if args.train == 0 and not args.skip:
+        p.error("--train 0 (the fitted taps alone) needs --skip")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -150,7 +157,7 @@ def main():
             for bound in [0] + args.bounds:
                 for tag, model, order in orders:
                     res[f"{tag}|{bound}"] = tezip(model, stack, bound, args.eval - 1, order, work, f"{name}_{tag}")
-                if args.train and bound in (0, min(args.bounds)):
+                if args.train is not None and bound in (0, min(args.bounds)):
                     if bound == 0:
                         models, result, seconds, fitted_loss = train_models(name, run[: -args.eval], work, args.train,
                                                                             args.skip, args.skip_frames, args.frame_input,
@@ -160,7 +167,8 @@ def main():
                                                seconds=seconds, val_loss=result.best_val_loss,
                                                previous_frame=result.previous_val_loss,
                                                extrapolation=result.extrapolation_val_loss,
-                                               fitted=fitted_loss)
+                                               fitted=fitted_loss, skip_size=list(result.skip_size),
+                                               skip_errors=result.skip_errors)
                     for tag, model in models.items():
                         res[f"{tag}|{bound}"] = tezip(str(model), stack, bound, args.eval - 1, "sequential", work,
                                                       f"{name}_{tag}")
@@ -194,6 +202,17 @@ def main():
     if args.model:
         print("\nwith the model (sequential): " + "; ".join(
             f"{n}: " + " / ".join(f"{r(res, f'model|{b}'):.2f}" for b in [0] + args.bounds) for n, res in results.items()))
+    if args.train == 0:
+        b = min(args.bounds)
+        print(f"\n| set | lossless: none / fitted | abs {b}: none / fitted | skip (K x K / N frames) | validation loss: "
+              "fitted / previous frame / extrapolation |")
+        print("|---|---|---|---|---|")
+        for name, res in results.items():
+            t = res["training"]
+            K, N = t["skip_size"] or (t["skip"], t["skip_frames"])
+            print(f"| {name} | {r(res, 'sequential|0'):.3f} / {r(res, 'fitted|0'):.3f} | "
+                  f"{r(res, f'sequential|{b}'):.2f} / {r(res, f'fitted|{b}'):.2f} | {K}x{K} / {N} | "
+                  f"{t['fitted']:.3g} / {t['previous_frame']:.3g} / {t['extrapolation']:.3g} |")
     if args.train:
         b = min(args.bounds)
         print(f"\n| set | lossless: none / fitted / one-step / trained (trained vs one-step, vs fitted) | abs {b}: "

@@ -77,20 +77,13 @@ def robust_fit(AT, y, passes=6):
     return coef, intercept
 
 
-def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
-    """Fit the kernel (K, K, N·C, C) float32 and bias (C,) float32 of a K x K skip that sees
-    N = `frames` previous frames, by least squares.
-
-    frames_at(i) → frame i (H, W, C) float32 in the model's [0, 1]; starts: indices i where
-    frames i .. i+N come from one sequence. Raises TezipError when there is no such run of frames
-    or the system is singular (a constant sequence: nothing to learn)."""
-    starts = np.asarray(starts)
-    if len(starts) == 0:
-        raise TezipError(f"the linear skip needs sequences of at least {frames + 1} frames to fit its taps")
+def _sample_runs(frames_at, starts, K, frames, seed):
+    """(AT (F, P) float64, Y (C, P) float64): skip_features of sampled pixels of up to RUNS runs of
+    N + 1 frames from `starts` and their targets x_t - extrapolation, the samples capped by
+    MAX_VALUES (features x samples)."""
     rng = np.random.default_rng(seed)
     picks = rng.choice(starts, size=min(RUNS, len(starts)), replace=False)
-    first = frames_at(int(picks[0]))
-    H, W, C = first.shape
+    H, W, C = frames_at(int(picks[0])).shape
     n_features = C * (K * K - 1) + (frames - 1) * C * K * K
     per_run = max(1, min(H * W, MAX_VALUES // (n_features * len(picks))))
     X, Y = [], []
@@ -100,12 +93,32 @@ def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
         features, extrapolation = skip_features(run[-2::-1], K, pixels)  # newest first
         X.append(features)
         Y.append(run[-1].reshape(-1, C).T[:, pixels] - extrapolation)
-    AT = np.ascontiguousarray(np.concatenate(X, axis=1))
-    Y = np.concatenate(Y, axis=1)
-    taps = np.zeros((n_features, C))
-    bias = np.zeros(C)
-    for c in range(C):
+    return np.ascontiguousarray(np.concatenate(X, axis=1)), np.concatenate(Y, axis=1)
+
+
+def _fit_taps(frames_at, starts, K, seed, frames):
+    """(taps (F, C) float64, bias (C,) float64): the robust least-squares fit of fit_skip, in
+    skip_features' order."""
+    starts = np.asarray(starts)
+    if len(starts) == 0:
+        raise TezipError(f"the linear skip needs sequences of at least {frames + 1} frames to fit its taps")
+    AT, Y = _sample_runs(frames_at, starts, K, frames, seed)
+    taps = np.zeros((AT.shape[0], Y.shape[0]))
+    bias = np.zeros(Y.shape[0])
+    for c in range(Y.shape[0]):
         taps[:, c], bias[c] = robust_fit(AT, Y[c])
+    return taps, bias
+
+
+def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
+    """Fit the kernel (K, K, N·C, C) float32 and bias (C,) float32 of a K x K skip that sees
+    N = `frames` previous frames, by least squares.
+
+    frames_at(i) → frame i (H, W, C) float32 in the model's [0, 1]; starts: indices i where
+    frames i .. i+N come from one sequence. Raises TezipError when there is no such run of frames
+    or the system is singular (a constant sequence: nothing to learn)."""
+    taps, bias = _fit_taps(frames_at, starts, K, seed, frames)
+    C = bias.size
     kernel = np.zeros((K, K, frames * C, C))
     centre = (K * K) // 2
     offsets = [d for d in range(K * K) if d != centre]
@@ -118,6 +131,52 @@ def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
             for d in range(K * K):
                 kernel[d // K, d % K, (j + 1) * C + c_in] = taps[base + d]
     return (kernel / gain).astype(np.float32), bias.astype(np.float32)
+
+
+# (K, N) tried by choose_skip (`-l --skip auto`), small to large. Measured on the smooth sets of
+# benchmarks/fields.py (bench_headroom's entropy of the held-out residual against 5 x 5 over 3
+# frames): 9 x 9 over 8 frames saves 7 % (heat) to 10 % (advection-diffusion) by averaging the
+# read noise over more history, 3-4 % on the Gray-Scott and detector sets, and loses 1 % on the
+# vortex flow, whose later frames a wide fit does not carry to: no one size suits every run.
+SKIP_CANDIDATES = ((3, 2), (5, 3), (5, 6), (7, 4), (9, 6), (9, 8))
+
+
+def choose_skip(train_at, train_starts, val_at, val_starts, candidates=SKIP_CANDIDATES, seed=0, report=None):
+    """The linear skip's size (K, N) among `candidates` whose least-squares taps (fit_skip's fit on
+    the training runs) predict the validation runs best: the smallest mean absolute error of
+    x_t - skip prediction (in the model's [0, 1] units, the training loss) over sampled pixels.
+    The candidates are tried in order (small to large: each fit costs about its number of taps) and
+    the search stops after two in a row that do not beat the best so far: on camera footage the
+    smallest wins and the wide fits (1941 taps for 9 x 9 on 8 RGB frames, minutes each) only
+    overfit.
+
+    train_at / val_at(i) → frame i (H, W, C) float32 in [0, 1]; train_starts / val_starts(n) →
+    indices i where frames i .. i+n-1 come from one sequence. Candidates without runs of N + 1
+    frames in both are left out. report(K, N, error) is called for each one tried. Returns
+    (K, N, {"KxK/N": error}). Raises TezipError when no candidate has such runs."""
+    errors = {}
+    best, worse = None, 0
+    for K, N in candidates:
+        if worse == 2:
+            break
+        fit_starts, check_starts = np.asarray(train_starts(N + 1)), np.asarray(val_starts(N + 1))
+        if len(fit_starts) == 0 or len(check_starts) == 0:
+            continue
+        taps, bias = _fit_taps(train_at, fit_starts, K, seed, N)
+        AT, Y = _sample_runs(val_at, check_starts, K, N, seed + 1)
+        error = float(np.mean(np.abs(Y - (taps.T @ AT + bias[:, None]))))
+        errors[f"{K}x{K}/{N}"] = error
+        if report is not None:
+            report(K, N, error)
+        if best is None or error < best[2]:
+            best, worse = (K, N, error), 0
+        else:
+            worse += 1
+    if best is None:
+        longest = max(n for _, n in candidates) + 1
+        raise TezipError(f"--skip auto needs training and validation sequences of at least "
+                         f"{min(n for _, n in candidates) + 1} frames (the sizes it tries need up to {longest})")
+    return best[0], best[1], errors
 
 
 def plane_statistics(frames_at, starts, frames=2, seed=0):

@@ -34,7 +34,9 @@ class TrainOptions:
     hidden_stack: tuple = (48, 96, 192)
     # > 0: the model predicts a correction to a learned K x K linear filter of the previous frames,
     # initialised to linear extrapolation (prednet.model.LinearSkip); 0: PredNet as published
-    skip: int = 0
+    # "auto": K and skip_frames chosen by prednet.skipfit.choose_skip (the least-squares taps that
+    # predict the validation frames best)
+    skip: int | str = 0
     skip_frames: int = 2  # the previous frames the skip sees (2: the last one and its change)
     skip_fit: bool = True  # start the skip's taps from least squares (prednet/skipfit.py), not extrapolation
     frame_input: bool = False  # with a skip: layer 0's conv-LSTM also sees the skip's planes (PredNet frame_input_*)
@@ -71,6 +73,10 @@ class TrainResult:
     previous_val_loss: float = math.nan  # of predicting each frame by the one before it
     extrapolation_val_loss: float = math.nan  # of linear extrapolation 2·x[t-1] - x[t-2]
     start_val_loss: float = math.nan  # of the least-squares start (models with a fitted skip)
+    # with skip "auto": {"KxK/N": the skip's validation mean absolute error} of the sizes tried, and
+    # the chosen (K, N)
+    skip_errors: dict = field(default_factory=dict)
+    skip_size: tuple = ()
     digest: str = ""
 
 
@@ -213,6 +219,37 @@ def train(model_dir, data_dir, options: TrainOptions):
             raise
 
 
+def _frame_reader(X, scales):
+    """frame_at(i) → frame i of X (H, W, C) float32 in the model's [0, 1]: by its sequence's
+    ValueScale (16-bit data, `scales` from frame_value_scales) or / 255 (8-bit, scales None)."""
+    def frame_at(i):
+        return scales[i].to_model(X[i]) if scales else X[i].astype(np.float32) / 255.0
+
+    return frame_at
+
+
+def _choose_skip_size(o, train_at, s_train, val_at, s_val, result):
+    """TrainOptions `o` with skip "auto" replaced by the size prednet.skipfit.choose_skip picks
+    from the training and validation frames; the errors tried go to result.skip_errors."""
+    from dataclasses import replace
+
+    from prednet.skipfit import choose_skip
+
+    t0 = time.time()
+
+    def report(K, N, error):
+        if o.verbose:
+            print(f"linear skip {K}x{K} on {N} frames: validation mean absolute error {error:.6f}", flush=True)
+
+    K, N, result.skip_errors = choose_skip(train_at, lambda n: sequence_starts(s_train, n), val_at,
+                                           lambda n: sequence_starts(s_val, n), seed=o.seed, report=report)
+    result.skip_size = (K, N)
+    if o.verbose:
+        print(f"--skip auto: {K}x{K} taps on {N} frames (of {len(result.skip_errors)} sizes, "
+              f"{time.time() - t0:.1f} s)", flush=True)
+    return replace(o, skip=K, skip_frames=N)
+
+
 def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
     from prednet.model import PredNet, build_training_model, default_config, first_counted_step, spatial_multiple
     from prednet.modelfile import save_model
@@ -220,9 +257,12 @@ def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
     X_train, s_train, X_val, s_val = load_train_data(data_dir)
     if o.nt < 2:
         raise TezipError("--nt must be at least 2 (the first time step only primes the model)")
-    if o.skip < 0 or (o.skip and o.skip % 2 == 0):
-        raise TezipError(f"the linear skip needs an odd filter size (got {o.skip})")
-    if o.skip and not 2 <= o.skip_frames <= MAX_SKIP_FRAMES:
+    auto = o.skip == "auto"
+    if auto and not o.skip_fit:
+        raise TezipError("--skip auto chooses the skip's size by its least-squares fit (skip_fit)")
+    if not auto and (not isinstance(o.skip, int) or o.skip < 0 or (o.skip and o.skip % 2 == 0)):
+        raise TezipError(f"the linear skip needs an odd filter size or auto (got {o.skip})")
+    if o.skip and not auto and not 2 <= o.skip_frames <= MAX_SKIP_FRAMES:
         raise TezipError(f"the linear skip sees 2 to {MAX_SKIP_FRAMES} previous frames (got {o.skip_frames})")
     if o.epochs < 0 or o.steps_per_epoch < 1 or o.batch_size < 1:
         raise TezipError("--steps and --batch must be at least 1, --epochs at least 0")
@@ -238,10 +278,10 @@ def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
         raise TezipError("--frame-input needs --skip K: it shows PredNet the skip's planes")
     keras.utils.set_random_seed(o.seed)
     channels = X_train.shape[-1]
-    train_scales = frame_value_scales(X_train, s_train)
-
-    def frame_at(i):
-        return train_scales[i].to_model(X_train[i]) if train_scales else X_train[i].astype(np.float32) / 255.0
+    train_scales, val_scales = frame_value_scales(X_train, s_train), frame_value_scales(X_val, s_val)
+    frame_at, val_frame_at = _frame_reader(X_train, train_scales), _frame_reader(X_val, val_scales)
+    if auto:
+        o = _choose_skip_size(o, frame_at, s_train, val_frame_at, s_val, result)
 
     config = default_config(channels, o.hidden_stack)
     if o.frame_input:
@@ -266,7 +306,7 @@ def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
     # A fixed validation set (same crops every epoch) makes epochs comparable.
     n_val_batches = max(1, min(o.val_sequences, len(val_starts)) // o.batch_size)
     val_batches = SequenceBatches(X_val, val_starts, o.nt, hw, o.batch_size, n_val_batches, o.seed + 1, fixed=True,
-                                  scales=frame_value_scales(X_val, s_val))
+                                  scales=val_scales)
     t_fit = time.time()
     if o.skip and o.skip_fit:
         from prednet.skipfit import fit_skip
@@ -294,6 +334,8 @@ def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
         info["skip_start"] = "least squares" if o.skip_fit else "extrapolation"
         info["frame_input"] = bool(o.frame_input)
         info["skip_trained"] = not skip_frozen
+        if result.skip_errors:  # --skip auto: what each size tried scored, for the record
+            info["skip_auto_errors"] = result.skip_errors
     t0 = t_fit
     if o.skip and o.skip_fit:
         # The least-squares start (PredNet's correction zero) is a candidate like any epoch: epochs

@@ -199,6 +199,7 @@ def test_archives_with_a_skip_model_round_trip(request, model, tmp_path, bound):
     assert np.abs(out.astype(np.int64) - frames[..., 0]).max() <= bound
 
 
+
 def test_model_trial_starts_after_the_skips_history_fills(skip3_model, tmp_path, monkeypatch):
     """A skip over N frames sees the keyframe repeated for a window's first N - 1 predicted frames,
     where it predicts worse than it will: the model's trial (sequence.coding.MODEL_TRIAL frames)
@@ -339,8 +340,100 @@ def test_cli_refuses_a_bad_skip(tmp_path, value):
     r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d"),
                         "--skip", value], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 2
-    assert "--skip must be 0 or an odd filter size" in r.stderr
+    assert "--skip must be 0, auto or an odd filter size" in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("args, message", [(["--skip", "x"], "argument --skip: must be an odd filter size or auto"),
+                                           (["--skip", "auto", "--skip-frames", "4"],
+                                            "--skip-frames is chosen by --skip auto")])
+def test_cli_refuses_a_bad_skip_auto(tmp_path, args, message):
+    r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d"), *args],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2
+    assert message in r.stderr and len(r.stderr.strip().splitlines()[-1]) < 200
+    assert not (tmp_path / "m").exists()
+
+
+def test_choose_skip_keeps_the_size_that_predicts_validation_best():
+    """prednet.skipfit.choose_skip on a noisy drift: a 5 x 5 skip over 6 frames (averages the
+    read noise of more history) predicts the validation frames better than 3 x 3 over 2 and is
+    chosen; a size needing longer runs than the validation sequence holds is left out; the error
+    it reports is the chosen taps' real error on the validation frames."""
+    from prednet.skipfit import choose_skip, fit_skip
+    from prednet.train import sequence_starts
+
+    v = drifting_field(40, 40, 40, seed=4, sigma=60.0)
+    x = ValueScale.for_frames(v).to_model(v)
+    train_x, val_x = x[:30], x[30:]  # validation: 10 frames, runs of at most 10
+    train_src, val_src = np.zeros(30, int), np.zeros(10, int)
+    seen = []
+    K, N, errors = choose_skip(lambda i: train_x[i], lambda n: sequence_starts(train_src, n), lambda i: val_x[i],
+                               lambda n: sequence_starts(val_src, n), candidates=((3, 2), (5, 6), (5, 10)),
+                               report=lambda k, n, e: seen.append((k, n)))
+    assert (K, N) == (5, 6) and seen == [(3, 2), (5, 6)] and set(errors) == {"3x3/2", "5x5/6"}
+    assert errors["5x5/6"] < 0.9 * errors["3x3/2"], errors
+    net = untrained(skip=5, frames=6)
+    kernel, bias = fit_skip(lambda i: train_x[i], sequence_starts(train_src, 7), 5, net.skip.gain, frames=6)
+    net.skip.kernel.assign(kernel)
+    net.skip.bias.assign(bias)
+    import keras
+
+    out = keras.ops.convert_to_numpy(net(val_x[None]))[0]
+    measured = np.abs(out[6:] - val_x[6:]).mean()  # frames with 6 real previous ones
+    assert abs(measured - errors["5x5/6"]) < 0.05 * measured, (measured, errors)
+
+
+
+def test_choose_skip_stops_after_two_sizes_that_do_not_beat_the_best():
+    """On frames of independent noise (nothing to predict: wide fits only overfit) 3 x 3 on 2
+    frames beats the two 9 x 9 sizes tried after it, and the search stops there: the size after
+    them is never fitted."""
+    from prednet.skipfit import choose_skip
+    from prednet.train import sequence_starts
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.3, 0.7, (40, 32, 32, 1)).astype(np.float32)
+    src = np.zeros(20, int)
+    seen = []
+    K, N, errors = choose_skip(lambda i: x[i], lambda n: sequence_starts(src, n), lambda i: x[20 + i],
+                               lambda n: sequence_starts(src, n), candidates=((3, 2), (9, 8), (9, 6), (5, 3)),
+                               report=lambda k, n, e: seen.append((k, n)))
+    assert (K, N) == (3, 2) and seen == [(3, 2), (9, 8), (9, 6)], errors
+
+def test_cli_skip_auto_records_its_choice(tmp_path):
+    """-l --skip auto --epochs 0: the size tried best on the validation frames is the model's (its
+    files record K and N and what each size scored), the run says which it chose, and archives
+    made with the model decode bit-exact."""
+    import json
+
+    from prednet.modelfile import load_weights
+
+    train_on(tmp_path / "a", drifting_field(30, 48, 48, sigma=30.0), skip=3, epochs=0, steps=1)  # the .hkl data
+    r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "a" / "data"),
+                        "--skip", "auto", "--epochs", "0", "--stack", "4", "8", "8", "--crop", "32", "32", "--nt", "6",
+                        "--val-sequences", "8"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    chose = re.search(r"--skip auto chose (\d+)x\d+ taps on (\d+) frames", r.stdout)
+    assert chose, r.stdout
+    K, N = int(chose.group(1)), int(chose.group(2))
+    weights, _ = load_weights(tmp_path / "m")
+    assert (weights.skip_filt_size, weights.skip_frames) == (K, N)
+    info = json.loads((tmp_path / "m" / "prednet_model.json").read_text())
+    errors = info["training"]["skip_auto_errors"]
+    assert min(errors, key=errors.get) == f"{K}x{K}/{N}" and "9x9/8" not in errors  # validation holds 8 frames
+    frames = drifting_field(8, 48, 48, seed=7, sigma=30.0)
+    write_tiffs(tmp_path / "in", frames)
+    for args in (["-c", str(tmp_path / "m"), str(tmp_path / "in"), str(tmp_path / "z"), "-w", "7"],
+                 ["-u", str(tmp_path / "m"), str(tmp_path / "z"), str(tmp_path / "out")]):
+        r = subprocess.run([sys.executable, str(REPO / "tezip.py"), *args], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=600)
+        assert r.returncode == 0, r.stderr
+    import tifffile
+
+    decoded = [tifffile.imread(f) for f in sorted((tmp_path / "out").glob("*.tif"))]
+    assert len(decoded) == 8 and all(np.array_equal(d, f[..., 0]) for d, f in zip(decoded, frames))
+
 
 
 def test_an_unknown_architecture_key_is_refused(skip_model, tmp_path):
