@@ -136,7 +136,7 @@ def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
 # (K, N) tried by choose_skip (`-l --skip auto`), small to large. Measured on the smooth sets of
 # benchmarks/fields.py (bench_headroom's entropy of the held-out residual against 5 x 5 over 3
 # frames): 9 x 9 over 8 frames saves 7 % (heat) to 10 % (advection-diffusion) by averaging the
-# read noise over more history, 3-4 % on the Gray-Scott and detector sets, and loses 1 % on the
+# read noise over more history, 3-4 % on Gray-Scott spots and the detector, and loses 1 % on the
 # vortex flow, whose later frames a wide fit does not carry to: no one size suits every run.
 SKIP_CANDIDATES = ((3, 2), (5, 3), (5, 6), (7, 4), (9, 6), (9, 8))
 
