@@ -134,9 +134,9 @@ def build_parser():
     learn.add_argument("--skip", type=skip_size, default=0, metavar="K",
                        help="predict a correction to a K x K linear filter of the previous frames (odd K), its taps "
                             "fitted by least squares before the epochs: learns smooth dynamics (drift, diffusion) in "
-                            "seconds. auto: try sizes from 3x3 on 2 frames to 9x9 on 8 and keep the one that predicts "
-                            "the validation frames best (about a minute on 256x256 frames). Default 0: PredNet as "
-                            "published")
+                            "seconds. auto: try sizes from 3x3 on 2 frames to 9x9 on 8 (fewer than --nt) and keep the "
+                            "one that predicts the validation frames best (a minute or two on 256x256 grayscale "
+                            "frames, several on RGB). Default 0: PredNet as published")
     learn.add_argument("--skip-frames", type=int, default=2, metavar="N",
                        help="with --skip: the previous frames the linear filter sees, 2 to 8 (default 2); more "
                             "average more frames' noise (smooth simulated fields)")
@@ -220,8 +220,8 @@ def run_learn(args):
     r = train(model_dir, data_dir, options)
     if r.skip_size:
         K, N = r.skip_size
-        print(f"--skip auto chose {K}x{K} taps on {N} frames (validation error "
-              f"{r.skip_errors[f'{K}x{K}/{N}']:.6f}; tried {', '.join(r.skip_errors)})")
+        print(f"--skip auto chose {K}x{K} taps on {N} frames in {r.skip_search_seconds:.1f} s (the filter's validation "
+              f"loss {r.skip_errors[f'{K}x{K}/{N}']:.5f}; tried {', '.join(r.skip_errors)})")
     what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
             f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} "
             + (f"(epoch {r.best_epoch})" if r.best_epoch else "(the least-squares start: no epoch beat it)")
@@ -444,6 +444,14 @@ def _main(argv):
             raise KeyboardInterrupt
         print(f"{device} MODE", flush=True)
         return _run(job, args, plan, device)
+    except Exception:
+        if not publish.signals_received:
+            raise
+        # Ctrl-C inside compiled code that calls back into Python (numba's least-squares fit of
+        # -l --skip) comes back as the library's own error (SystemError: "returned a result with
+        # an exception set"): it is still Ctrl-C, and the output folder was cleaned up on the way
+        print(INTERRUPTED, file=sys.stderr)
+        return 128 + publish.signals_received[0]
     except KeyboardInterrupt as e:
         # training keeps the best model it has written so far (prednet.train.TrainingInterrupted)
         if hasattr(e, "message"):

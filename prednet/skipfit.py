@@ -117,8 +117,14 @@ def fit_skip(frames_at, starts, K, gain, seed=0, frames=2):
     frames_at(i) → frame i (H, W, C) float32 in the model's [0, 1]; starts: indices i where
     frames i .. i+N come from one sequence. Raises TezipError when there is no such run of frames
     or the system is singular (a constant sequence: nothing to learn)."""
-    taps, bias = _fit_taps(frames_at, starts, K, seed, frames)
+    return skip_kernel(*_fit_taps(frames_at, starts, K, seed, frames), K, gain)
+
+
+def skip_kernel(taps, bias, K, gain):
+    """fit_skip's (kernel (K, K, N·C, C) float32, bias (C,) float32) from least-squares taps
+    (F, C) in skip_features' order and their bias (C,)."""
     C = bias.size
+    frames = 1 + (taps.shape[0] - C * (K * K - 1)) // (C * K * K)
     kernel = np.zeros((K, K, frames * C, C))
     centre = (K * K) // 2
     offsets = [d for d in range(K * K) if d != centre]
@@ -143,8 +149,9 @@ SKIP_CANDIDATES = ((3, 2), (5, 3), (5, 6), (7, 4), (9, 6), (9, 8))
 
 def choose_skip(train_at, train_starts, val_at, val_starts, candidates=SKIP_CANDIDATES, seed=0, report=None):
     """The linear skip's size (K, N) among `candidates` whose least-squares taps (fit_skip's fit on
-    the training runs) predict the validation runs best: the smallest mean absolute error of
-    x_t - skip prediction (in the model's [0, 1] units, the training loss) over sampled pixels.
+    the training runs) predict the validation runs best: the smallest mean |x_t - skip prediction| / 2
+    over sampled pixels (the units of the training loss: PredNet's layer-0 error averages to half
+    the absolute error).
     The candidates are tried in order (small to large: each fit costs about its number of taps) and
     the search stops after two in a row that do not beat the best so far: on camera footage the
     smallest wins and the wide fits (1941 taps for 9 x 9 on 8 RGB frames, minutes each) only
@@ -153,7 +160,8 @@ def choose_skip(train_at, train_starts, val_at, val_starts, candidates=SKIP_CAND
     train_at / val_at(i) → frame i (H, W, C) float32 in [0, 1]; train_starts / val_starts(n) →
     indices i where frames i .. i+n-1 come from one sequence. Candidates without runs of N + 1
     frames in both are left out. report(K, N, error) is called for each one tried. Returns
-    (K, N, {"KxK/N": error}). Raises TezipError when no candidate has such runs."""
+    (K, N, {"KxK/N": error}, (taps, bias) of the chosen size, for skip_kernel). Raises TezipError
+    when no candidate has such runs."""
     errors = {}
     best, worse = None, 0
     for K, N in candidates:
@@ -164,19 +172,19 @@ def choose_skip(train_at, train_starts, val_at, val_starts, candidates=SKIP_CAND
             continue
         taps, bias = _fit_taps(train_at, fit_starts, K, seed, N)
         AT, Y = _sample_runs(val_at, check_starts, K, N, seed + 1)
-        error = float(np.mean(np.abs(Y - (taps.T @ AT + bias[:, None]))))
+        error = float(np.mean(np.abs(Y - (taps.T @ AT + bias[:, None])))) / 2.0
         errors[f"{K}x{K}/{N}"] = error
         if report is not None:
             report(K, N, error)
         if best is None or error < best[2]:
-            best, worse = (K, N, error), 0
+            best, worse = (K, N, error, (taps, bias)), 0
         else:
             worse += 1
     if best is None:
         longest = max(n for _, n in candidates) + 1
-        raise TezipError(f"--skip auto needs training and validation sequences of at least "
-                         f"{min(n for _, n in candidates) + 1} frames (the sizes it tries need up to {longest})")
-    return best[0], best[1], errors
+        raise TezipError(f"--skip auto needs a training and a validation sequence of at least "
+                         f"{min(n for _, n in candidates) + 1} frames each (the sizes it tries need up to {longest})")
+    return best[0], best[1], errors, best[3]
 
 
 def plane_statistics(frames_at, starts, frames=2, seed=0):

@@ -77,6 +77,7 @@ class TrainResult:
     # the chosen (K, N)
     skip_errors: dict = field(default_factory=dict)
     skip_size: tuple = ()
+    skip_search_seconds: float = 0.0
     digest: str = ""
 
 
@@ -233,21 +234,25 @@ def _choose_skip_size(o, train_at, s_train, val_at, s_val, result):
     from the training and validation frames; the errors tried go to result.skip_errors."""
     from dataclasses import replace
 
-    from prednet.skipfit import choose_skip
+    from prednet.skipfit import SKIP_CANDIDATES, choose_skip
 
     t0 = time.time()
 
     def report(K, N, error):
         if o.verbose:
-            print(f"linear skip {K}x{K} on {N} frames: validation mean absolute error {error:.6f}", flush=True)
+            print(f"linear skip {K}x{K} on {N} frames: validation loss {error:.6f}", flush=True)
 
-    K, N, result.skip_errors = choose_skip(train_at, lambda n: sequence_starts(s_train, n), val_at,
-                                           lambda n: sequence_starts(s_val, n), seed=o.seed, report=report)
-    result.skip_size = (K, N)
+    # a skip over N frames trains its correction from step N of each nt-frame sequence on
+    candidates = tuple(c for c in SKIP_CANDIDATES if c[1] < o.nt)
+    if not candidates:
+        raise TezipError(f"--skip auto needs --nt of at least {min(n for _, n in SKIP_CANDIDATES) + 1}")
+    K, N, result.skip_errors, fit = choose_skip(train_at, lambda n: sequence_starts(s_train, n), val_at,
+                                                lambda n: sequence_starts(s_val, n), candidates, o.seed, report)
+    result.skip_size, result.skip_search_seconds = (K, N), time.time() - t0
     if o.verbose:
-        print(f"--skip auto: {K}x{K} taps on {N} frames (of {len(result.skip_errors)} sizes, "
-              f"{time.time() - t0:.1f} s)", flush=True)
-    return replace(o, skip=K, skip_frames=N)
+        print(f"--skip auto: {K}x{K} taps on {N} frames ({len(result.skip_errors)} sizes tried in "
+              f"{result.skip_search_seconds:.1f} s)", flush=True)
+    return replace(o, skip=K, skip_frames=N), fit
 
 
 def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
@@ -280,8 +285,9 @@ def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
     channels = X_train.shape[-1]
     train_scales, val_scales = frame_value_scales(X_train, s_train), frame_value_scales(X_val, s_val)
     frame_at, val_frame_at = _frame_reader(X_train, train_scales), _frame_reader(X_val, val_scales)
+    chosen_fit = None  # --skip auto: the least-squares taps of the size it chose
     if auto:
-        o = _choose_skip_size(o, frame_at, s_train, val_frame_at, s_val, result)
+        o, chosen_fit = _choose_skip_size(o, frame_at, s_train, val_frame_at, s_val, result)
 
     config = default_config(channels, o.hidden_stack)
     if o.frame_input:
@@ -309,10 +315,13 @@ def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
                                   scales=val_scales)
     t_fit = time.time()
     if o.skip and o.skip_fit:
-        from prednet.skipfit import fit_skip
+        from prednet.skipfit import fit_skip, skip_kernel
 
-        kernel, bias = fit_skip(frame_at, sequence_starts(s_train, o.skip_frames + 1), o.skip, prednet.skip.gain,
-                                o.seed, o.skip_frames)
+        if chosen_fit is not None:  # fitted by the search, with the same runs and seed
+            kernel, bias = skip_kernel(*chosen_fit, o.skip, prednet.skip.gain)
+        else:
+            kernel, bias = fit_skip(frame_at, sequence_starts(s_train, o.skip_frames + 1), o.skip,
+                                    prednet.skip.gain, o.seed, o.skip_frames)
         prednet.skip.kernel.assign(kernel)
         prednet.skip.bias.assign(bias)
         if o.verbose:

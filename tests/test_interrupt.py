@@ -234,3 +234,31 @@ def test_ctrl_c_inside_a_library_callback_prints_no_traceback(monkeypatch, capsy
     monkeypatch.setattr(tezip, "_main", another_error)
     assert tezip.main([]) == 0
     assert len(reported) == 1 and isinstance(reported[0].exc_value, ZeroDivisionError)
+
+
+def test_ctrl_c_that_a_library_turns_into_its_own_error_is_still_ctrl_c(monkeypatch, capsys, tmp_path):
+    """QA: Ctrl-C during -l --skip's least-squares fit (numba's compiled fit calls back into
+    Python, where the handler raised) came back as "SystemError: CPUDispatcher(...) returned a
+    result with an exception set" with a traceback and exit 1. Any error once the signal is
+    recorded is the interrupt: one line, 128 + the signal."""
+    import tezip
+
+    def learn_interrupted_inside_a_library(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises KeyboardInterrupt here
+        except KeyboardInterrupt as e:
+            raise SystemError("CPUDispatcher(<function fit>) returned a result with an exception set") from e
+
+    monkeypatch.setattr(tezip, "run_learn", learn_interrupted_inside_a_library)
+    (tmp_path / "d").mkdir()
+    assert tezip.main(["-l", str(tmp_path / "m"), str(tmp_path / "d")]) == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [tezip.INTERRUPTED], err
+
+    def learn_fails(args):  # without a signal an error is still an error
+        raise SystemError("a library's own failure")
+
+    monkeypatch.setattr(tezip, "run_learn", learn_fails)
+    with pytest.raises(SystemError):
+        tezip.main(["-l", str(tmp_path / "m"), str(tmp_path / "d")])
