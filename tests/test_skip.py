@@ -429,8 +429,8 @@ def test_ctrl_c_during_the_least_squares_fit_is_one_line(tmp_path):
 
 def test_cli_skip_auto_records_its_choice(tmp_path):
     """-l --skip auto --epochs 0: the size tried best on the validation frames is the model's (its
-    files record K and N and what each size scored), the run says which it chose, and archives
-    made with the model decode bit-exact."""
+    files record K and N and what each size scored), only sizes over fewer than --nt frames are
+    tried, the run says which it chose, and archives made with the model decode bit-exact."""
     import json
 
     from prednet.modelfile import load_weights
@@ -447,7 +447,8 @@ def test_cli_skip_auto_records_its_choice(tmp_path):
     assert (weights.skip_filt_size, weights.skip_frames) == (K, N)
     info = json.loads((tmp_path / "m" / "prednet_model.json").read_text())
     errors = info["training"]["skip_auto_errors"]
-    assert min(errors, key=errors.get) == f"{K}x{K}/{N}" and "9x9/8" not in errors  # validation holds 8 frames
+    assert min(errors, key=errors.get) == f"{K}x{K}/{N}"
+    assert set(errors) <= {"3x3/2", "5x5/3", "7x7/4"} and "3x3/2" in errors  # --nt 6: over at most 5 frames
     frames = drifting_field(8, 48, 48, seed=7, sigma=30.0)
     write_tiffs(tmp_path / "in", frames)
     for args in (["-c", str(tmp_path / "m"), str(tmp_path / "in"), str(tmp_path / "z"), "-w", "7"],
