@@ -1,6 +1,7 @@
 """Archives of every format version TEZip has written decode today: exactly the frames they were
 made from (lossless) or within their bound, through the real command line's decoder."""
 
+from importlib.metadata import version
 from pathlib import Path
 
 import h5py
@@ -57,7 +58,23 @@ def within_bound(decoded, original, mode, bound):
     return (err <= allowed).all()
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# Format 2 decodes with Keras' float predictions (format 3 with TEZip's own reference kernel).
+# TensorFlow 2.21 (the registry's newest on 2026-12-01, with numpy 2.4 / keras 3.15) changed them
+# enough that this open-loop pointwise-relative archive's frame 5 fails its checksum (the decoder
+# refuses it, writes nothing): a known limit of format 2, recorded on issue 15's note.
+KERAS_FLOAT_DRIFT = {"v2/rgb_open"}
+
+
+def _tensorflow_version():
+    try:
+        return tuple(int(v) for v in version("tensorflow").split(".")[:2])
+    except Exception:  # not installed under that name, or a pre-release: assume the newest
+        return (99, 0)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(
+    c in KERAS_FLOAT_DRIFT and _tensorflow_version() >= (2, 21), strict=True,
+    reason="format 2 decodes with Keras' float results, which TensorFlow 2.21 changed")) for c in sorted(CASES)])
 def test_golden_archive_decodes(case, tmp_path):
     model, frames_key, mode, bound = CASES[case]
     model_dir = model if model in ("default", "none") else GOLDEN / model
