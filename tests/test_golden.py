@@ -59,7 +59,7 @@ def within_bound(decoded, original, mode, bound):
 
 
 # Format 2 decodes with Keras' float predictions (format 3 with TEZip's own reference kernel).
-# TensorFlow 2.21 (the registry's newest on 2026-12-01, with numpy 2.4 / keras 3.15) changed them
+# The registry's packages of 2026-12-01 (TensorFlow 2.21, numpy 2.4, keras 3.15; not bisected) changed them
 # enough that this open-loop pointwise-relative archive's frame 5 fails its checksum (the decoder
 # refuses it, writes nothing): a known limit of format 2, recorded on issue 15's note.
 KERAS_FLOAT_DRIFT = {"v2/rgb_open"}
