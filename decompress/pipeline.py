@@ -202,13 +202,10 @@ def _decompress_into(model_dir, comp_dir, archive, out, flags, label):
     try:
         with open_sink(out, archive.sink_description(), archive.mode, archive.names) as sink:
             if archive.version == 2:
-                from decompress.v2 import decode_sequence_v2
+                from decompress.v2 import decode_verified_v2
 
                 check_memory(fmt, len(seq.lanes), whole=True)
-                frames = decode_sequence_v2(model_dir, archive, progress, flags.device)
-                verify = Verifier(archive)
-                for i, frame in enumerate(frames):
-                    verify(i, frame)
+                frames = decode_verified_v2(model_dir, comp_dir, archive, Verifier(archive), progress, flags.device)
                 for i, frame in enumerate(frames):
                     sink.write(i, frame)
             else:

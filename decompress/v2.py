@@ -3,6 +3,8 @@ as whole-sequence stacks (one chain over all frames, the block choices of all fr
 and their predictions came from Keras (TensorFlow's float arithmetic), so they are decoded whole,
 in memory, with the model run as Keras runs it and the lanes they recorded."""
 
+import os
+
 import numpy as np
 
 from archive.common import ENTROPY_FILE, KEYFRAME_FILE
@@ -96,6 +98,81 @@ def decode_sequence_v2(model_dir, archive, progress=None, device="CPU"):
     run_windows(predictor, fmt.n_frames, seq.lanes, is_key, decoder, closed_loop=seq.loop == "closed", scale=scale,
                 progress=progress)
     return frames
+
+
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def decode_verified_v2(model_dir, comp_dir, archive, verify, progress=None, device="CPU"):
+    """Decode a format-2 archive whole and check every frame with `verify` (i, frame) → frames
+    (N, H, W, C) uint8 or uint16, every one matching its checksum.
+
+    Format 2's predictions are TensorFlow's float results, which depend on whether TensorFlow runs
+    its oneDNN CPU kernels, and TensorFlow decides that by the processor when TF_ENABLE_ONEDNN_OPTS
+    is unset (since TensorFlow 2.9: on where the processor has AVX-512 VNNI/BF16 or AMX, off
+    otherwise).
+    Format 2 did not record it, so an archive made on one kind of processor failed its checksums on
+    the other. On the CPU a failed decode is therefore run once more in a fresh process with the
+    other setting (TensorFlow reads it only when it starts), and only a decode whose every frame
+    verifies is returned. Raises the first decode's TezipError when neither verifies."""
+    frames = decode_sequence_v2(model_dir, archive, progress, device)
+    try:
+        _verify_all(frames, verify)
+        return frames
+    except TezipError as first:
+        if device != "CPU":
+            raise
+        for setting in _other_onednn_settings():
+            try:
+                frames = _decode_in_fresh_process(model_dir, comp_dir, setting)
+                _verify_all(frames, verify)
+                return frames
+            except TezipError:
+                continue
+        raise first
+
+
+def _verify_all(frames, verify):
+    for i, frame in enumerate(frames):
+        verify(i, frame)
+
+
+def _other_onednn_settings():
+    """The TF_ENABLE_ONEDNN_OPTS values ("0", "1") other than the one this process's TensorFlow
+    runs with; both where that cannot be told."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return ["0"] if _pywrap_util_port.IsMklEnabled() else ["1"]
+    except Exception:  # another backend, or TensorFlow moved its private query: try both
+        return ["1", "0"]
+
+
+def _decode_whole(model_dir, comp_dir):
+    """In a fresh process: COMP_DIR's format-2 archive → its frames, not yet verified."""
+    from archive import read_archive
+
+    with read_archive(comp_dir) as archive:
+        return decode_sequence_v2(model_dir, archive)
+
+
+def _decode_in_fresh_process(model_dir, comp_dir, onednn):
+    """decode_sequence_v2 in a new (spawned) Python process whose TensorFlow starts with
+    TF_ENABLE_ONEDNN_OPTS=onednn; the rest of this process's environment (TensorFlow's thread
+    counts, hidden GPUs) is inherited."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = os.environ.get(ONEDNN)
+    os.environ[ONEDNN] = onednn  # read by the child at its start; this process's TensorFlow has started
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_decode_whole, str(model_dir), str(comp_dir)).result()
+    finally:
+        if saved is None:
+            os.environ.pop(ONEDNN, None)
+        else:
+            os.environ[ONEDNN] = saved
 
 
 def check_model_digest(recorded, given):
