@@ -429,6 +429,10 @@ def _main(argv):
                 p.error("--frame-input needs --skip K (it shows PredNet the linear filter's input)")
             if args.train_skip and not args.skip:
                 p.error("--train-skip needs --skip K (the linear filter whose taps it trains)")
+            for flag, given in (("--frame-input", args.frame_input), ("--train-skip", args.train_skip)):
+                if given and args.epochs == 0:
+                    p.error(f"{flag} changes what the epochs train, and --epochs 0 trains nothing (the fitted "
+                            "filter alone): give epochs or leave it out")
             if not (math.isfinite(args.lr) and 0 < args.lr <= 1):
                 p.error(f"--lr must be a learning rate in (0, 1] (got {args.lr:g})")
 

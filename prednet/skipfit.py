@@ -159,7 +159,8 @@ def choose_skip(train_at, train_starts, val_at, val_starts, candidates=SKIP_CAND
 
     train_at / val_at(i) → frame i (H, W, C) float32 in [0, 1]; train_starts / val_starts(n) →
     indices i where frames i .. i+n-1 come from one sequence. Candidates without runs of N + 1
-    frames in both are left out. report(K, N, error) is called for each one tried. Returns
+    frames in both are left out. report(K, N, error) is called for each one tried, and with error
+    None for each one left out. Returns
     (K, N, {"KxK/N": error}, (taps, bias) of the chosen size, for skip_kernel). Raises TezipError
     when no candidate has such runs."""
     errors = {}
@@ -169,6 +170,8 @@ def choose_skip(train_at, train_starts, val_at, val_starts, candidates=SKIP_CAND
             break
         fit_starts, check_starts = np.asarray(train_starts(N + 1)), np.asarray(val_starts(N + 1))
         if len(fit_starts) == 0 or len(check_starts) == 0:
+            if report is not None:
+                report(K, N, None)
             continue
         taps, bias = _fit_taps(train_at, fit_starts, K, seed, N)
         AT, Y = _sample_runs(val_at, check_starts, K, N, seed + 1)

@@ -240,10 +240,16 @@ def _choose_skip_size(o, train_at, s_train, val_at, s_val, result):
 
     def report(K, N, error):
         if o.verbose:
-            print(f"linear skip {K}x{K} on {N} frames: validation loss {error:.6f}", flush=True)
+            print(f"linear skip {K}x{K} on {N} frames: " + (
+                f"validation loss {error:.6f}" if error is not None else
+                f"left out (the training or validation sequences are shorter than {N + 1} frames)"), flush=True)
 
     # a skip over N frames trains its correction from step N of each nt-frame sequence on
     candidates = tuple(c for c in SKIP_CANDIDATES if c[1] < o.nt)
+    if o.verbose:
+        for K, N in SKIP_CANDIDATES:
+            if N >= o.nt:
+                print(f"linear skip {K}x{K} on {N} frames: left out (needs --nt over {N})", flush=True)
     if not candidates:
         raise TezipError(f"--skip auto needs --nt of at least {min(n for _, n in SKIP_CANDIDATES) + 1}")
     K, N, result.skip_errors, fit = choose_skip(train_at, lambda n: sequence_starts(s_train, n), val_at,

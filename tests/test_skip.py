@@ -371,8 +371,9 @@ def test_choose_skip_keeps_the_size_that_predicts_validation_best():
     K, N, errors, (taps, bias) = choose_skip(lambda i: train_x[i], lambda n: sequence_starts(train_src, n),
                                              lambda i: val_x[i],
                                lambda n: sequence_starts(val_src, n), candidates=((3, 2), (5, 6), (5, 10)),
-                               report=lambda k, n, e: seen.append((k, n)))
-    assert (K, N) == (5, 6) and seen == [(3, 2), (5, 6)] and set(errors) == {"3x3/2", "5x5/6"}
+                               report=lambda k, n, e: seen.append((k, n, e is None)))
+    assert (K, N) == (5, 6) and seen == [(3, 2, False), (5, 6, False), (5, 10, True)]  # 5x5/10 reported left out
+    assert set(errors) == {"3x3/2", "5x5/6"}
     assert errors["5x5/6"] < 0.9 * errors["3x3/2"], errors
     net = untrained(skip=5, frames=6)
     kernel, bias = fit_skip(lambda i: train_x[i], sequence_starts(train_src, 7), 5, net.skip.gain, frames=6)
@@ -623,7 +624,9 @@ def test_epochs_keep_the_fitted_taps_unless_asked(tmp_path, monkeypatch, train_s
 def test_cli_refuses_bad_training_options(tmp_path):
     for args, message in ((["--lr", "0"], "--lr must be a learning rate in (0, 1]"),
                           (["--lr", "nan", "--skip", "3"], "--lr must be a learning rate"),
-                          (["--train-skip"], "--train-skip needs --skip K")):
+                          (["--train-skip"], "--train-skip needs --skip K"),
+                          (["--skip", "3", "--epochs", "0", "--train-skip"], "--train-skip changes what the epochs train"),
+                          (["--skip", "3", "--epochs", "0", "--frame-input"], "--frame-input changes what the epochs train")):
         r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d")]
                            + args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert r.returncode == 2 and message in r.stderr and not (tmp_path / "m").exists(), r.stderr
