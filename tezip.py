@@ -65,11 +65,12 @@ def build_parser():
     comp.add_argument("--loop", choices=("closed", "open"), default="closed",
                       help="closed (default): each frame is predicted from the decoded frames before it in its "
                            "window; open: TEZip's original extrapolation from the keyframe alone")
-    comp.add_argument("--order", choices=("sequential", "hierarchical"), default="sequential",
+    comp.add_argument("--order", choices=("sequential", "hierarchical", "auto"), default="sequential",
                       help="sequential (default): each frame predicted from the frames before it (the model, the "
                            "previous frame moved); hierarchical: each window coded in bidirectional B-frame order by "
                            "fitted interpolation, without a model: for smooth simulated fields and detector runs "
-                           "(abs mode, -w only)")
+                           "(abs mode, -w only); auto: codes the first, middle and last window both ways and keeps the smaller "
+                           "(sequential where hierarchical cannot serve)")
     comp.add_argument("--block", type=int, default=16, metavar="N",
                       help="per N x N block, predict from PredNet or from the previous decoded frame, whichever "
                            "is closer (static backgrounds repeat exactly); 0 uses PredNet everywhere. Default 16")

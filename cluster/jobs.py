@@ -77,7 +77,7 @@ class CompressJob(_Job):
         self.model_dir, self.plan, self.flags = model_dir, plan, flags
 
     def open(self):
-        from compress.pipeline import check_source
+        from compress.pipeline import check_source, resolve_order
         from compress.segments import SegmentAssembly, SegmentPlan
         from frames.hdf5 import split_spec
         from frames.source import open_source
@@ -89,6 +89,7 @@ class CompressJob(_Job):
             self.source = self.stack.enter_context(open_source(self.src))
             out = self.stack.enter_context(OutputFolder(self.out_dir, overwrite=self.flags.overwrite))
             model = check_source(self.model_dir, self.source, self.plan, self.flags)
+            self.plan, model = resolve_order(model, self.source, self.plan, self.flags)
             self.cuts = SegmentPlan.of(model, self.source, self.plan, segment_target(self.source.n_frames, self.workers))
             self.assembly = SegmentAssembly(model, self.source, self.plan, self.cuts, out, self.flags.report_frame)
             self.stack.callback(self.assembly.close)

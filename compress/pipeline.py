@@ -238,6 +238,7 @@ def compress_folder(model_dir, image_dir, out_dir, plan: CodecPlan, flags: RunFl
 def _compress_into(model_dir, source, out, plan, flags, label):
     t0 = time.time()
     model = check_source(model_dir, source, plan, flags)
+    plan, model = resolve_order(model, source, plan, flags)
     writer = ArchiveWriter(out, source.n_frames)
     progress = progress_bar(source.n_frames, "coding")
     try:
@@ -258,7 +259,7 @@ def check_source(model_dir, source, plan, flags):
     plan.check_sequence(n, source.spec)
     if flags.report_frame is not None and not 0 <= flags.report_frame < n:
         raise TezipError(f"--report-frame {flags.report_frame} is outside the sequence (frames 0-{n - 1})")
-    model = load_predictor_model(model_dir) if plan.order == "sequential" else None  # hierarchical: no model
+    model = load_predictor_model(model_dir) if plan.order != "hierarchical" else None  # hierarchical: no model
     if model is not None and model[0].channels != source.channels and not (model[0].channels == 3 and source.channels == 1):
         raise TezipError(
             f"model {model_dir} was trained on {model[0].channels}-channel frames but {source.spec} holds "
@@ -267,6 +268,17 @@ def check_source(model_dir, source, plan, flags):
     if flags.verbose:
         print(f"  frame order: {source.order}", flush=True)
     return model
+
+
+def resolve_order(model, source, plan, flags):
+    """(plan, model) with --order auto resolved by compress.order.choose_order (the trial's choice
+    printed under -v); other orders unchanged."""
+    from compress.order import choose_order
+
+    plan, model, trial = choose_order(model, source, plan, flags.device)
+    if trial is not None and flags.verbose:
+        print("  " + trial.line(plan.order), flush=True)
+    return plan, model
 
 
 def publish_archive(out, writer, source, sequence, key_header, summary, plan, flags, label, t0):

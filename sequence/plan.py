@@ -16,8 +16,9 @@ QUANTIZERS = ("auto", "linquant", "medquant", "runmerge")
 LOOPS = ("closed", "open")
 # sequential: each frame from the frames before it (the model, the previous frame moved);
 # hierarchical: each window in bidirectional B-frame order with fitted interpolation, no model
-# (sequence/hierarchical.py: smooth fields, the domain TEZip was proposed for).
-ORDERS = ("sequential", "hierarchical")
+# (sequence/hierarchical.py: smooth fields, the domain TEZip was proposed for); auto: the one of
+# the two that codes the sequence's first windows smaller (compress/order.py).
+ORDERS = ("sequential", "hierarchical", "auto")
 MAX_LANES = 16
 # Budget for the model's recurrent state and activations when choosing how many lanes to batch:
 # it bounds a run's memory whatever its length (384 x 288 frames: ~104 MiB a lane, 4 lanes). More

@@ -46,7 +46,7 @@ def test_archives_are_byte_identical_with_and_without_dask_and_decode_exactly(da
     root, frames = data
     on_cluster = ["--scheduler", scheduler]
     for k, (model, options) in enumerate((("none", LOSSLESS), ("none", ["-f", "-t", "0.001", "-m", "abs", "-b", "2"]),
-                                          ("default", LOSSLESS))):
+                                          ("default", LOSSLESS), ("none", LOSSLESS + ["--order", "auto"]))):
         out = tmp_path / f"{k}-{model}"
         for source in ("runs", "long"):
             assert tezip.main(["-c", model, str(root / source), str(out / "plain" / source), *options]) == 0
@@ -57,7 +57,7 @@ def test_archives_are_byte_identical_with_and_without_dask_and_decode_exactly(da
     assert "compressed 3 of 3 sequences, 0 skipped, 0 failed" in capsys.readouterr().out
 
     # Decoded with 2 workers (the long sequence in segments): the very pixels.
-    comp = tmp_path / "2-default" / "dask"
+    comp = tmp_path / "2-default" / "dask"  # (3-none: --order auto, chosen on the client)
     assert tezip.main(["-u", "default", str(comp / "long"), str(tmp_path / "back_long"), "-f", *on_cluster]) == 0
     assert tezip.main(["-u", "default", str(comp / "runs"), str(tmp_path / "back_runs"), "-f", *on_cluster]) == 0
     np.testing.assert_array_equal(read_sequence(tmp_path / "back_long").frames, frames["long"])
