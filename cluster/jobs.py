@@ -89,7 +89,7 @@ class CompressJob(_Job):
             self.source = self.stack.enter_context(open_source(self.src))
             out = self.stack.enter_context(OutputFolder(self.out_dir, overwrite=self.flags.overwrite))
             model = check_source(self.model_dir, self.source, self.plan, self.flags)
-            self.plan, model = resolve_order(model, self.source, self.plan, self.flags)
+            self.plan, model, _ = resolve_order(model, self.source, self.plan, self.flags)  # the cluster codes every window
             self.cuts = SegmentPlan.of(model, self.source, self.plan, segment_target(self.source.n_frames, self.workers))
             self.assembly = SegmentAssembly(model, self.source, self.plan, self.cuts, out, self.flags.report_frame)
             self.stack.callback(self.assembly.close)

@@ -12,7 +12,7 @@ it. Only the abs mode with fixed windows (-w) has a hierarchical order; anything
 sequential without a trial. The archive records the order used, as if it had been given.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 SAMPLE_WINDOWS = 3
 
@@ -20,10 +20,15 @@ SAMPLE_WINDOWS = 3
 @dataclass(frozen=True)
 class OrderTrial:
     """What the trial measured: per order, the windows it coded [(start, end)] and their bytes a
-    frame (chunks only: the headers are the same size either way)."""
+    frame (chunks only: the headers are the same size either way); and, of the order chosen, its
+    SegmentPlan of one window a segment (`cuts`) and the SegmentCodes the trial made ({segment
+    index: code}), which coding the run reuses: a window coded alone gives the very chunks the
+    whole run gives it (compress/segments.py)."""
 
     windows: dict
     bytes_per_frame: dict
+    cuts: object = None
+    codes: dict = field(default_factory=dict)
 
     def line(self, chosen):
         other = "sequential" if chosen == "hierarchical" else "hierarchical"
@@ -43,13 +48,14 @@ def sample_windows(segments, window):
     return picks[:SAMPLE_WINDOWS]
 
 
-def choose_order(model, source, plan, device="CPU"):
+def choose_order(model, source, plan, device="CPU", report_frame=None):
     """Resolve CodecPlan `plan`'s order "auto" for `source` (frames.source.FrameSource).
 
-    model: (ReferenceWeights, doc) or None, what the sequential order would use. Returns (plan with
-    order "sequential" or "hierarchical", the model to code with (None for hierarchical), the
-    OrderTrial or None where no trial ran). Plans with another order come back unchanged. Raises
-    TezipError as compression does (the trial codes real frames)."""
+    model: (ReferenceWeights, doc) or None, what the sequential order would use. report_frame: as
+    compression's (the trial's codes are reused). Returns (plan with order "sequential" or
+    "hierarchical", the model to code with (None for hierarchical), the OrderTrial or None where no
+    trial ran). Plans with another order come back unchanged. Raises TezipError as compression
+    does (the trial codes real frames)."""
     from compress.segments import SegmentPlan, encode_segment
 
     if plan.order != "auto":
@@ -58,18 +64,15 @@ def choose_order(model, source, plan, device="CPU"):
     if plan.window is None or plan.mode != "abs":
         return sequential, model, None
     hierarchical = replace(plan, order="hierarchical")
-    windows, rates = {}, {}
+    windows, rates, made = {}, {}, {}
     for candidate, candidate_model in ((sequential, model), (hierarchical, None)):
         cuts = SegmentPlan.of(candidate_model, source, candidate, 1)  # one window a segment
         picks = sample_windows(cuts.segments, plan.window)
-        coded, frames = 0, 0
-        for i in picks:
-            code = encode_segment(candidate_model, source, candidate, cuts.part(i), device)
-            coded += sum(len(c) for c in code.chunks)
-            frames += code.end - code.start
+        codes = {i: encode_segment(candidate_model, source, candidate, cuts.part(i), device, report_frame, threads=None)
+                 for i in picks}
         windows[candidate.order] = [cuts.segments[i] for i in picks]
-        rates[candidate.order] = coded / frames
-    trial = OrderTrial(windows, rates)
-    if rates["hierarchical"] < rates["sequential"]:
-        return hierarchical, None, trial
-    return sequential, model, trial
+        rates[candidate.order] = (sum(len(c) for code in codes.values() for c in code.chunks)
+                                  / sum(code.end - code.start for code in codes.values()))
+        made[candidate.order] = (cuts, codes)
+    chosen, chosen_model = (hierarchical, None) if rates["hierarchical"] < rates["sequential"] else (sequential, model)
+    return chosen, chosen_model, OrderTrial(windows, rates, *made[chosen.order])

@@ -238,7 +238,9 @@ def compress_folder(model_dir, image_dir, out_dir, plan: CodecPlan, flags: RunFl
 def _compress_into(model_dir, source, out, plan, flags, label):
     t0 = time.time()
     model = check_source(model_dir, source, plan, flags)
-    plan, model = resolve_order(model, source, plan, flags)
+    plan, model, trial = resolve_order(model, source, plan, flags)
+    if trial is not None:
+        return _compress_reusing_trial(model, source, out, plan, flags, label, trial, t0)
     writer = ArchiveWriter(out, source.n_frames)
     progress = progress_bar(source.n_frames, "coding")
     try:
@@ -271,14 +273,38 @@ def check_source(model_dir, source, plan, flags):
 
 
 def resolve_order(model, source, plan, flags):
-    """(plan, model) with --order auto resolved by compress.order.choose_order (the trial's choice
-    printed under -v); other orders unchanged."""
+    """(plan, model, OrderTrial or None) with --order auto resolved by compress.order.choose_order
+    (the trial's choice printed under -v); other orders unchanged."""
     from compress.order import choose_order
 
-    plan, model, trial = choose_order(model, source, plan, flags.device)
+    plan, model, trial = choose_order(model, source, plan, flags.device, flags.report_frame)
     if trial is not None and flags.verbose:
         print("  " + trial.line(plan.order), flush=True)
-    return plan, model
+    return plan, model, trial
+
+
+def _compress_reusing_trial(model, source, out, plan, flags, label, trial, t0):
+    """After --order auto's trial: the sequence coded window by window (compress.segments, as the
+    cluster does; the same archive as coding it whole), the windows the trial coded in the chosen
+    order taken as they are."""
+    from compress.segments import SegmentAssembly, encode_segment
+
+    cuts = trial.cuts
+    assembly = SegmentAssembly(model, source, plan, cuts, out, flags.report_frame)
+    assembly.t_start = t0  # the coding time reported includes the trial's
+    progress = progress_bar(source.n_frames, "coding")
+    try:
+        for i in range(len(cuts.segments)):
+            code = trial.codes.pop(i, None) or encode_segment(model, source, plan, cuts.part(i), flags.device,
+                                                              flags.report_frame, threads=None)
+            assembly.add(code)
+            progress(code.end - code.start)
+        sequence, key_header, summary = assembly.headers()
+        progress.close()
+        return publish_archive(out, assembly.writer, source, sequence, key_header, summary, plan, flags, label, t0)
+    finally:
+        progress.close()
+        assembly.close()
 
 
 def publish_archive(out, writer, source, sequence, key_header, summary, plan, flags, label, t0):

@@ -84,10 +84,11 @@ class _Chunks:
         self.chunks[f - self.start] = bytes(chunk)
 
 
-def encode_segment(model, source, plan, part: SegmentPlan, device="CPU", report_frame=None):
+def encode_segment(model, source, plan, part: SegmentPlan, device="CPU", report_frame=None, threads=1):
     """Code the one segment of `part` (SegmentPlan.part: frames start..end-1 of `source`) alone.
-    model: (ReferenceWeights, doc) or None. Returns its SegmentCode. Raises TezipError as
-    compress_folder does."""
+    model: (ReferenceWeights, doc) or None. threads: frames coded at once when lossless (1 on a
+    Dask worker, which is one thread: the cluster runs segments side by side; None: the --threads
+    value, as compress_folder). Returns its SegmentCode. Raises TezipError as compress_folder does."""
     from sequence.coding import encode_windows
 
     (start, end), = part.segments
@@ -103,7 +104,7 @@ def encode_segment(model, source, plan, part: SegmentPlan, device="CPU", report_
         is_key = np.zeros(source.n_frames, bool)
         is_key[part.keyframes] = True
         checksums, model_off = encode_frames(model, source, plan, chunks, stats, is_key, part.lane_starts, end,
-                                             part.scale, device, threads=1)  # a Dask worker is one thread: the cluster runs segments side by side
+                                             part.scale, device, threads=threads)
         keyframes = [int(k) for k in np.flatnonzero(is_key[start:end]) + start]
     return SegmentCode(start, end, chunks.chunks, checksums[start:end], keyframes, stats, model_off)
 

@@ -31,13 +31,13 @@ def test_sample_windows_first_middle_last(segments, window, picks):
     assert sample_windows(segments, window) == picks
 
 
-def compress_both(source, tmp_path, options, capsys):
+def compress_both(source, tmp_path, options, capsys, model="none"):
     """Compress `source` with --order auto (-v) and with each fixed order; returns (the order auto
-    chose, as printed, the out folders by order)."""
+    chose, as printed, the out folders by order, the printed line)."""
     outs = {}
     for order in ("auto", "sequential", "hierarchical"):
         outs[order] = tmp_path / order
-        assert tezip.main(["-c", "none", str(source), str(outs[order]), "--order", order, "-v", *options]) == 0
+        assert tezip.main(["-c", model, str(source), str(outs[order]), "--order", order, "-v", *options]) == 0
         if order == "auto":
             line = next(li for li in capsys.readouterr().out.splitlines() if "order auto:" in li)
     return line.split("order auto: ")[1].split()[0], outs, line
@@ -57,14 +57,20 @@ def test_auto_takes_the_hierarchical_order_on_a_smooth_field(tmp_path, capsys, b
     assert np.abs(back.astype(np.int64) - field).max() <= int(bound)
 
 
-def test_auto_takes_the_sequential_order_on_moving_edges(tmp_path, capsys):
-    frames = make_sequence(tmp_path / "squares", n_frames=24, height=32, width=48, seed=3)  # hard edges, moving
-    chosen, outs, line = compress_both(tmp_path / "squares", tmp_path, ["-w", "8", "-m", "abs", "-b", "0"], capsys)
+@pytest.mark.parametrize("model", ["none", "default"])
+def test_auto_takes_the_sequential_order_on_moving_edges(tmp_path, capsys, model):
+    """Moving squares: sequential. The run is coded window by window, the trial's windows reused
+    (with the model: its lanes, trial and the windows it stopped in), into the very archive
+    `--order sequential` makes."""
+    frames = make_sequence(tmp_path / "squares", n_frames=40, height=32, width=48, seed=3)  # hard edges, moving
+    chosen, outs, line = compress_both(tmp_path / "squares", tmp_path, ["-w", "6", "-m", "abs", "-b", "0"], capsys,
+                                       model)
     assert chosen == "sequential", line
+    assert line.split("frames ")[1].count("-") == 3  # three windows sampled (of six): three coded after the trial
     assert same_archive(outs["auto"], outs["sequential"])
     sizes = {o: archive.archive_size(outs[o]) for o in ("sequential", "hierarchical")}
     assert sizes["sequential"] < sizes["hierarchical"], sizes
-    assert tezip.main(["-u", "none", str(outs["auto"]), str(tmp_path / "back")]) == 0
+    assert tezip.main(["-u", model, str(outs["auto"]), str(tmp_path / "back")]) == 0
     np.testing.assert_array_equal(read_sequence(tmp_path / "back").frames, frames)
 
 
@@ -78,3 +84,23 @@ def test_auto_is_sequential_where_the_hierarchical_order_cannot_serve(tmp_path, 
                            *options]) == 0
     assert "order auto" not in capsys.readouterr().out  # no trial
     assert same_archive(tmp_path / "auto", tmp_path / "sequential")
+
+
+def test_the_trial_windows_of_the_chosen_order_are_not_coded_again(tmp_path, monkeypatch):
+    """Six windows: three sampled in each order, then only the chosen order's other three coded."""
+    import compress.segments as segments
+
+    make_sequence(tmp_path / "squares", n_frames=40, height=32, width=48, seed=3)
+    coded = []
+    real = segments.encode_segment
+
+    def counting(model, source, plan, part, *args, **kw):
+        coded.append((plan.order, part.segments[0]))
+        return real(model, source, plan, part, *args, **kw)
+
+    monkeypatch.setattr(segments, "encode_segment", counting)
+    assert tezip.main(["-c", "none", str(tmp_path / "squares"), str(tmp_path / "out"), "--order", "auto",
+                       "-w", "6", "-b", "0"]) == 0
+    orders = [o for o, _ in coded]
+    assert orders.count("hierarchical") == 3 and orders.count("sequential") == 6, coded
+    assert len({w for o, w in coded if o == "sequential"}) == 6  # every window once
