@@ -100,22 +100,12 @@ def decode_sequence(model_dir, archive, sink, progress=None, device="CPU"):
 def load_archive_model(model_dir, archive):
     """The ReferenceWeights a format-3 archive was made with (MODEL_DIR, its digest checked), or
     None when it was made without a model."""
-    from decompress.v2 import check_model_digest
-    from prednet.modelfile import is_no_model, load_weights
+    from decompress.v2 import check_archive_model
 
     seq = archive.sequence
     if seq.model is None:
         return None
-    if is_no_model(model_dir):
-        from prednet.modelfile import default_model_digest
-
-        if seq.model_digest == default_model_digest():
-            raise TezipError("this archive was made with the bundled default model: decompress with -u default …")
-        raise TezipError(f"this archive was made with a model of your own (model digest {str(seq.model_digest)[:12]}…): "
-                         f"decompress with the MODEL_DIR it was made with")
-    weights, doc = load_weights(model_dir)
-    check_model_digest(seq.model_digest, doc["digest"])
-    return weights
+    return check_archive_model(model_dir, seq.model_digest)
 
 
 def decode_range(weights, archive, sink, frames, progress=None, device="CPU", lane_starts=None, threads=None):

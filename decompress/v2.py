@@ -64,12 +64,13 @@ def decode_codes(archive, xp=np):
     except TezipError as e:
         raise TezipError(f"{ENTROPY_FILE}: {e}") from None
 
+    choices_chunk = archive.choices_chunk  # checked even where no block choice is used: every byte is verified
     selector, choices = None, None
     if seq.block_select is not None:
         try:
             selector = BlockSelector.from_config(seq.block_select)
             choices = np.zeros((fmt.n_frames,) + selector.grid(fmt.height, fmt.width), np.uint8)
-            choices[predicted] = selector.decode_choices(archive.choices_chunk, len(predicted), fmt.height, fmt.width)
+            choices[predicted] = selector.decode_choices(choices_chunk, len(predicted), fmt.height, fmt.width)
         except TezipError as e:
             raise TezipError(f"{ENTROPY_FILE}: {e}") from None
     coder = FrameCoder(residual_chain.head, [], None, selector, seq.mode, seq.bounds, fmt.max_value, xp)
@@ -78,6 +79,9 @@ def decode_codes(archive, xp=np):
 
 def decode_sequence_v2(model_dir, archive, progress=None, device="CPU"):
     """Decode a format-2 archive whole → frames (N, H, W, C) uint8 or uint16 (not yet verified)."""
+    from prednet.device import import_framework
+
+    import_framework()  # first, so that TensorFlow's start-up notices are silenced: errors stay one line
     from prednet.modelfile import load_model
     from prednet.predictor import NextFramePredictor
     from prednet.scale import ValueScale
@@ -115,6 +119,7 @@ def decode_verified_v2(model_dir, comp_dir, archive, verify, progress=None, devi
     the other. On the CPU a failed decode is therefore run once more in a fresh process with the
     other setting (TensorFlow reads it only when it starts), and only a decode whose every frame
     verifies is returned. Raises the first decode's TezipError when neither verifies."""
+    check_archive_model(model_dir, archive.sequence.model_digest)  # before TensorFlow starts (seconds)
     frames = decode_sequence_v2(model_dir, archive, progress, device)
     try:
         _verify_all(frames, verify)
@@ -148,31 +153,63 @@ def _other_onednn_settings():
         return ["1", "0"]
 
 
-def _decode_whole(model_dir, comp_dir):
-    """In a fresh process: COMP_DIR's format-2 archive → its frames, not yet verified."""
-    from archive import read_archive
-
-    with read_archive(comp_dir) as archive:
-        return decode_sequence_v2(model_dir, archive)
-
-
 def _decode_in_fresh_process(model_dir, comp_dir, onednn):
-    """decode_sequence_v2 in a new (spawned) Python process whose TensorFlow starts with
-    TF_ENABLE_ONEDNN_OPTS=onednn; the rest of this process's environment (TensorFlow's thread
-    counts, hidden GPUs) is inherited."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """decode_sequence_v2 in a new Python process (`python -m decompress.v2`) whose TensorFlow
+    starts with TF_ENABLE_ONEDNN_OPTS=onednn, the rest of this process's environment (TensorFlow's
+    thread counts, hidden GPUs) inherited → its frames, not yet verified. The frames come back
+    through a pipe (nothing is written to disk); the child's own messages are discarded. An
+    interrupt here (KeyboardInterrupt from tezip's handler) kills the child before it propagates.
+    Raises TezipError when the child fails."""
+    import io
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    saved = os.environ.get(ONEDNN)
-    os.environ[ONEDNN] = onednn  # read by the child at its start; this process's TensorFlow has started
+    root = str(Path(__file__).resolve().parent.parent)  # the child imports TEZip from where this one did
+    env = dict(os.environ, **{ONEDNN: onednn})
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    child = subprocess.Popen([sys.executable, "-m", "decompress.v2", str(model_dir), str(comp_dir)], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_decode_whole, str(model_dir), str(comp_dir)).result()
+        out, _ = child.communicate()
     finally:
-        if saved is None:
-            os.environ.pop(ONEDNN, None)
-        else:
-            os.environ[ONEDNN] = saved
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if child.returncode != 0:
+        raise TezipError(f"the decode with {ONEDNN}={onednn} failed (exit {child.returncode})")
+    return np.load(io.BytesIO(out), allow_pickle=False)
+
+
+def _child_main(model_dir, comp_dir):
+    """`python -m decompress.v2 MODEL_DIR COMP_DIR`: the archive's frames, unverified, as one .npy
+    on standard output (decode_verified_v2's other oneDNN setting)."""
+    import sys
+
+    from archive import read_archive
+    from prednet.device import hide_gpus, quiet_framework_logs
+
+    quiet_framework_logs()
+    hide_gpus()  # the retry runs on the CPU, as the decode it repeats
+    with read_archive(comp_dir) as archive:
+        frames = decode_sequence_v2(model_dir, archive)
+    np.save(sys.stdout.buffer, frames, allow_pickle=False)
+    sys.stdout.buffer.flush()
+
+
+def check_archive_model(model_dir, recorded):
+    """MODEL_DIR's ReferenceWeights (read with h5py: no TensorFlow yet) when its digest is the one
+    the archive `recorded`; otherwise TezipError saying which model to give (also for `none`)."""
+    from prednet.modelfile import default_model_digest, is_no_model, load_weights
+
+    if is_no_model(model_dir):
+        if recorded == default_model_digest():
+            raise TezipError("this archive was made with the bundled default model: decompress with -u default …")
+        raise TezipError(f"this archive was made with a model of your own (model digest {str(recorded)[:12]}…): "
+                         f"decompress with the MODEL_DIR it was made with")
+    weights, doc = load_weights(model_dir)
+    check_model_digest(recorded, doc["digest"])
+    return weights
 
 
 def check_model_digest(recorded, given):
@@ -186,3 +223,9 @@ def check_model_digest(recorded, given):
             f"this archive was made with {which} (model digest {str(recorded)[:12]}…, given model "
             f"{str(given)[:12]}…): decompress with {use}"
         )
+
+
+if __name__ == "__main__":
+    import sys
+
+    _child_main(*sys.argv[1:3])

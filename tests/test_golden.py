@@ -176,3 +176,92 @@ def test_format2_retry_keeps_the_first_error_when_no_setting_verifies():
             decode_verified_v2("default", GOLDEN / "v2/rgb_open", read, reject)
     assert seen[0] == 0 and len(seen) >= 2
     assert os.environ.get("TF_ENABLE_ONEDNN_OPTS") == before
+
+
+def test_ctrl_c_during_the_format2_retry_exits_at_once_and_leaves_no_process(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the retry's child
+    process decodes: tezip exits 130 within seconds, the child is gone, nothing is written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO_ROOT
+
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0")  # the first decode fails here: the retry runs
+    run = subprocess.Popen([sys.executable, str(REPO_ROOT / "tezip.py"), "-u", "default", str(GOLDEN / "v2/rgb_open"),
+                            str(tmp_path / "out")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+
+    def children():
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if entry.isdigit() and int(fields[1]) == run.pid:  # ppid
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+        return found
+
+    deadline = time.time() + 120
+    while not children() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    child = children()
+    assert child, "the retry's child process never started"
+    time.sleep(1.0)  # inside the child's start-up / decode
+    os.killpg(run.pid, signal.SIGINT)
+    try:
+        _, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "tezip.py: interrupted; no partial output was left"
+    assert not any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+                   for pid in child)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_format2_refuses_a_flipped_bit_in_its_unused_block_choice_chunk(tmp_path):
+    """rgb_open codes no block choices, but its entropy.dat still holds their (empty-use) chunk 0:
+    a flipped bit there is refused like anywhere else, one line, nothing written."""
+    import shutil
+    import subprocess
+    import sys
+
+    from archive.container import _CRC, _PREFIX
+    from conftest import REPO_ROOT
+
+    comp = tmp_path / "comp"
+    shutil.copytree(GOLDEN / "v2/rgb_open", comp)
+    data = bytearray((comp / "entropy.dat").read_bytes())
+    _, _, header_length = _PREFIX.unpack_from(data)
+    first_chunk = _PREFIX.size + header_length + _CRC.size
+    data[first_chunk + 2] ^= 0x10
+    (comp / "entropy.dat").write_bytes(bytes(data))
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "tezip.py"), "-u", "default", str(comp), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    lines = [li for li in done.stderr.splitlines() if li.strip()]
+    assert len(lines) == 1 and "block choices" in lines[0] and "corrupt" in lines[0], done.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("model, message", [("none", "made with the bundled default model: decompress with -u default"),
+                                            ("model1", "made with the bundled default model (model digest")])
+def test_format2_names_the_model_it_needs_in_one_line_before_tensorflow(tmp_path, model, message):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    given = model if model == "none" else str(GOLDEN / model)
+    done = subprocess.run([sys.executable, "-X", "importtime", str(REPO_ROOT / "tezip.py"), "-u", given,
+                           str(GOLDEN / "v2/rgb_open"), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    lines = [li for li in done.stderr.splitlines() if li.strip() and not li.startswith("import time:")]
+    assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+    imported = {li.split("|")[-1].strip() for li in done.stderr.splitlines() if li.startswith("import time:")}
+    assert "tensorflow" not in imported and "keras" not in imported  # refused before the framework starts
