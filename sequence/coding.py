@@ -330,16 +330,17 @@ class SequenceEncoder:
         return self._done(f, frame, decoded, chunk)
 
     def prediction_error(self, f, model_prediction):
-        """(sum of squared errors, values) of frame f's prediction, in pixel units: the model's when
-        there is one, else the frame coder's own (dynamic windows decide keyframes by it)."""
-        x = to_planar(self.original(f)).astype(np.int64)
-        if model_prediction is None:
-            previous = self._last[f - 1]
-            candidate = temporal_candidate(self.coder, None, previous, self._older.get(f - 1))
-            _, model_prediction = self.coder.choose(to_planar(self.original(f)), candidate, previous)
-        else:
-            model_prediction = to_planar(model_prediction)
-        d = (x - model_prediction).astype(np.float64)
+        """(sum of squared errors, values) of frame f's prediction, in pixel units: the one the frame
+        coder codes it from (per block the model's, the previous frame moved, ...), which dynamic
+        windows decide keyframes by. Not the model's raw prediction: its first step after a keyframe
+        is poor where the block choice takes the previous frame, and judging by it made every frame
+        after a keyframe a keyframe again."""
+        planar = to_planar(self.original(f))
+        previous = self._last[f - 1]
+        mp = None if model_prediction is None else to_planar(model_prediction)
+        candidate = temporal_candidate(self.coder, mp, previous, self._older.get(f - 1))
+        _, prediction = self.coder.choose(planar, candidate, previous)
+        d = (planar.astype(np.int64) - prediction).astype(np.float64)
         return float(np.sum(d * d)), d.size
 
     def frame(self, f, model_prediction):

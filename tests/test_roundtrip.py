@@ -140,6 +140,19 @@ def test_dwp_keyframe_placement(tiny_model, rgb20, tmp_path):
     assert 2 <= n_keys <= 20
 
 
+def test_dwp_with_a_model_judges_the_prediction_the_frame_is_coded_from(tmp_path):
+    """-t with the bundled model places keyframes about as without one (QA: judged by the model's
+    raw first step after each keyframe, every frame of 20 became a keyframe at -t 0.005)."""
+    frames = make_sequence(tmp_path / "g", n_frames=20, height=40, width=48, channels=1, seed=5, noise=2)
+    keys = {}
+    for model in ("default", "none"):
+        _, back, comp = roundtrip(model, tmp_path / "g", tmp_path, tag=model, threshold=0.005, warmup=1, mode="abs",
+                                  bounds=(2,))
+        assert np.abs(back.astype(int) - frames).max() <= 2
+        keys[model] = len(header(comp)["prediction"]["keyframes"])
+    assert keys["default"] <= keys["none"] + 2 and keys["default"] < 10, keys
+
+
 def test_black_keyframe(tiny_model, tmp_path):
     frames = make_sequence(tmp_path / "gen", n_frames=10, height=24, width=32, channels=3, seed=5)
     frames[0] = 0
