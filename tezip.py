@@ -219,11 +219,11 @@ def run_learn(args):
         learning_rate=args.lr, overwrite=args.overwrite,
     )
     r = train(model_dir, data_dir, options)
-    if r.skip_size:
+    if r.skip_size and not args.verbose:  # -v said it when it chose, each size's loss before it
         K, N = r.skip_size
         print(f"--skip auto chose {K}x{K} taps on {N} frames in {r.skip_search_seconds:.1f} s (the filter's validation "
               f"loss {r.skip_errors[f'{K}x{K}/{N}']:.5f}; tried {', '.join(r.skip_errors)})")
-    what = (f"trained {r.epochs} epochs in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
+    what = (f"trained {r.epochs} epoch{'s' if r.epochs != 1 else ''} in {r.seconds:.1f} s ({r.seconds_per_epoch:.1f} s/epoch): "
             f"val loss {r.val_loss[0]:.5f} (epoch 1) -> best {r.best_val_loss:.5f} "
             + (f"(epoch {r.best_epoch})" if r.best_epoch else "(the least-squares start: no epoch beat it)")
             if r.epochs else

@@ -7,6 +7,7 @@ a model whose skip starts from least squares the start is a candidate too.
 """
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,8 +256,8 @@ def _choose_skip_size(o, train_at, s_train, val_at, s_val, result):
     K, N, result.skip_errors, fit = choose_skip(train_at, lambda n: sequence_starts(s_train, n), val_at,
                                                 lambda n: sequence_starts(s_val, n), candidates, o.seed, report)
     result.skip_size, result.skip_search_seconds = (K, N), time.time() - t0
-    if o.verbose:
-        print(f"--skip auto: {K}x{K} taps on {N} frames ({len(result.skip_errors)} sizes tried in "
+    if o.verbose:  # said now, before the epochs (tezip.py's closing line says it without -v)
+        print(f"--skip auto chose {K}x{K} taps on {N} frames ({len(result.skip_errors)} sizes tried in "
               f"{result.skip_search_seconds:.1f} s)", flush=True)
     return replace(o, skip=K, skip_frames=N), fit
 
@@ -372,7 +373,7 @@ def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
         train_batches.epoch = epoch
         if o.verbose:
             print(f"Epoch {epoch + 1}/{o.epochs} (lr {lr:g})", flush=True)
-        hist = model.fit(train_batches, epochs=1, validation_data=val_batches, verbose=1 if o.verbose else 0)
+        hist = model.fit(train_batches, epochs=1, validation_data=val_batches, verbose=(1 if sys.stdout.isatty() else 2) if o.verbose else 0)  # no bar into a file
         tl, vl = float(hist.history["loss"][-1]), float(hist.history["val_loss"][-1])
         if o.verbose:
             print(f"  val loss {vl:.6f}; on the same frames: previous frame {result.previous_val_loss:.6f}, "
