@@ -210,6 +210,11 @@ class SequenceEncoder:
         self._older = {}  # frame → the decoded frame before it in its window (linear extrapolation's)
         self._extrapolated = set()  # frames in flight whose code 0 is linear extrapolation (for the statistics)
         self._window_of = {}  # frame → its window's keyframe, until the next frame of its lane
+        # window (its keyframe) → its keyframe chunk's bytes: what coding a frame on its own costs
+        # there (intra is tried above a share of it). Per window, not the coder's last keyframe:
+        # lanes code several windows' frames in turn, and a window coded alone (a segment, a Dask
+        # task, --order auto's trial) must give the very chunks it gives among them.
+        self._intra_reference = {}
         self._x_trial = {}  # window (its keyframe) → the frames of extrapolation's trial, or None once judged
         self._x_off = set()  # windows where extrapolation did not pay: not offered for the rest of them
         self.lossless = is_lossless(coder.mode, coder.bounds)
@@ -312,13 +317,14 @@ class SequenceEncoder:
         return pays
 
     def keyframe(self, f):
-        self._finish_pending(0)  # a keyframe resets what intra costs: the frames before it finish first
+        self._finish_pending(0)  # the frames before a keyframe finish first (their records in frame order)
         self._stopping.discard(f)
         self._in_trial.pop(f, None)
         ended = self._window_of.pop(f - 1, None)  # the window before this one in the lane (DWP: may be f's own)
         if ended is not None:
             self._x_trial.pop(ended, None)
             self._x_off.discard(ended)
+            self._intra_reference.pop(ended, None)
         self._window_of[f] = f
         self._x_trial.pop(f, None)
         self._x_off.discard(f)
@@ -326,7 +332,7 @@ class SequenceEncoder:
         self._last.pop(f - 1, None)
         self._older.pop(f - 1, None)
         chunk, decoded = self.key_coder.encode_frame(to_planar(frame))
-        self.coder.note_intra(len(chunk))
+        self._intra_reference[f] = len(chunk)
         return self._done(f, frame, decoded, chunk)
 
     def prediction_error(self, f, model_prediction):
@@ -366,11 +372,12 @@ class SequenceEncoder:
         planar = to_planar(frame)
         if self._parallel():
             self._pending.append((f, frame, planar, self._pool.submit(self.coder.code_predicted, planar, mp, previous,
-                                                                      None, rival)))
+                                                                      None, rival, self._intra_reference[window])))
             self._last[f] = planar  # exact: the decoded frame is the frame
             self._finish_pending(self.threads)
             return frame
-        return self._finish(f, frame, planar, self.coder.code_predicted(planar, mp, previous, rival=rival))
+        return self._finish(f, frame, planar, self.coder.code_predicted(planar, mp, previous, rival=rival,
+                                                                        intra_reference=self._intra_reference[window]))
 
     def _parallel(self):
         if self.threads <= 1:

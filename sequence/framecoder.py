@@ -171,9 +171,9 @@ class FrameCoder:
         → (chunk bytes, decoded frame, prediction). choice: (block choices, prediction) already made."""
         return self.finish_frame(frame, self.code_predicted(frame, model_prediction, previous, choice))
 
-    def code_predicted(self, frame, model_prediction, previous, choice=None, rival=None):
+    def code_predicted(self, frame, model_prediction, previous, choice=None, rival=None, intra_reference=None):
         """Code a predicted frame, changing nothing in this coder (it only reads the window's
-        intra_reference, set at its keyframe), so that frames may be coded so in parallel threads
+        intra_reference: the argument, else the one note_intra set), so that frames may be coded so in parallel threads
         (losslessly each frame's decoded frame is the frame itself, known before it is coded):
         → (block choices or None when intra, prediction, chunk, decoded frame, bytes the model's
         candidates saved, (predicted chunk bytes, intra chunk bytes or None)). finish_frame takes
@@ -211,7 +211,8 @@ class FrameCoder:
         if self.intra is None:
             return choices, p, body, decoded, saving, (len(body), None)
         body = bytes([mode]) + body
-        if self.intra_reference is None or len(body) > INTRA_TRY_FRACTION * self.intra_reference:
+        reference = self.intra_reference if intra_reference is None else intra_reference
+        if reference is None or len(body) > INTRA_TRY_FRACTION * reference:
             intra, intra_decoded = self.intra.encode_frame(np.asarray(frame))
             sizes = (len(body), len(intra) + 1)
             if len(intra) + 1 < len(body):

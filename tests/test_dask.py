@@ -169,3 +169,35 @@ def test_training_refuses_the_cluster_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         tezip.main(["-l", str(tmp_path / "m"), str(tmp_path / "d"), "--workers", "2"])
     assert stop.value.code == 2 and "serve -c and -u" in capsys.readouterr().err
+
+
+def intra_windows(folder):
+    """Two windows of -w 5 whose keyframes differ a lot in size: a smooth gradient with a patch of
+    fresh noise in every frame (a small keyframe, costly predicted frames: intra is tried against
+    it), then steady noise (a large keyframe)."""
+    rng = np.random.default_rng(7)
+    folder.mkdir(parents=True)
+    yy, xx = np.mgrid[0:48, 0:64]
+    frames = []
+    for i in range(12):
+        if i < 6:
+            img = np.stack([(xx * 3 + yy) % 256, (yy * 4) % 256, (xx + 2 * yy) % 256], -1).astype(np.uint8)
+            img[10:40, 10:50] = rng.integers(0, 256, (30, 40, 3))
+        else:
+            base = rng.integers(0, 256, (48, 64, 3)) if i == 6 else base
+            img = np.clip(base + rng.integers(-2, 3, (48, 64, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"f{i:02d}.png")
+        frames.append(img)
+    return np.stack(frames)
+
+
+def test_a_window_coded_apart_gives_the_chunks_it_gives_among_lanes(scheduler, tmp_path):
+    """Two lanes code two windows in turn; the cluster codes each alone. Whether a predicted frame
+    also tries intra depends on its own window's keyframe (not the other lane's, coded just
+    before): the same archive either way."""
+    intra_windows(tmp_path / "seq")
+    options = ["-f", "-w", "5", "-m", "abs", "-b", "0", "--lanes", "2"]
+    assert tezip.main(["-c", "default", str(tmp_path / "seq"), str(tmp_path / "plain"), *options]) == 0
+    assert tezip.main(["-c", "default", str(tmp_path / "seq"), str(tmp_path / "dask"), *options,
+                       "--scheduler", scheduler]) == 0
+    assert same_archive(tmp_path / "plain", tmp_path / "dask")
