@@ -505,4 +505,12 @@ if __name__ == "__main__":
     # finished) must not interrupt the frameworks' exit handlers (a traceback after the line) or
     # turn a finished run's status into 130.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        # Interrupted: what the frameworks' exit handlers still have to say about the work they
+        # were stopped in (Dask's clusters closed mid start-up: dozens of traceback lines) is not
+        # the user's business; the handlers still run (they stop the worker processes).
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        sys.stderr = open(os.devnull, "w")
     sys.exit(code)

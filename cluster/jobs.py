@@ -39,9 +39,9 @@ def _absolute(path):
 
 def _model_path(model_dir):
     """MODEL_DIR as workers get it: the keywords `default` and `none` as they are, a folder absolute."""
-    from prednet.modelfile import DEFAULT_MODEL, is_no_model
+    from prednet.modelfile import is_default_model, is_no_model
 
-    return str(model_dir) if str(model_dir) == DEFAULT_MODEL or is_no_model(model_dir) else _absolute(model_dir)
+    return model_dir if is_default_model(model_dir) or is_no_model(model_dir) else _absolute(model_dir)
 
 
 class _Job:

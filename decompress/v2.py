@@ -168,7 +168,10 @@ def _decode_in_fresh_process(model_dir, comp_dir, onednn):
     root = str(Path(__file__).resolve().parent.parent)  # the child imports TEZip from where this one did
     env = dict(os.environ, **{ONEDNN: onednn})
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    child = subprocess.Popen([sys.executable, "-m", "decompress.v2", str(model_dir), str(comp_dir)], env=env,
+    from prednet.modelfile import is_default_model
+
+    given = model_dir if is_default_model(model_dir) else os.path.abspath(model_dir)  # a folder stays a folder
+    child = subprocess.Popen([sys.executable, "-m", "decompress.v2", given, os.path.abspath(comp_dir)], env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         out, _ = child.communicate()

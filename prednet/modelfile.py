@@ -121,9 +121,16 @@ def save_model(model_dir, prednet, training_info=None):
     return digest
 
 
+def is_default_model(model_dir):
+    """Whether MODEL_DIR is the keyword `default` (the bundled model): the string itself only, so
+    that a folder of that name is given as ./default (a str "./default", or any Path, is a folder)."""
+    return isinstance(model_dir, str) and model_dir == DEFAULT_MODEL
+
+
 def resolve_model_dir(model_dir):
-    """The folder a MODEL_DIR argument names: the bundled model for "default", else the path."""
-    if str(model_dir) == DEFAULT_MODEL:
+    """The folder a MODEL_DIR argument names: the bundled model for "default" (is_default_model),
+    else the path."""
+    if is_default_model(model_dir):
         if not (DEFAULT_MODEL_DIR / MODEL_JSON).is_file():
             raise TezipError(f"the bundled default model is missing from this installation ({DEFAULT_MODEL_DIR})")
         return DEFAULT_MODEL_DIR
@@ -220,7 +227,8 @@ NO_MODEL = "none"  # MODEL_DIR for compression without a model (prediction from 
 
 
 def is_no_model(model_dir):
-    return str(model_dir) == NO_MODEL
+    """Whether MODEL_DIR is the keyword `none` (no model): the string itself only, as is_default_model."""
+    return isinstance(model_dir, str) and model_dir == NO_MODEL
 
 
 def expected_weight_shapes(arch):

@@ -201,7 +201,7 @@ def train(model_dir, data_dir, options: TrainOptions):
     from base.publish import OutputFolder, check_output_folder
     from prednet.modelfile import DEFAULT_MODEL, DEFAULT_MODEL_DIR
 
-    if str(model_dir) == DEFAULT_MODEL:
+    if isinstance(model_dir, str) and model_dir == DEFAULT_MODEL:
         raise TezipError(f"MODEL_DIR '{DEFAULT_MODEL}' names the bundled model; train into another folder "
                          f"(./{DEFAULT_MODEL} for a folder of that name)")
     if Path(model_dir).resolve() == DEFAULT_MODEL_DIR.resolve():  # by its path (even with --overwrite)

@@ -1,6 +1,7 @@
 """End-to-end: real tiny PredNet, real codec, real files. Compress → decompress → compare pixels."""
 
 import json
+from pathlib import Path
 import os
 import subprocess
 import sys
@@ -371,3 +372,22 @@ def test_numbered_names_without_padding_are_ordered_by_number_and_v_says_so(tiny
     decompress_folder(tiny_model(3), tmp_path / "comp", tmp_path / "out")
     np.testing.assert_array_equal(read_sequence(tmp_path / "out").frames, frames)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"f-{t + 1}.png" for t in range(11))
+
+
+def test_a_folder_named_default_or_none_is_a_folder(tmp_path, monkeypatch):
+    """`default` and `none` are keywords only as such: ./default and ./none name folders of a
+    model of one's own (QA: ./default took the bundled model's description with the folder's
+    weights and was refused)."""
+    import shutil
+
+    import tezip
+
+    golden = Path(__file__).resolve().parent / "fixtures" / "golden"
+    monkeypatch.chdir(tmp_path)
+    frames = make_sequence(tmp_path / "q", n_frames=7, height=24, width=32, channels=1, seed=2)
+    for name in ("default", "none"):
+        shutil.copytree(golden / "model1", tmp_path / name)
+        assert tezip.main(["-c", f"./{name}", "q", f"c_{name}", "-w", "3", "-b", "0"]) == 0
+        assert tezip.main(["-u", f"./{name}", f"c_{name}", f"d_{name}"]) == 0
+        np.testing.assert_array_equal(read_sequence(tmp_path / f"d_{name}").frames, frames)
+        assert tezip.main(["-u", "default", f"c_{name}", f"x_{name}"]) == 1  # the bundled model is another
