@@ -39,12 +39,11 @@ class OrderTrial:
 
 def sample_windows(segments, window):
     """Indices into `segments` [(start, end)] (one window each) of the first, the middle and the
-    last window, the one before the last where the sequence ends in a window shorter than half of
-    `window`; at most SAMPLE_WINDOWS, in order, no repeats."""
-    last = len(segments) - 1
-    if last > 0 and 2 * (segments[last][1] - segments[last][0]) < window:
-        last -= 1
-    picks = sorted({0, last // 2, last})
+    last window at least half of `window` long (warm-up keyframes -p and a short last window say
+    nothing of the run; all of them where none is that long); at most SAMPLE_WINDOWS, in order,
+    no repeats."""
+    whole = [i for i, (s, e) in enumerate(segments) if 2 * (e - s) >= window] or list(range(len(segments)))
+    picks = sorted({whole[0], whole[(len(whole) - 1) // 2], whole[-1]})
     return picks[:SAMPLE_WINDOWS]
 
 

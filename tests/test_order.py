@@ -26,6 +26,8 @@ def same_archive(one, other):
     ([(0, 10), (10, 20), (20, 23)], 10, [0, 1]),  # the short last window is left out
     ([(0, 10), (10, 20), (20, 26)], 10, [0, 1, 2]),  # at least half a window: kept
     ([(s, s + 10) for s in range(0, 100, 10)], 10, [0, 4, 9]),  # first, middle, last
+    ([(0, 1), (1, 2), (2, 12), (12, 22), (22, 32)], 10, [2, 3, 4]),  # warm-up keyframes (-p 2) left out
+    ([(0, 1), (1, 3)], 10, [0, 1]),  # nothing half a window long: what there is
 ])
 def test_sample_windows_first_middle_last(segments, window, picks):
     assert sample_windows(segments, window) == picks
