@@ -5,6 +5,7 @@ options is given, so ordinary runs never pay for it."""
 import logging
 import os
 import re
+import signal
 from contextlib import contextmanager
 
 from base.errors import OptionError, TezipError
@@ -73,10 +74,33 @@ def local_cluster(workers):
     import dask
 
     distributed = _distributed()
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), _sigint_blocked():
         return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                         silence_logs=logging.ERROR, env={**WORKER_ENV, **_inherited_env()},
                                         preload=["cluster.worker_setup"])
+
+
+@contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread while the cluster starts. A terminal's Ctrl-C goes to the whole
+    process group, and worker processes still importing (a second or two, before worker_setup
+    makes them ignore it) each printed a KeyboardInterrupt traceback. The cluster's event-loop
+    thread is created here and inherits the mask, the worker processes it spawns inherit it through
+    exec, so they never see SIGINT; the client's own Ctrl-C stays pending and is raised when the
+    mask is restored on leaving (the run then stops with its one line). multiprocessing's resource
+    tracker, which the first spawn starts, blocks and then *unblocks* SIGINT in the spawning thread
+    (the event loop's): it is started here first, outside the mask."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on Windows
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _inherited_env():

@@ -4,6 +4,11 @@ without Dask (and whatever the number of workers), the frames restored exactly, 
 to its sequence, a killed worker's task rerun with nothing half-written."""
 
 import filecmp
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +16,7 @@ from PIL import Image
 
 import archive
 import tezip
-from conftest import make_sequence
+from conftest import REPO_ROOT, make_sequence
 from frames.read import read_sequence
 
 distributed = pytest.importorskip("distributed")
@@ -201,3 +206,59 @@ def test_a_window_coded_apart_gives_the_chunks_it_gives_among_lanes(scheduler, t
     assert tezip.main(["-c", "default", str(tmp_path / "seq"), str(tmp_path / "dask"), *options,
                        "--scheduler", scheduler]) == 0
     assert same_archive(tmp_path / "plain", tmp_path / "dask")
+
+
+def _importing_children(pid):
+    """PIDs of the multiprocessing-spawned children of process pid that are in Python with
+    SIGINT caught but not yet ignored: a worker importing, before its set-up (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                spawned = b"spawn_main" in f.read()
+            with open(f"/proc/{entry}/status") as f:
+                masks = dict(line.split(":", 1) for line in f if line.startswith(("SigCgt", "SigIgn")))
+        except (OSError, ValueError, IndexError):
+            continue
+        sigint = 1 << (signal.SIGINT - 1)
+        if parent == pid and spawned and int(masks["SigCgt"], 16) & sigint and not int(masks["SigIgn"], 16) & sigint:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the worker processes in /proc")
+def test_ctrl_c_while_the_local_cluster_starts_prints_one_line(data, tmp_path):
+    """A terminal's Ctrl-C goes to the whole process group: sent while the local workers are still
+    importing (before they ignore SIGINT), it printed each worker's KeyboardInterrupt traceback
+    after the one line. Now the workers are born with SIGINT blocked: one line, 130, nothing
+    written, no worker left behind."""
+    root, _ = data
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "tezip.py"), "-c", "none", str(root / "long"), str(out),
+                             "--workers", "2", *LOSSLESS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    children = []
+    while not children and proc.poll() is None and time.time() < deadline:
+        children = _importing_children(proc.pid)
+        time.sleep(0.001)
+    assert children, "no worker process was seen importing"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["tezip.py: interrupted; no partial output was left"], err
+    assert not out.exists() or not any(out.iterdir())
+    for child in children:
+        assert not os.path.exists(f"/proc/{child}") or _is_zombie(child), f"worker {child} outlived the run"
+
+
+def _is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
