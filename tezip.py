@@ -107,7 +107,7 @@ def build_parser():
                       help="also write OUT_DIR/report.png: bytes and prediction MSE per frame with the keyframes "
                            "(and -t threshold) marked, and one frame, its prediction and the residual as a heat map")
     comp.add_argument("--report-frame", type=int, metavar="N",
-                      help="the frame --report shows (default: the worst-predicted frame)")
+                      help="the frame --report shows (default: the worst-predicted frame); implies --report")
 
     scale = p.add_argument_group(
         "scale-out on Dask (-c and -u; needs the distributed package)",
@@ -385,8 +385,11 @@ def _main(argv):
     from base import publish
 
     publish.signals_received.clear()  # main() can run more than once in a process (tests, scripts)
+    publish.run_finished.clear()
 
     def interrupted(signum, frame):  # clean up temporary files, publish nothing
+        if signum == signal.SIGINT and publish.run_finished:
+            return  # all published, the last line printed: a late Ctrl-C changes nothing
         publish.note_signal(signum)
         raise KeyboardInterrupt
 
@@ -499,7 +502,9 @@ def _run(job, args, plan, device):
     return 0
 
 
-if __name__ == "__main__":
+def console_main():
+    """The command's entry point (`python tezip.py` and the installed `tezip`): main(), then exit
+    with its code."""
     code = main()
     # The run is over and its last line printed: a late Ctrl-C (pressed twice, or just as the run
     # finished) must not interrupt the frameworks' exit handlers (a traceback after the line) or
@@ -514,3 +519,7 @@ if __name__ == "__main__":
         os.dup2(devnull, 2)
         sys.stderr = open(os.devnull, "w")
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    console_main()

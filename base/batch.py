@@ -11,7 +11,7 @@ from pathlib import Path
 
 from base.errors import TezipError, printable
 from base.progress import progress_bar
-from base.publish import check_output_folder
+from base.publish import check_output_folder, note_run_finished
 
 
 @dataclass
@@ -135,6 +135,7 @@ def not_to_run(src, out, label, already_done, overwrite):
 
 
 def print_table(results, verb):
+    note_run_finished()  # every sequence is done: the table is the run's last line
     rows = [("sequence", "status", "frames", "ratio", "max err", "seconds")]
     for r in results:
         rows.append((

@@ -92,6 +92,17 @@ def note_signal(signum):
     signals_received.append(signum)
 
 
+# Set once the run's outputs are all published and its last line (a sequence's summary, a batch's
+# table) printed or about to be: the command line's handler then ignores Ctrl-C, which can no longer
+# stop anything (a local Dask cluster still closing takes seconds) and must not turn a finished run
+# into "interrupted" (exit 130).
+run_finished = []
+
+
+def note_run_finished():
+    run_finished.append(True)
+
+
 @contextlib.contextmanager
 def deferred_interrupts():
     """Hold Ctrl-C (SIGINT) and SIGTERM while the block runs, then deliver them: the renames that

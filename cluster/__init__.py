@@ -16,6 +16,7 @@ from pathlib import Path
 
 from base.batch import batch_root, check_batch_folders, not_to_run, print_table, sequence_folders, sequence_label, sequence_name
 from base.errors import TezipError
+from base.publish import note_run_finished
 
 
 def compress_on_cluster(model_dir, image_dir, out_dir, plan, flags, workers=None, scheduler=None):
@@ -69,5 +70,6 @@ def _run(src_root, out_root, what, make_job, already_done, overwrite, verb, work
                 where.append(i - 1)
         for k, result in zip(where, run_jobs(client, jobs)):
             results[k] = result
+        note_run_finished()  # all published: a Ctrl-C while the cluster closes must not lose the table
     print_table(results, verb)
     return sum(r.status == "FAILED" for r in results)

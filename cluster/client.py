@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import signal
+import sys
 from contextlib import contextmanager
 
 from base.errors import OptionError, TezipError
@@ -14,8 +15,13 @@ from base.errors import OptionError, TezipError
 # otherwise each take every core, N workers fighting over them).
 # How long to try reaching --scheduler before giving up with one line.
 CONNECT_TIMEOUT = "10s"
-# [protocol://]host:port (a name, an IPv4 address or a bracketed IPv6 one).
-ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):[0-9]{1,5}$")
+# [protocol://]host:port (a name, an IPv4 address or a bracketed IPv6 one), with the protocols
+# distributed itself connects over (UCX needs packages TEZip does not install).
+ADDRESS = re.compile(r"^((tcp|tls|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):([0-9]{1,5})$")
+ENCRYPTED = ("tls", "wss")
+# How long a run waits for a first worker to join an existing scheduler that has none (a batch
+# system's workers may still be queued), saying so once, before it gives up with one line.
+WORKER_WAIT_S = 600
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -25,8 +31,11 @@ def check_cluster_options(workers, scheduler):
         raise OptionError("give --workers N (a local Dask cluster) or --scheduler ADDRESS (an existing one), not both")
     if workers is not None and workers < 1:
         raise OptionError(f"--workers must be at least 1 (got {workers})")
-    if scheduler is not None and not ADDRESS.match(str(scheduler)):
-        raise OptionError(f"--scheduler needs a scheduler's address such as tcp://host:8786 (got {scheduler!r})")
+    if scheduler is not None:
+        match = ADDRESS.match(str(scheduler))
+        if not match or not 1 <= int(match.group(4)) <= 65535:
+            raise OptionError("--scheduler needs a scheduler's address such as tcp://host:8786 (protocols tcp, tls, "
+                              f"ws, wss; ports 1-65535) (got {scheduler!r})")
 
 
 def _distributed():
@@ -41,28 +50,74 @@ def _distributed():
 def dask_client(workers=None, scheduler=None):
     """A distributed.Client for the run, closed (and a local cluster shut down) on leaving.
     workers: start a LocalCluster of that many single-threaded worker processes; scheduler: connect
-    to it (waiting CONNECT_TIMEOUT at most). Raises TezipError (one line) when
-    the scheduler cannot be reached or the cluster does not start."""
+    to it (waiting CONNECT_TIMEOUT at most), then, if it has no worker yet, wait WORKER_WAIT_S for
+    one (saying so on stderr). Dask's own log lines are silenced meanwhile: failures reach the user
+    as TEZip's one line each. Raises TezipError (one line) when the scheduler cannot be reached, no
+    worker joins or the cluster does not start."""
     check_cluster_options(workers, scheduler)
     distributed = _distributed()
     cluster = None
+    with _dask_logs_silenced():
+        try:
+            if scheduler is not None:
+                _check_security(distributed, scheduler)
+                client = distributed.Client(str(scheduler), timeout=CONNECT_TIMEOUT, set_as_default=False)
+            else:
+                cluster = local_cluster(workers)
+                client = distributed.Client(cluster, set_as_default=False)
+        except (OSError, TimeoutError, ValueError, TypeError) as e:
+            if cluster is not None:
+                cluster.close()
+            where = f"the Dask scheduler at {scheduler}" if scheduler is not None else f"a local Dask cluster of {workers} workers"
+            raise TezipError(f"cannot reach {where} ({_one_line(e)}); nothing was written") from None
+        try:
+            if scheduler is not None:
+                _wait_for_a_worker(client, scheduler)
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _check_security(distributed, scheduler):
+    """Refuse (one line) a tls:// or wss:// address when Dask has no TLS settings to connect with:
+    the client would fail deep inside with a traceback."""
+    scheme = str(scheduler).split("://", 1)[0] if "://" in str(scheduler) else "tcp"
+    if scheme in ENCRYPTED and distributed.Security().get_connection_args("client").get("ssl_context") is None:
+        raise TezipError(f"--scheduler {scheduler} is encrypted, and Dask has no TLS settings to connect with (set "
+                         "distributed.comm.tls.ca-file and .client.cert/.key in the Dask configuration); nothing was written")
+
+
+def _wait_for_a_worker(client, scheduler):
+    """Return once the scheduler has a worker; say on stderr that the run waits if it has none yet.
+    Raises TezipError after WORKER_WAIT_S without one."""
+    if client.scheduler_info().get("workers"):
+        return
+    print(f"tezip.py: note: the Dask scheduler at {scheduler} has no worker yet; waiting up to "
+          f"{WORKER_WAIT_S // 60} minutes for one to join (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
-        if scheduler is not None:
-            client = distributed.Client(str(scheduler), timeout=CONNECT_TIMEOUT, set_as_default=False)
-        else:
-            cluster = local_cluster(workers)
-            client = distributed.Client(cluster, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as e:
-        if cluster is not None:
-            cluster.close()
-        where = f"the Dask scheduler at {scheduler}" if scheduler is not None else f"a local Dask cluster of {workers} workers"
-        raise TezipError(f"cannot reach {where} ({_one_line(e)}); nothing was written") from None
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise TezipError(f"no Dask worker joined the scheduler at {scheduler} within {WORKER_WAIT_S // 60} minutes; "
+                         "nothing was written") from None
+
+
+@contextmanager
+def _dask_logs_silenced():
+    """Dask's loggers in this process at CRITICAL for the run ("Failed to reconnect to scheduler",
+    heartbeat errors after a scheduler is lost): TEZip reports what failed in its own line."""
+    # Dask's configuration gives some loggers levels of their own (distributed.client among them),
+    # which the parent's level does not override.
+    names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        yield client
+        yield
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def local_cluster(workers):
@@ -76,7 +131,7 @@ def local_cluster(workers):
     distributed = _distributed()
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), _sigint_blocked():
         return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                        silence_logs=logging.ERROR, env={**WORKER_ENV, **_inherited_env()},
+                                        silence_logs=logging.CRITICAL, env={**WORKER_ENV, **_inherited_env()},
                                         preload=["cluster.worker_setup"])
 
 

@@ -33,6 +33,18 @@ def _message(error):
     return f"a worker failed ({type(error).__name__}: {' '.join(str(error).split())}); nothing was written"
 
 
+def _cancelled(error, results):
+    """The one line for a run whose tasks the scheduler cancelled (it went away: the reason is then
+    "scheduler-connection-lost")."""
+    reason = getattr(error, "reason", None) or "unknown reason"
+    finished = sum(r is not None and r.status != "FAILED" for r in results)
+    rest = ("nothing was written" if not finished else
+            f"the {finished} sequence{'s' if finished > 1 else ''} finished before {'are' if finished > 1 else 'is'} "
+            "kept, the rest were not written")
+    what = "lost the connection to" if reason == "scheduler-connection-lost" else f"tasks cancelled ({reason}) by"
+    return f"{what} the Dask scheduler mid-run; {rest}"
+
+
 def run_jobs(client, jobs, report_errors=True):
     """Run `jobs` (cluster.jobs: CompressJob / DecompressJob, not yet opened) on `client`'s cluster.
     Returns one SequenceResult per job, in order. report_errors: print a failed job's line on
@@ -101,6 +113,8 @@ def run_jobs(client, jobs, report_errors=True):
                 except (TezipError, MemoryError, OSError) as e:
                     fail(k, e)
                 except Exception as e:  # noqa: BLE001 - raised in a worker (KilledWorker, a bug): this job only
+                    if future.status == "cancelled":  # not by fail(): the scheduler was lost (or cancelled it)
+                        raise TezipError(_cancelled(e, results)) from None
                     if future.status != "error":
                         raise
                     fail(k, e)

@@ -20,7 +20,7 @@ from base.errors import TezipError, printable
 from base.pixels import max_value_of
 from base.progress import progress_bar
 from base.threads import threads_for
-from base.publish import OutputFolder, check_output_folder
+from base.publish import OutputFolder, check_output_folder, note_run_finished
 from sequence.coding import FrameStats, SequenceEncoder
 from sequence.plan import CodecPlan, RunFlags, default_lanes
 from stages import array_module
@@ -330,6 +330,8 @@ def publish_archive(out, writer, source, sequence, key_header, summary, plan, fl
     if flags.verbose:
         _print_details(summary, source.names)
     print(label + summary.line(), flush=True)
+    if not label:  # a single sequence: this was the run's last line
+        note_run_finished()
     return summary
 
 

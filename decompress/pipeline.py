@@ -18,7 +18,7 @@ from archive.v3 import GRAY_ON_COLOUR
 from base.errors import TezipError, printable
 from base.progress import progress_bar
 from base.threads import threads_for
-from base.publish import OutputFolder, check_output_folder
+from base.publish import OutputFolder, check_output_folder, note_run_finished
 from sequence.coding import SequenceDecoder
 from sequence.framecoder import FrameCoder, KeyframeCoder
 from sequence.plan import RunFlags
@@ -291,4 +291,6 @@ def report_decoded(archive, comp_dir, out, sink, t0, label):
         f"ratio {result.ratio:.2f}, {seconds:.2f} s",
         flush=True,
     )
+    if not label:  # a single sequence: this was the run's last line
+        note_run_finished()
     return result

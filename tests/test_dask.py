@@ -4,6 +4,7 @@ without Dask (and whatever the number of workers), the frames restored exactly, 
 to its sequence, a killed worker's task rerun with nothing half-written."""
 
 import filecmp
+import json
 import os
 import signal
 import subprocess
@@ -152,6 +153,10 @@ def test_a_worker_that_always_dies_fails_the_sequence_with_one_line(data, tmp_pa
     (["--workers", "0"], 2, "--workers must be at least 1"),
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], 2, "not both"),
     (["--scheduler", "nonsense"], 2, "--scheduler needs a scheduler's address"),
+    (["--scheduler", "foo://127.0.0.1:8786"], 2, "--scheduler needs a scheduler's address"),
+    (["--scheduler", "ucx://127.0.0.1:8786"], 2, "--scheduler needs a scheduler's address"),
+    (["--scheduler", "tcp://127.0.0.1:99999"], 2, "--scheduler needs a scheduler's address"),
+    (["--scheduler", "tls://127.0.0.1:1"], 1, "is encrypted, and Dask has no TLS settings"),
     (["--scheduler", "tcp://127.0.0.1:1"], 1, "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
 ])
 def test_bad_cluster_options_are_one_line_and_write_nothing(data, tmp_path, monkeypatch, capsys, options, code, message):
@@ -262,3 +267,102 @@ def _is_zombie(pid):
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def _tezip_cli(*args, **popen):
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "tezip.py"), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+def test_ctrl_c_after_the_last_line_while_the_cluster_closes_is_ignored(data, tmp_path):
+    """The summary line is printed before the local cluster closes (a second or more): a Ctrl-C
+    then was reported as an interrupted run (130, "no partial output was left") though the
+    archive was complete. It is ignored: exit 0, nothing more on stderr, the archive whole."""
+    root, _ = data
+    out = tmp_path / "out"
+    proc = _tezip_cli("-c", "none", root / "long", out, "--workers", "2", *LOSSLESS, start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("compressed "):
+            break
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert err == ""
+    assert all((out / f).is_file() for f in archive.ARCHIVE_FILES)
+
+
+def test_a_failing_task_on_local_workers_is_one_line(data, tmp_path):
+    """Dask's worker logged "Compute Failed" and the task's traceback before TEZip's own line."""
+    root, _ = data
+    broken = tmp_path / "broken"
+    make_sequence(broken, n_frames=8, height=16, width=16, seed=9)
+    frame = sorted(broken.iterdir())[5]
+    frame.write_bytes(frame.read_bytes()[:60])
+    proc = _tezip_cli("-c", "none", broken, tmp_path / "out", "--workers", "1", *LOSSLESS)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert len(err.splitlines()) == 1 and "corrupt or truncated image" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def _dask_cli(module, *args, cwd):
+    return subprocess.Popen([sys.executable, "-m", f"distributed.cli.{module}", *map(str, args)], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+
+
+def _wait_for_file(path, proc, timeout=60):
+    deadline = time.time() + timeout
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert path.exists(), f"{proc.args} did not start"
+
+
+def test_an_external_scheduler_without_workers_then_lost_mid_run(data, tmp_path, monkeypatch, capsys):
+    """--scheduler: with no worker yet the run says it waits, and gives up with one line after
+    WORKER_WAIT_S (it waited forever without a word); with a worker, the scheduler killed mid-run
+    ends the run with one line (a traceback through cluster/run.py before), nothing written."""
+    import cluster.client
+    import cluster.jobs
+
+    monkeypatch.setattr(cluster.client, "WORKER_WAIT_S", 2)
+    monkeypatch.setattr(cluster.client, "CONNECT_TIMEOUT", "2s")
+    root, _ = data
+    address_file = tmp_path / "scheduler.json"
+    scheduler = _dask_cli("dask_scheduler", "--scheduler-file", address_file, "--port", "0", "--dashboard-address",
+                          ":0", cwd=tmp_path)
+    worker = None
+    try:
+        _wait_for_file(address_file, scheduler)
+        address = json.loads(address_file.read_text())["address"]
+        command = ["-c", "none", str(root / "long"), str(tmp_path / "out"), *LOSSLESS, "--scheduler", address]
+        assert tezip.main(command) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 2 and "has no worker yet; waiting" in err[0], err
+        assert "no Dask worker joined the scheduler" in err[1], err
+        assert not (tmp_path / "out").exists()
+
+        worker = _dask_cli("dask_worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                           cwd=tmp_path)
+        add = cluster.jobs.CompressJob.add
+
+        def add_then_kill_the_scheduler(job, i, code):  # the first segment is in: the scheduler dies
+            if scheduler.poll() is None:
+                os.killpg(scheduler.pid, signal.SIGKILL)
+                scheduler.wait()
+            return add(job, i, code)
+
+        monkeypatch.setattr(cluster.jobs.CompressJob, "add", add_then_kill_the_scheduler)
+        assert tezip.main(command) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1] == "tezip.py: error: lost the connection to the Dask scheduler mid-run; nothing was written", err
+        assert len(err) <= 2 and all("Traceback" not in line for line in err), err  # the waiting note, if any
+        assert not (tmp_path / "out").exists()
+    finally:
+        for proc in (scheduler, worker):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

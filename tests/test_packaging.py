@@ -22,7 +22,7 @@ def requirement_lines(path):
 def test_pyproject_dependencies_match_requirements():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert sorted(project["dependencies"]) == requirement_lines(REPO_ROOT / "requirements.txt")
-    assert project["scripts"] == {"tezip": "tezip:main", "train-data-create": "train_data_create:main"}
+    assert project["scripts"] == {"tezip": "tezip:console_main", "train-data-create": "train_data_create:main"}
     assert any(dep.startswith("cupy-cuda12x") for dep in project["optional-dependencies"]["gpu"])
 
 
@@ -67,7 +67,7 @@ def test_wheel_holds_code_default_model_and_entry_points(installed):
                    "sequence/plan.py", "archive/v2.py", "archive/v3.py", "decompress/v2.py",
                    "prednet/reference.py"):
         assert needed in names, needed
-    assert "tezip = tezip:main" in entry_points and "train-data-create = train_data_create:main" in entry_points
+    assert "tezip = tezip:console_main" in entry_points and "train-data-create = train_data_create:main" in entry_points
 
 
 def test_installed_copy_compresses_with_its_default_model(installed, tmp_path):
