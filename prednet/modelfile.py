@@ -297,7 +297,13 @@ def load_weights(model_dir):
         reference = ReferenceWeights(arch, weights)
     except ValueError as e:
         raise TezipError(f"model {model_dir}: {e}") from None
-    doc["digest"] = model_digest(arch, weights)
+    recorded, doc["digest"] = doc.get("digest"), model_digest(arch, weights)
+    if recorded is not None and recorded != doc["digest"]:
+        # Both files are written together; weights from another model (same architecture) would be
+        # used under this description (its training record, its name in archives) without a word.
+        raise TezipError(f"model {model_dir}: its weights ({WEIGHTS_FILE}) are not the ones {MODEL_JSON} describes "
+                         f"(digest {doc['digest'][:12]}, recorded {str(recorded)[:12]}): the two files come from "
+                         "different models")
     _loaded_weights.clear()
     _loaded_weights[key] = (reference, doc)
     return reference, dict(doc)

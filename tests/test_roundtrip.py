@@ -260,6 +260,21 @@ def test_different_model_refused(tiny_model, rgb20, tmp_path):
     other = train_tiny_model(tmp_path / "other", 3, seed=1)
     with pytest.raises(TezipError, match="different model"):
         decompress_folder(other, tmp_path / "comp", tmp_path / "out")
+    # One model's description with the other's weights (the same architecture): refused, not used
+    # under the wrong description.
+    import shutil
+
+    from prednet.modelfile import MODEL_JSON, WEIGHTS_FILE
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(tiny_model(3) / MODEL_JSON, mixed / MODEL_JSON)
+    shutil.copy(other / WEIGHTS_FILE, mixed / WEIGHTS_FILE)
+    with pytest.raises(TezipError, match="the two files come from different models"):
+        compress(mixed, images, tmp_path / "comp2", window=5)
+    with pytest.raises(TezipError, match="the two files come from different models"):
+        decompress_folder(mixed, tmp_path / "comp", tmp_path / "out2")
+    assert not (tmp_path / "comp2").exists() and not (tmp_path / "out2").exists()
 
 
 def test_cli_compress_decompress_and_errors(tiny_model, rgb20, tmp_path):
