@@ -310,6 +310,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("give either -v or --val-fraction, not both")
     if args.val_fraction is None:
         args.val_fraction = DEFAULT_VAL_FRACTION
+    if not 0 < args.val_fraction < 1:  # an argument error (exit 2), before any file is read
+        parser.error(f"--val-fraction must be between 0 and 1 (exclusive), got {args.val_fraction:g}")
     return args
 
 
@@ -329,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=lambda line: print(line, flush=True),
         )
     except TezipError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"train_data_create.py: error: {error}", file=sys.stderr)
         return error.exit_code
     height, width, channels = summary["frame_shape"]
     print(

@@ -312,7 +312,7 @@ def test_cli_errors(tmp_path, case, args, damage, fragment, out_exists):
     assert result.returncode == 1, case
     stderr_lines = result.stderr.splitlines()
     assert len(stderr_lines) == 1, result.stderr
-    assert stderr_lines[0].startswith("error: ")
+    assert stderr_lines[0].startswith("train_data_create.py: error: ")
     assert fragment in stderr_lines[0]
     if out_exists:
         assert list(output_dir.iterdir()) == []
@@ -340,4 +340,14 @@ def test_cli_val_and_fraction_conflict(tmp_path):
     result = run_script(data_dir, tmp_path / "out", "-v", "seq_00", "--val-fraction", "0.2")
     assert result.returncode != 0
     assert "either -v or --val-fraction" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fraction", ["1.5", "0", "nan"])
+def test_cli_bad_val_fraction_is_an_argument_error(tmp_path, fraction):
+    """Checked with the other arguments: exit 2 and argparse's line, nothing read or written."""
+    data_dir = make_data_dir(tmp_path, 3)
+    result = run_script(data_dir, tmp_path / "out", "--val-fraction", fraction)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("train_data_create.py: error: --val-fraction must be between 0 and 1")
     assert not (tmp_path / "out").exists()
