@@ -81,8 +81,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def normalize_path(path: str) -> str:
-    """A dataset path as written in messages and descriptions: absolute, no empty components."""
-    return "/" + "/".join(part for part in path.split("/") if part)
+    """A dataset path as written in messages and descriptions: absolute, no empty or `.` components
+    (HDF5 reads `/a/./b` as `/a/b`; an archive records plain paths only, plain_path)."""
+    return "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
 
 
 def split_spec(spec) -> tuple[Path, str | None] | None:
@@ -114,6 +115,8 @@ def frame_names(file_name: str, count: int) -> list[str]:
 
 
 def _shape_text(shape) -> str:
+    if shape is None:  # a null dataspace (h5py.Empty)
+        return "empty"
     return "x".join(str(s) for s in shape) if shape else "scalar"
 
 
@@ -123,7 +126,7 @@ def _dataset_text(name: str, ds) -> str:
 
 def _is_candidate(ds) -> bool:
     dtype = ds.dtype
-    return len(ds.shape) in (3, 4) and dtype.kind == "u" and dtype.itemsize in (1, 2) and dtype.names is None
+    return ds.shape is not None and len(ds.shape) in (3, 4) and dtype.kind == "u" and dtype.itemsize in (1, 2) and dtype.names is None
 
 
 def _attr_text(obj, name: str) -> str | None:
@@ -182,7 +185,7 @@ def find_dataset(h5file, file) -> str:
     if candidates:
         raise TezipError(f"{file}: {len(candidates)} datasets could be the frames: {listing(candidates)}; name one as "
                          f"{file}{SEPARATOR}{printable(candidates[0][0])}")
-    stacks = [(name, ds) for name, ds in found if len(ds.shape) in (3, 4)]
+    stacks = [(name, ds) for name, ds in found if ds.shape is not None and len(ds.shape) in (3, 4)]
     if len(stacks) == 1:  # the one image stack there is, of a kind TEZip cannot take: say why (uint32, ...)
         frames_mode(stacks[0][1], f"{file}{SEPARATOR}{printable(stacks[0][0])}")
     what = f" (its datasets: {listing(found)})" if found else " (it holds no datasets)"
@@ -192,6 +195,9 @@ def find_dataset(h5file, file) -> str:
 
 def frames_mode(ds, where: str) -> str:
     """TEZip's mode of a dataset's frames ("L", "I;16" or "RGB"), or TezipError saying why not."""
+    if ds.shape is None:
+        raise TezipError(f"{where}: an empty dataset (null dataspace); a sequence is a 3-D (N, H, W) or 4-D (N, H, W, C) "
+                         "dataset")
     shape, dtype = tuple(ds.shape), ds.dtype
     if len(shape) not in (3, 4):
         raise TezipError(f"{where}: {len(shape)}-D dataset ({_shape_text(shape)}); a sequence is a 3-D (N, H, W) or "

@@ -119,7 +119,10 @@ def test_nexus_default_signal_with_filters_and_attributes(tmp_path):
     assert list(groups) == ["/", "/entry", "/entry/data"]
 
 
-@pytest.mark.parametrize("spec", ["run.h5::/entry/data/data", "run.h5::entry/data/data", "run.dat::/entry/data/data"])
+@pytest.mark.parametrize("spec", ["run.h5::/entry/data/data", "run.h5::entry/data/data", "run.dat::/entry/data/data",
+                                  # `.` components (HDF5 reads them as the group itself): recorded plain, or -u
+                                  # refused the archive (QA)
+                                  "run.h5::/entry/./data/data", "run.h5::./entry/data/data", "run.h5::/entry/data/data/."])
 def test_dataset_named_explicitly(tmp_path, spec):
     frames = gray16(n=4)
     nexus_file(tmp_path / spec.split("::")[0], frames)
@@ -218,6 +221,9 @@ def _bad(path, kind):
             f.create_dataset("d", data=np.zeros((3, 8, 8, 3), np.uint16))
         elif kind == "channels":
             f.create_dataset("d", data=np.zeros((3, 8, 8, 2), np.uint8))
+        elif kind == "empty":
+            f["d"] = h5py.Empty("u2")
+            f["note"] = h5py.Empty("f8")
         elif kind == "no-frames":
             f.create_dataset("d", shape=(0, 8, 8), dtype=np.uint8, maxshape=(None, 8, 8))
         elif kind == "compound-attr":
@@ -236,6 +242,7 @@ def _bad(path, kind):
     ("rgb16", ["bad.h5::/d", "16-bit (uint16) RGB frames are not supported"]),
     ("channels", ["bad.h5::/d", "frames of 2 channels"]),
     ("no-frames", ["bad.h5::/d", "holds no frames"]),
+    ("empty", ["bad.h5::/d", "an empty dataset (null dataspace)"]),
     ("compound-attr", ["bad.h5::/d", "attribute 'cal' (compound type) cannot be carried"]),
     ("complex-attr", ["bad.h5::/d", "attribute 'z' (complex type complex128) cannot be carried"]),
     ("group-attr", ["bad.h5::/g", "attribute 'ref' (reference type) cannot be carried"]),
@@ -244,6 +251,21 @@ def test_bad_datasets_refused_in_one_line(tmp_path, kind, parts):
     _bad(tmp_path / "bad.h5", kind)
     with raises_one_line(*parts):
         open_source(f"{tmp_path / 'bad.h5'}::/{'g/d' if kind == 'group-attr' else 'd'}")
+
+
+def test_null_dataspace_datasets_are_not_frames(tmp_path):
+    """An empty (null dataspace) dataset beside the frames is passed over; alone it is listed as
+    such (it was "unreadable HDF5 file: object of type 'NoneType' has no len()", QA)."""
+    frames = gray16(n=3)
+    with h5py.File(tmp_path / "run.h5", "w") as f:
+        f.create_dataset("entry/data/data", data=frames)
+        f["entry/note"] = h5py.Empty("f8")
+    with open_source(tmp_path / "run.h5") as source:
+        np.testing.assert_array_equal(source.read_range(0, 3)[..., 0], frames)
+    with h5py.File(tmp_path / "none.h5", "w") as f:
+        f["x"] = h5py.Empty("u2")
+    with raises_one_line("none.h5", "no 3-D or 4-D uint8/uint16 dataset", "/x (empty uint16)"):
+        open_source(tmp_path / "none.h5")
 
 
 def test_bad_specs_refused_in_one_line(tmp_path):
