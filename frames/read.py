@@ -149,6 +149,9 @@ _ORIENTATIONS = {
     7: "mirrored and rotated 90 degrees", 8: "rotated 90 degrees counter-clockwise",
 }
 _SRGB_GAMMA = 1 / 2.2  # what PNG's gAMA says for sRGB (0.45455), the display's default
+# sRGB's white point and primaries as PNG's cHRM writes them (x, y of white, red, green, blue;
+# IEC 61966-2-1): a cHRM chunk of these, or one that an sRGB or ICC chunk overrides, changes nothing.
+_SRGB_CHROMATICITY = (0.3127, 0.3290, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)
 
 
 def _exif_orientation(image: Image.Image) -> int | None:
@@ -218,6 +221,13 @@ def _appearance_problem(image: Image.Image) -> str | None:
     if isinstance(gamma, (int, float)) and "srgb" not in image.info and abs(gamma - _SRGB_GAMMA) > 5e-4:
         return (f"PNG gamma {gamma:g} (gAMA; sRGB is {_SRGB_GAMMA:.5f}) is not carried through the archive: the "
                 f"restored frame would display lighter or darker")
+    chromaticity = image.info.get("chromaticity")
+    if (isinstance(chromaticity, tuple) and len(chromaticity) == 8 and "srgb" not in image.info
+            and not image.info.get("icc_profile")
+            and any(abs(float(a) - b) > 1e-3 for a, b in zip(chromaticity, _SRGB_CHROMATICITY))):
+        shown = ", ".join(f"{float(v):g}" for v in chromaticity)
+        return (f"PNG cHRM chunk (chromaticities {shown}: not sRGB's) is not carried through the archive: the "
+                f"restored frame would show other colours")
     return None
 
 
@@ -236,6 +246,12 @@ def _check_header(image: Image.Image, path: Path) -> ImageHeader:
     # PNM files whose maxval is not 255 (binary 16-bit PGM, maxval 65535, is decoded raw, not by
     # the "ppm" decoder); either would make a "lossless" round trip lose data.
     for codec_name, args in _rawmodes(image):
+        # 2- and 4-bit grayscale: Pillow hands out the samples scaled to 8 bits (×85, ×17), which
+        # would be restored as an 8-bit image of other values.
+        if mode == "L" and image.format in ("PNG", "TIFF") and _rawmode(args).startswith(("L;2", "L;4")):
+            bits = _rawmode(args)[2]
+            raise TezipError(f"{path}: {bits}-bit grayscale samples are not supported (they would be restored as "
+                             f"8-bit values); store 8- or 16-bit frames")
         if mode != GRAY16 and image.format in ("PNG", "TIFF") and ";16" in _rawmode(args):
             raise TezipError(
                 f"{path}: 16-bit-per-channel {image.mode} images are not supported; {_SUPPORTED_TEXT}"

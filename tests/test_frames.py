@@ -456,6 +456,11 @@ def _save(kind, path, t, orientation=6):
         info = PngImagePlugin.PngInfo()
         info.add(b"gAMA", struct.pack(">I", 100000 if kind == "png-gamma-1" else 45455))
         Image.fromarray(_rgb(t)).save(path, pnginfo=info)
+    elif kind in ("png-chrm-wide", "png-chrm-srgb"):  # cHRM: x, y of white, red, green, blue (× 100000)
+        info = PngImagePlugin.PngInfo()
+        green = (21000, 71000) if kind == "png-chrm-wide" else (30000, 60000)
+        info.add(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, *green, 15000, 6000))
+        Image.fromarray(_rgb(t)).save(path, pnginfo=info)
     else:
         raise ValueError(kind)
 
@@ -472,6 +477,7 @@ REFUSED = {
     "tiff-miniswhite-16": (".tif", "TIFF photometric MinIsWhite"),
     "png-icc-lab": (".png", "ICC colour profile"),
     "png-gamma-1": (".png", "PNG gamma 1"),
+    "png-chrm-wide": (".png", "PNG cHRM chunk (chromaticities 0.3127, 0.329, 0.64, 0.33, 0.21, 0.71, 0.15, 0.06"),
 }
 
 
@@ -487,13 +493,33 @@ def test_metadata_that_changes_how_a_frame_looks_is_refused(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind, ext", [("png-exif", ".png"), ("tiff-rgb-orientation", ".tif"),
-                                       ("png-icc-srgb", ".png"), ("png-gamma-srgb", ".png")])
+                                       ("png-icc-srgb", ".png"), ("png-gamma-srgb", ".png"),
+                                       ("png-chrm-srgb", ".png")])
 def test_metadata_that_changes_nothing_is_accepted(tmp_path, kind, ext):
-    """Orientation 1 (as stored), an sRGB profile and the sRGB gamma display as no metadata does."""
+    """Orientation 1 (as stored), an sRGB profile, the sRGB gamma and chromaticities display as no
+    metadata does."""
     for t in range(2):
         _save(kind, tmp_path / f"f{t}{ext}", t, orientation=1)
     sequence = read_sequence(tmp_path)
     np.testing.assert_array_equal(sequence.frames[1], _rgb(1))
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_grayscale_below_8_bits_is_refused(tmp_path, bits):
+    """Pillow hands out 2- and 4-bit samples scaled to 8 bits: restored, the file would be an 8-bit
+    image of other values (it was, "bit-exact", QA). Refused in one line, like 1-bit images."""
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    for t in range(2):
+        rows = b"".join(b"\0" + bytes([(t * 37 + r) % 256]) * 2 for r in range(4))  # 4 rows of 8 or 4 pixels
+        header = struct.pack(">IIBBBBB", 16 // bits, 4, bits, 0, 0, 0, 0)
+        (tmp_path / f"f{t}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    with raises_tezip("f0.png: ", f"{bits}-bit grayscale samples are not supported"):
+        read_sequence(tmp_path)
 
 
 def test_stack_page_with_orientation_refused(tmp_path):
