@@ -175,6 +175,11 @@ def check_job(p, args):
     jobs = [j for j in ("learn", "compress", "uncompress") if getattr(args, j) is not None]
     if len(jobs) != 1:
         p.error("give exactly one of -l (train), -c (compress), -u (decompress)")
+    names = {"learn": ("MODEL_DIR", "DATA_DIR"), "compress": ("MODEL_DIR", "IMAGE_DIR", "OUT_DIR"),
+             "uncompress": ("MODEL_DIR", "COMP_DIR", "OUT_DIR")}[jobs[0]]
+    for name, value in zip(names, getattr(args, jobs[0])):
+        if value == "":  # "" is the current folder to the OS: an unset shell variable would run on it
+            p.error(f"{name} is empty ({value!r}); give a path (. for the current folder)")
     return jobs[0]
 
 

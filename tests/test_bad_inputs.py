@@ -523,8 +523,14 @@ def _cli(*args):
      "--quantizer medquant serves the abs mode only"),
     (["-c", "M", "I", "O", "-w", "2", "-b", "-1"], 1, "error bound must not be negative"),
     (["-c", "M", "I", "O", "-w", "2", "-m", "lossy"], 1, "unknown error-bound mode 'lossy'"),
+    # "" is the current folder to the OS: an unset shell variable ran on whatever folder one was in (QA)
+    (["-c", "none", "", "O", "-w", "2"], 2, "IMAGE_DIR is empty"),
+    (["-u", "none", "", "O"], 2, "COMP_DIR is empty"),
+    (["-c", "", "I", "O", "-w", "2"], 2, "MODEL_DIR is empty"),
+    (["-u", "none", "C", ""], 2, "OUT_DIR is empty"),
+    (["-l", "M", ""], 2, "DATA_DIR is empty"),
 ], ids=["w0", "t-neg", "b-text", "lanes0", "u-2-args", "two-jobs", "zstd99", "motion9", "medquant-rel", "b-neg",
-        "mode"])
+        "mode", "empty-image-dir", "empty-comp-dir", "empty-model-dir", "empty-out-dir", "empty-data-dir"])
 def test_cli_argument_errors(args, code, match):
     r = _cli(*args)
     assert r.returncode == code

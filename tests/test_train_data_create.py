@@ -351,3 +351,12 @@ def test_cli_bad_val_fraction_is_an_argument_error(tmp_path, fraction):
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("train_data_create.py: error: --val-fraction must be between 0 and 1")
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_empty_paths_are_argument_errors(tmp_path):
+    """"" would be the current folder (an unset shell variable): refused, exit 2."""
+    data_dir = make_data_dir(tmp_path, 3)
+    for args, name in (([data_dir, ""], "OUTPUT_DIR"), (["", tmp_path / "out"], "DATA_DIR")):
+        result = run_script(*args)
+        assert result.returncode == 2 and f"{name} is empty" in result.stderr
+    assert not (tmp_path / "out").exists()
