@@ -239,12 +239,17 @@ def _check_header(image: Image.Image, path: Path) -> ImageHeader:
         raise TezipError(
             f"{path}: {image.format} images are not supported (supported formats: {supported})"
         )
+    for codec_name, args in _rawmodes(image):  # before the mode: a 16-bit PGM of maxval 4095 opens as mode I
+        if codec_name.startswith("ppm") and len(args) > 1 and args[1] != 255:
+            raise TezipError(
+                f"{path}: PNM maxval {args[1]} is not supported; only maxval 255 (8-bit) "
+                f"and, for binary grayscale PGM, 65535 (16-bit) are supported"
+            )
     mode = _tezip_mode(image)
     if mode is None:
         raise TezipError(f"{path}: image mode {image.mode} is not supported; {_SUPPORTED_TEXT}")
-    # Pillow silently keeps only the high byte of 16-bit-per-channel RGB PNG/TIFF and rescales
-    # PNM files whose maxval is not 255 (binary 16-bit PGM, maxval 65535, is decoded raw, not by
-    # the "ppm" decoder); either would make a "lossless" round trip lose data.
+    # Pillow silently keeps only the high byte of 16-bit-per-channel RGB PNG/TIFF (and rescales PNM
+    # files whose maxval is not 255, refused above); either would make a "lossless" round trip lose data.
     for codec_name, args in _rawmodes(image):
         # 2- and 4-bit grayscale: Pillow hands out the samples scaled to 8 bits (×85, ×17), which
         # would be restored as an 8-bit image of other values.
@@ -255,11 +260,6 @@ def _check_header(image: Image.Image, path: Path) -> ImageHeader:
         if mode != GRAY16 and image.format in ("PNG", "TIFF") and ";16" in _rawmode(args):
             raise TezipError(
                 f"{path}: 16-bit-per-channel {image.mode} images are not supported; {_SUPPORTED_TEXT}"
-            )
-        if codec_name.startswith("ppm") and len(args) > 1 and args[1] != 255:
-            raise TezipError(
-                f"{path}: PNM maxval {args[1]} is not supported; only maxval 255 (8-bit) "
-                f"and, for binary grayscale PGM, 65535 (16-bit) are supported"
             )
     n_frames = getattr(image, "n_frames", 1)
     if n_frames != 1:

@@ -255,6 +255,11 @@ def test_pnm_maxval_not_255_rejected(tmp_path):
     (tmp_path / "ten_bit.ppm").write_bytes(b"P6\n2 1\n1023\n" + bytes(12))
     with raises_tezip("ten_bit.ppm", "maxval 1023"):
         read_sequence(tmp_path)
+    # a 12-bit PGM opens as Pillow's mode I: the maxval is still what is named (it said "image mode I")
+    (tmp_path / "ten_bit.ppm").unlink()
+    (tmp_path / "twelve_bit.pgm").write_bytes(b"P5\n2 1\n4095\n" + bytes(4))
+    with raises_tezip("twelve_bit.pgm", "PNM maxval 4095 is not supported"):
+        read_sequence(tmp_path)
 
 
 def test_multi_frame_image_rejected(tmp_path):
