@@ -247,7 +247,10 @@ def _check_header(image: Image.Image, path: Path) -> ImageHeader:
             )
     mode = _tezip_mode(image)
     if mode is None:
-        raise TezipError(f"{path}: image mode {image.mode} is not supported; {_SUPPORTED_TEXT}")
+        # Pillow opens 16-bit grayscale+alpha as RGBA: name what the file holds
+        shown = "16-bit grayscale with alpha (LA)" if any(_rawmode(a).startswith("LA;16") for _, a in _rawmodes(image)) \
+            else image.mode
+        raise TezipError(f"{path}: image mode {shown} is not supported; {_SUPPORTED_TEXT}")
     # Pillow silently keeps only the high byte of 16-bit-per-channel RGB PNG/TIFF (and rescales PNM
     # files whose maxval is not 255, refused above); either would make a "lossless" round trip lose data.
     for codec_name, args in _rawmodes(image):
