@@ -446,6 +446,12 @@ def _stack_page_mode(page, index: int, path: Path) -> str:
         raise TezipError(f"{where}: TIFF photometric MinIsWhite (0 is white) is not carried through the archive: the "
                          f"restored stack would be written MinIsBlack; store it MinIsBlack first")
     dtype = np.dtype(page.dtype).newbyteorder("=") if page.dtype is not None else None
+    bits = getattr(page, "bitspersample", None)
+    if dtype is not None and isinstance(bits, int) and bits != 8 * dtype.itemsize and dtype.kind == "u":
+        # 2-, 4-, 12-bit samples come out of tifffile in uint8/uint16: restored, the stack would say
+        # 8 or 16 bits per sample, and the same values would display other shades
+        raise TezipError(f"{where}: {bits}-bit samples are not supported (they would be restored as {8 * dtype.itemsize}-bit "
+                         f"values); store 8- or 16-bit pages")
     if page.photometric == PHOTOMETRIC.MINISBLACK and page.axes == "YX":
         mode = {np.dtype(np.uint8): "L", np.dtype(np.uint16): GRAY16}.get(dtype)
         if mode is None:

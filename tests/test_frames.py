@@ -527,6 +527,17 @@ def test_grayscale_below_8_bits_is_refused(tmp_path, bits):
         read_sequence(tmp_path)
 
 
+def test_stack_of_4_bit_pages_refused(tmp_path):
+    """tifffile hands out 4-bit samples as uint8 0-15: restored as an 8-bit stack they would display
+    near black (it was, "bit-exact", QA)."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "s.tif", (np.arange(2 * 8 * 8).reshape(2, 8, 8) % 16).astype(np.uint8),
+                     bitspersample=4, photometric="minisblack")
+    with raises_tezip("s.tif: page 1: 4-bit samples are not supported"):
+        read_sequence(tmp_path / "s.tif")
+
+
 def test_stack_page_with_orientation_refused(tmp_path):
     import tifffile
 
