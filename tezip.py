@@ -178,8 +178,12 @@ def check_job(p, args):
     names = {"learn": ("MODEL_DIR", "DATA_DIR"), "compress": ("MODEL_DIR", "IMAGE_DIR", "OUT_DIR"),
              "uncompress": ("MODEL_DIR", "COMP_DIR", "OUT_DIR")}[jobs[0]]
     for name, value in zip(names, getattr(args, jobs[0])):
-        if value == "":  # "" is the current folder to the OS: an unset shell variable would run on it
-            p.error(f"{name} is empty ({value!r}); give a path (. for the current folder)")
+        # "" is the current folder to the OS: an unset shell variable would run on it; a blank name
+        # is a slip more often than a folder (./' ' still names one)
+        if not value.strip():
+            p.error(f"{name} is empty or blank ({value!r}); give a path (. for the current folder)")
+        if name == "IMAGE_DIR" and value.startswith("::"):
+            p.error(f"{name} {value!r} names no HDF5 file before '::'")
     return jobs[0]
 
 

@@ -307,8 +307,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     for name, value in (("DATA_DIR", args.data_dir), ("OUTPUT_DIR", args.output_dir)):
-        if value == "":  # "" is the current folder to the OS: an unset shell variable would run on it
-            parser.error(f"{name} is empty (''); give a path (. for the current folder)")
+        if not value.strip():  # "" is the current folder to the OS: an unset shell variable would run on it
+            parser.error(f"{name} is empty or blank ({value!r}); give a path (. for the current folder)")
     if args.val_dirs and args.val_fraction is not None:
         parser.error("give either -v or --val-fraction, not both")
     if args.val_fraction is None:

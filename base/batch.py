@@ -54,8 +54,9 @@ def sequence_folders(folder, hdf5_files=False):
     names = [sequence_name(e) for e in members]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
-        both = " and ".join(printable(e.name) + ("/" if e.is_dir() else "") for e in members if sequence_name(e) == clash[0])
-        raise TezipError(f"batch folder {printable(folder)}: {printable(clash[0])} names two sequences ({both}), whose "
+        same = [printable(e.name) + ("/" if e.is_dir() else "") for e in members if sequence_name(e) == clash[0]]
+        count = {2: "two", 3: "three"}.get(len(same), str(len(same)))
+        raise TezipError(f"batch folder {printable(folder)}: {printable(clash[0])} names {count} sequences ({', '.join(same)}), whose "
                          f"archives would share OUT_DIR/{printable(clash[0])}; rename one")
     return members
 

@@ -33,9 +33,21 @@ def check_cluster_options(workers, scheduler):
         raise OptionError(f"--workers must be at least 1 (got {workers})")
     if scheduler is not None:
         match = ADDRESS.match(str(scheduler))
-        if not match or not 1 <= int(match.group(4)) <= 65535:
+        if not match or not 1 <= int(match.group(4)) <= 65535 or not _host_name_ok(match.group(3)):
             raise OptionError("--scheduler needs a scheduler's address such as tcp://host:8786 (protocols tcp, tls, "
                               f"ws, wss; ports 1-65535) (got {scheduler!r})")
+
+
+def _host_name_ok(host):
+    """Whether a host name can be looked up at all (labels of 1-63 characters; IDNA): the client
+    fails deep inside, and then hangs 20 s on exit, on one that cannot."""
+    if host.startswith("["):
+        return True
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _distributed():
@@ -58,14 +70,14 @@ def dask_client(workers=None, scheduler=None):
     distributed = _distributed()
     cluster = None
     with _dask_logs_silenced():
+        _check_security(distributed, scheduler)
         try:
             if scheduler is not None:
-                _check_security(distributed, scheduler)
                 client = distributed.Client(str(scheduler), timeout=CONNECT_TIMEOUT, set_as_default=False)
             else:
                 cluster = local_cluster(workers)
                 client = distributed.Client(cluster, set_as_default=False)
-        except (OSError, TimeoutError, ValueError, TypeError) as e:
+        except (OSError, TimeoutError, ValueError, TypeError, RuntimeError) as e:
             if cluster is not None:
                 cluster.close()
             where = f"the Dask scheduler at {scheduler}" if scheduler is not None else f"a local Dask cluster of {workers} workers"
@@ -81,10 +93,22 @@ def dask_client(workers=None, scheduler=None):
 
 
 def _check_security(distributed, scheduler):
-    """Refuse (one line) a tls:// or wss:// address when Dask has no TLS settings to connect with:
-    the client would fail deep inside with a traceback."""
+    """Refuse (one line) what Dask's TLS settings cannot serve: a tls:// or wss:// address without
+    them, a plain address or a local cluster where the configuration requires encryption
+    (distributed.comm.require-encryption). The client would fail deep inside with a traceback, and
+    then hang 20 s on exit."""
+    security = distributed.Security()
+    if scheduler is None:
+        if security.require_encryption:
+            raise TezipError("Dask's configuration requires encryption (distributed.comm.require-encryption), which a "
+                             "local cluster (--workers) does not set up; use --scheduler tls://… of an encrypted "
+                             "cluster, or lift the requirement; nothing was written")
+        return
     scheme = str(scheduler).split("://", 1)[0] if "://" in str(scheduler) else "tcp"
-    if scheme in ENCRYPTED and distributed.Security().get_connection_args("client").get("ssl_context") is None:
+    if scheme not in ENCRYPTED and security.require_encryption:
+        raise TezipError(f"Dask's configuration requires encryption (distributed.comm.require-encryption), and "
+                         f"--scheduler {scheduler} is not encrypted (tls:// or wss://); nothing was written")
+    if scheme in ENCRYPTED and security.get_connection_args("client").get("ssl_context") is None:
         raise TezipError(f"--scheduler {scheduler} is encrypted, and Dask has no TLS settings to connect with (set "
                          "distributed.comm.tls.ca-file and .client.cert/.key in the Dask configuration); nothing was written")
 

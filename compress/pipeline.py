@@ -329,9 +329,9 @@ def publish_archive(out, writer, source, sequence, key_header, summary, plan, fl
     summary.seconds = time.time() - t0
     if flags.verbose:
         _print_details(summary, source.names)
-    print(label + summary.line(), flush=True)
-    if not label:  # a single sequence: this was the run's last line
+    if not label:  # a single sequence, published: its summary is the run's last line
         note_run_finished()
+    print(label + summary.line(), flush=True)
     return summary
 
 

@@ -285,12 +285,12 @@ def report_decoded(archive, comp_dir, out, sink, t0, label):
     seconds = time.time() - t0
     exact = "bit-exact" if seq.lossless else f"within {seq.mode} bound {seq.bounds}"
     result = Decoded(fmt.n_frames, raw, comp_bytes, seconds)
+    if not label:  # a single sequence, published: its summary is the run's last line
+        note_run_finished()
     print(
         f"{label}decompressed {fmt.n_frames} frames ({len(seq.keyframes)} keyframe{'s' if len(seq.keyframes) != 1 else ''}) into {out.path}, "
         f"every frame verified against its checksum ({exact}): {comp_bytes} -> {raw} bytes, "
         f"ratio {result.ratio:.2f}, {seconds:.2f} s",
         flush=True,
     )
-    if not label:  # a single sequence: this was the run's last line
-        note_run_finished()
     return result

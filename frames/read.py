@@ -199,6 +199,28 @@ def icc_problem(profile: bytes | None) -> str | None:
             f"frame would show other colours")
 
 
+def _tiff_colour_problem(tags, gray=False) -> str | None:
+    """Why a TIFF's WhitePoint (318) / PrimaryChromaticities (319) tags change how it looks (None
+    when absent or sRGB's; a grayscale frame shows only the white point). tags: a mapping of tag
+    numbers to values (Pillow's tag_v2, or a dict from tifffile's page tags)."""
+    if tags is None:
+        return None
+    checked = ((318, "WhitePoint", _SRGB_CHROMATICITY[:2]), (319, "PrimaryChromaticities", _SRGB_CHROMATICITY[2:]))
+    for tag, name, srgb in checked[:1] if gray else checked:
+        value = tags.get(tag)
+        if value is None:
+            continue
+        try:
+            numbers = [float(v[0]) / float(v[1]) if isinstance(v, tuple) else float(v) for v in value]
+        except (TypeError, ValueError, ZeroDivisionError):
+            numbers = []
+        if len(numbers) != len(srgb) or any(abs(a - b) > 1e-3 for a, b in zip(numbers, srgb)):
+            shown = ", ".join(f"{v:g}" for v in numbers) or "unreadable"
+            return (f"TIFF {name} ({shown}: not sRGB's) is not carried through the archive: the restored frame "
+                    f"would show other colours")
+    return None
+
+
 def _appearance_problem(image: Image.Image) -> str | None:
     """What in this image's metadata decides how it looks and would be lost (module docstring)."""
     orientation = _exif_orientation(image)
@@ -221,10 +243,14 @@ def _appearance_problem(image: Image.Image) -> str | None:
     if isinstance(gamma, (int, float)) and "srgb" not in image.info and abs(gamma - _SRGB_GAMMA) > 5e-4:
         return (f"PNG gamma {gamma:g} (gAMA; sRGB is {_SRGB_GAMMA:.5f}) is not carried through the archive: the "
                 f"restored frame would display lighter or darker")
+    tiff_problem = _tiff_colour_problem(getattr(image, "tag_v2", None), gray=image.mode != "RGB")
+    if tiff_problem:
+        return tiff_problem
     chromaticity = image.info.get("chromaticity")
     if (isinstance(chromaticity, tuple) and len(chromaticity) == 8 and "srgb" not in image.info
             and not image.info.get("icc_profile")
-            and any(abs(float(a) - b) > 1e-3 for a, b in zip(chromaticity, _SRGB_CHROMATICITY))):
+            and any(abs(float(a) - b) > 1e-3  # a grayscale frame shows only the white point
+                    for a, b in list(zip(chromaticity, _SRGB_CHROMATICITY))[:2 if image.mode != "RGB" else 8])):
         shown = ", ".join(f"{float(v):g}" for v in chromaticity)
         return (f"PNG cHRM chunk (chromaticities {shown}: not sRGB's) is not carried through the archive: the "
                 f"restored frame would show other colours")
@@ -260,6 +286,11 @@ def _check_header(image: Image.Image, path: Path) -> ImageHeader:
             bits = _rawmode(args)[2]
             raise TezipError(f"{path}: {bits}-bit grayscale samples are not supported (they would be restored as "
                              f"8-bit values); store 8- or 16-bit frames")
+        # 12-bit TIFF samples come out as 16-bit values of the same size: restored as a 16-bit file
+        # they would display near black
+        if mode == GRAY16 and image.format == "TIFF" and _rawmode(args).startswith("I;12"):
+            raise TezipError(f"{path}: 12-bit grayscale samples are not supported (they would be restored as 16-bit "
+                             f"values); store 8- or 16-bit frames")
         if mode != GRAY16 and image.format in ("PNG", "TIFF") and ";16" in _rawmode(args):
             raise TezipError(
                 f"{path}: 16-bit-per-channel {image.mode} images are not supported; {_SUPPORTED_TEXT}"
@@ -442,6 +473,12 @@ def _stack_page_mode(page, index: int, path: Path) -> str:
     from tifffile import PHOTOMETRIC
 
     where = f"{path}: page {index + 1}"
+    # tifffile gives RATIONAL arrays flat (numerator, denominator, ...)
+    colour = {tag: tuple(zip(page.tags[tag].value[::2], page.tags[tag].value[1::2]))
+              for tag in (318, 319) if tag in page.tags and isinstance(page.tags[tag].value, tuple)}
+    problem = _tiff_colour_problem(colour, gray=page.photometric != PHOTOMETRIC.RGB)
+    if problem:
+        raise TezipError(f"{where}: {problem}")
     if page.photometric == PHOTOMETRIC.MINISWHITE:
         raise TezipError(f"{where}: TIFF photometric MinIsWhite (0 is white) is not carried through the archive: the "
                          f"restored stack would be written MinIsBlack; store it MinIsBlack first")

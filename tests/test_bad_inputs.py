@@ -529,8 +529,11 @@ def _cli(*args):
     (["-c", "", "I", "O", "-w", "2"], 2, "MODEL_DIR is empty"),
     (["-u", "none", "C", ""], 2, "OUT_DIR is empty"),
     (["-l", "M", ""], 2, "DATA_DIR is empty"),
+    (["-c", "none", "I", " ", "-w", "2"], 2, "OUT_DIR is empty or blank (' ')"),
+    (["-c", "none", "::/entry/data", "O", "-w", "2"], 2, "names no HDF5 file before '::'"),
 ], ids=["w0", "t-neg", "b-text", "lanes0", "u-2-args", "two-jobs", "zstd99", "motion9", "medquant-rel", "b-neg",
-        "mode", "empty-image-dir", "empty-comp-dir", "empty-model-dir", "empty-out-dir", "empty-data-dir"])
+        "mode", "empty-image-dir", "empty-comp-dir", "empty-model-dir", "empty-out-dir", "empty-data-dir", "blank-out-dir",
+        "no-hdf5-file"])
 def test_cli_argument_errors(args, code, match):
     r = _cli(*args)
     assert r.returncode == code

@@ -226,7 +226,7 @@ def test_a_folder_of_hdf5_files_is_a_batch(tmp_path):
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = tezip.main(["-c", "none", str(runs), str(tmp_path / "comp2"), "-w", "3"])
     assert code != 0 and not (tmp_path / "comp2").exists()
-    assert len(err.getvalue().strip().splitlines()) == 1 and "run_a names two sequences (run_a/ and run_a.h5)" in err.getvalue()
+    assert len(err.getvalue().strip().splitlines()) == 1 and "run_a names two sequences (run_a/, run_a.h5)" in err.getvalue()
     # two HDF5 files of one stem: named as such (the line said "a folder and an HDF5 file", QA)
     shutil.rmtree(runs / "run_a")
     shutil.copy(runs / "run_a.h5", runs / "run_a.nxs")
@@ -234,7 +234,7 @@ def test_a_folder_of_hdf5_files_is_a_batch(tmp_path):
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = tezip.main(["-c", "none", str(runs), str(tmp_path / "comp2"), "-w", "3"])
     assert code != 0 and not (tmp_path / "comp2").exists()
-    assert "run_a names two sequences (run_a.h5 and run_a.nxs)" in err.getvalue()
+    assert "run_a names two sequences (run_a.h5, run_a.nxs)" in err.getvalue()
 
 
 # --- one frame at a time ---------------------------------------------------------------------------------

@@ -527,6 +527,58 @@ def test_grayscale_below_8_bits_is_refused(tmp_path, bits):
         read_sequence(tmp_path)
 
 
+_REC2020 = [(318, 5, 2, (3127, 10000, 3290, 10000), True),
+            (319, 5, 6, (708, 1000, 292, 1000, 170, 1000, 797, 1000, 131, 1000, 46, 1000), True)]
+_SRGB_TAGS = [(318, 5, 2, (3127, 10000, 3290, 10000), True), (319, 5, 6, (64, 100, 33, 100, 30, 100, 60, 100, 15, 100, 6, 100), True)]
+
+
+def test_tiff_chromaticities_other_than_srgb_refused(tmp_path):
+    """WhitePoint / PrimaryChromaticities tags (the TIFF counterpart of PNG cHRM) were dropped
+    silently (QA): refused for RGB files and stack pages; sRGB's are accepted."""
+    import tifffile
+
+    rgb = np.zeros((8, 12, 3), np.uint8)
+    (tmp_path / "files").mkdir()
+    for t in range(2):
+        tifffile.imwrite(tmp_path / "files" / f"f{t}.tif", rgb, photometric="rgb", extratags=_REC2020)
+    with raises_tezip("f0.tif: ", "TIFF PrimaryChromaticities (0.708, 0.292", "is not carried through the archive"):
+        read_sequence(tmp_path / "files")
+    for name, tags in (("rec2020.tif", _REC2020), ("srgb.tif", _SRGB_TAGS)):
+        with tifffile.TiffWriter(tmp_path / name) as tif:
+            for t in range(2):
+                tif.write(rgb, photometric="rgb", extratags=tags)
+    with raises_tezip("rec2020.tif: page 1: TIFF PrimaryChromaticities"):
+        read_sequence(tmp_path / "rec2020.tif")
+    assert read_sequence(tmp_path / "srgb.tif").frames.shape == (2, 8, 12, 3)
+
+
+def test_grayscale_shows_only_the_white_point(tmp_path):
+    """A grayscale PNG's cHRM primaries do not change how it looks (accepted); its white point would."""
+    from PIL import PngImagePlugin
+
+    for name, white, green in (("d65", (31270, 32900), (21000, 71000)), ("d50", (34570, 35850), (30000, 60000))):
+        (tmp_path / name).mkdir()
+        for t in range(2):
+            info = PngImagePlugin.PngInfo()
+            info.add(b"cHRM", struct.pack(">8I", *white, 64000, 33000, *green, 15000, 6000))
+            Image.fromarray(np.full((8, 12), 40 * t, np.uint8)).save(tmp_path / name / f"f{t}.png", pnginfo=info)
+    assert read_sequence(tmp_path / "d65").frames.shape[0] == 2
+    with raises_tezip("f0.png: ", "PNG cHRM chunk (chromaticities 0.3457, 0.3585"):
+        read_sequence(tmp_path / "d50")
+
+
+def test_12_bit_tiff_files_refused(tmp_path):
+    """Pillow hands out 12-bit samples as 16-bit values of the same size: restored as a 16-bit file
+    they would display near black (QA). Refused, as 12-bit stack pages are."""
+    import tifffile
+
+    for t in range(2):
+        tifffile.imwrite(tmp_path / f"f{t}.tif", np.full((8, 12), 4000 + t, np.uint16), bitspersample=12,
+                         photometric="minisblack")
+    with raises_tezip("f0.tif: 12-bit grayscale samples are not supported"):
+        read_sequence(tmp_path)
+
+
 def test_stack_of_4_bit_pages_refused(tmp_path):
     """tifffile hands out 4-bit samples as uint8 0-15: restored as an 8-bit stack they would display
     near black (it was, "bit-exact", QA)."""
