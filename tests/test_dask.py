@@ -157,6 +157,7 @@ def test_a_worker_that_always_dies_fails_the_sequence_with_one_line(data, tmp_pa
     (["--scheduler", "ucx://127.0.0.1:8786"], 2, "--scheduler needs a scheduler's address"),
     (["--scheduler", "tcp://127.0.0.1:99999"], 2, "--scheduler needs a scheduler's address"),
     (["--scheduler", "tls://127.0.0.1:1"], 1, "is encrypted, and Dask has no TLS settings"),
+    (["--scheduler", "tcp://a..b:8786"], 2, "--scheduler needs a scheduler's address"),  # IDNA cannot encode it
     (["--scheduler", "tcp://127.0.0.1:1"], 1, "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
 ])
 def test_bad_cluster_options_are_one_line_and_write_nothing(data, tmp_path, monkeypatch, capsys, options, code, message):
@@ -366,3 +367,18 @@ def test_an_external_scheduler_without_workers_then_lost_mid_run(data, tmp_path,
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.mark.parametrize("options", [["--workers", "1"], ["--scheduler", "tcp://127.0.0.1:1"]], ids=["workers", "scheduler"])
+def test_a_configuration_that_requires_encryption_is_one_line(data, tmp_path, capsys, options):
+    """distributed.comm.require-encryption (a site's Dask configuration): a local cluster failed to
+    start with ~90 lines of traceback, a plain --scheduler with ~60 and a 20 s hang (QA)."""
+    import dask
+
+    root, _ = data
+    with dask.config.set({"distributed.comm.require-encryption": True}):
+        returned = tezip.main(["-c", "none", str(root / "long"), str(tmp_path / "out"), *LOSSLESS, *options])
+    assert returned == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "requires encryption (distributed.comm.require-encryption)" in err[0], err
+    assert not (tmp_path / "out").exists()
