@@ -380,6 +380,12 @@ def main(argv=None):
 def _main(argv):
     p = build_parser()
     args = p.parse_args(argv)
+    threads = os.environ.get("NUMBA_NUM_THREADS")
+    if threads is not None and not (threads.strip().isdigit() and int(threads) >= 1):
+        # numba refuses it at import, deep inside, with a traceback
+        print(f"tezip.py: error: NUMBA_NUM_THREADS={threads!r} is not a thread count: give a positive integer or unset "
+              "it", file=sys.stderr)
+        return 1
     job = check_job(p, args)
     check_cluster(p, args, job)
     note_ignored_options(p, args, job)
@@ -419,7 +425,7 @@ def _main(argv):
         if job == "learn":
             for flag, value, low in (("--nt", args.nt, 2), ("--epochs", args.epochs, 0 if args.skip else 1),
                                      ("--steps", args.steps, 1),
-                                     ("--batch", args.batch, 1)):
+                                     ("--batch", args.batch, 1), ("--val-sequences", args.val_sequences, 1)):
                 if value < low:
                     p.error(f"{flag} must be at least {low} (got {value})")
             if args.crop is not None and min(args.crop) < 1:
@@ -438,6 +444,11 @@ def _main(argv):
                 p.error(f"--skip-frames must be 2 to {MAX_SKIP_FRAMES} (got {args.skip_frames})")
             if args.skip_frames != 2 and not args.skip:
                 p.error("--skip-frames needs --skip K (the linear filter it sizes)")
+            if args.skip and not auto and args.skip_frames > args.nt - 1:
+                # the loss counts from step N: a filter over more frames than a sequence has before its
+                # last step never sees a full history (--skip auto leaves such sizes out)
+                p.error(f"--skip-frames {args.skip_frames} needs sequences of more frames than that: --nt must be at "
+                        f"least {args.skip_frames + 1} (got {args.nt})")
             if args.frame_input and not args.skip:
                 p.error("--frame-input needs --skip K (it shows PredNet the linear filter's input)")
             if args.train_skip and not args.skip:

@@ -159,9 +159,10 @@ def read_model_json(model_dir):
         raise TezipError(f"model file {path} is missing (train one with: python tezip.py -l {model_dir} DATA_DIR)")
     try:
         doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TezipError(f"model file {path} is not readable JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT or "architecture" not in doc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSON, over-long numbers
+        raise TezipError(f"model file {path} is not readable JSON ({' '.join(str(e).split())[:120]})") from None
+    if (not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT or not isinstance(doc.get("architecture"), dict)
+            or type(doc.get("version", 0)) is not int):
         raise TezipError(f"model file {path} is not a TEZip PredNet model description")
     if doc.get("version", 0) > MODEL_FORMAT_VERSION:
         raise TezipError(f"model file {path} has format version {doc['version']}; this TEZip reads up to {MODEL_FORMAT_VERSION}")
@@ -295,7 +296,7 @@ def load_weights(model_dir):
         raise TezipError(f"model weights {wpath} are not a readable HDF5 file ({e})") from None
     try:
         reference = ReferenceWeights(arch, weights)
-    except ValueError as e:
+    except (ValueError, TypeError, KeyError) as e:  # a value of the wrong kind (null, a list) in the description
         raise TezipError(f"model {model_dir}: {e}") from None
     recorded, doc["digest"] = doc.get("digest"), model_digest(arch, weights)
     if recorded is not None and recorded != doc["digest"]:

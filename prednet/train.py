@@ -108,6 +108,9 @@ def load_train_data(data_dir):
         raise TezipError(f"X_train.hkl frames {X_train.shape[1:]} and X_val.hkl frames {X_val.shape[1:]} differ")
     if X_train.dtype != X_val.dtype:
         raise TezipError(f"X_train.hkl holds {X_train.dtype} frames but X_val.hkl {X_val.dtype}; make both with one train_data_create.py run")
+    if X_train.dtype not in (np.uint8, np.uint16):  # frames are scaled by their integer range: [0, 1] floats, int8
+        raise TezipError(f"X_train.hkl and X_val.hkl hold {X_train.dtype} frames; TEZip trains on uint8 or uint16 frames "
+                         "(what train_data_create.py writes)")
     return X_train, s_train, X_val, s_val
 
 
@@ -385,6 +388,10 @@ def _train(folder, data_dir, o: TrainOptions, result: TrainResult):
             result.best_val_loss, result.best_epoch = vl, epoch + 1
             info.update(best_epoch=epoch + 1, best_val_loss=vl)
             result.digest = save_model(folder, prednet, info)
+    if not result.digest:  # every validation loss NaN (or inf): no model was ever kept
+        raise TezipError(f"no epoch reached a finite validation loss (last: {result.val_loss[-1] if result.val_loss else 'none'}"
+                         "): NaN or infinite values in the training data, or a training that diverged (a lower --lr); "
+                         "no model was written")
     result.seconds = time.time() - t0
     result.seconds_per_epoch = result.seconds / max(1, o.epochs)
     return result

@@ -232,9 +232,14 @@ MODEL_CASES = [
     (lambda m: (m / "prednet_weights.hdf5").write_bytes(b"\x89HDF\r\n" + bytes(100)), "not a readable HDF5 file"),
     (_drop_weight, "lack .*: they belong to another architecture"),
     (_reshape_weight, "has shape \\(2, 2\\)"),
+    # QA: tracebacks (TypeError, RecursionError, ValueError) before
+    (_edit_json(version="1"), "is not a TEZip PredNet model description"),
+    (lambda m: (m / "prednet_model.json").write_text("[" * 100000 + "]" * 100000), "is not readable JSON"),
+    (lambda m: _edit_json(architecture=dict(json.loads((m / "prednet_model.json").read_text())["architecture"],
+                                            pixel_max=None))(m), "model .*: float\\(\\) argument"),
 ]
 MODEL_IDS = ["no-folder", "no-json", "no-weights", "bad-json", "foreign-json", "newer-json", "bad-hdf5",
-             "missing-weight", "wrong-shape"]
+             "missing-weight", "wrong-shape", "text-version", "deep-json", "null-pixel-max"]
 
 
 @pytest.mark.parametrize("change, match", MODEL_CASES, ids=MODEL_IDS)
@@ -683,3 +688,15 @@ def test_names_are_printed_escaped(tiny_model, tmp_path, capsys):
     assert "f\\x1b[2J\\x1b]0;owned\\x07_0000.jpg is written as f\\x1b[2J\\x1b]0;owned\\x07_0000.png" in printed
     assert "frame 0 f\\x1b[2J" in printed
     assert sorted(os.listdir(out)) == [f"f\x1b[2J\x1b]0;owned\x07_{i:04d}.png" for i in range(3)]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "abc"])
+def test_a_bad_numba_thread_count_is_one_line(tmp_path, value):
+    """numba refuses NUMBA_NUM_THREADS=0 at import, deep inside, with a 38-line traceback (QA)."""
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "tezip.py"), "-c", "none", str(tmp_path / "in"),
+                        str(tmp_path / "out"), "-w", "2"], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, NUMBA_NUM_THREADS=value))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"tezip.py: error: NUMBA_NUM_THREADS={value!r} is not a thread count: "
+                                             "give a positive integer or unset it"], r.stderr
+    assert not (tmp_path / "out").exists()

@@ -326,7 +326,9 @@ def test_keras_frame_stepper_refuses_a_skip_model():
 @pytest.mark.parametrize("args, message", [(["--skip", "3", "--skip-frames", "1"], "--skip-frames must be 2 to 8"),
                                            (["--skip", "3", "--skip-frames", "9"], "--skip-frames must be 2 to 8"),
                                            (["--skip-frames", "3"], "--skip-frames needs --skip K"),
-                                           (["--frame-input"], "--frame-input needs --skip K")])
+                                           (["--frame-input"], "--frame-input needs --skip K"),
+                                           # the loss counts from step N: 8 frames of history on 4-frame sequences
+                                           (["--skip", "3", "--skip-frames", "8", "--nt", "4"], "--nt must be at least 9")])
 def test_cli_refuses_bad_skip_frames(tmp_path, args, message):
     r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path / "d"), *args],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -105,7 +105,7 @@ def test_cli_learn_bad_numbers_are_argument_errors(tmp_path):
     line, nothing written."""
     for option in (["--nt", "1"], ["--epochs", "0"], ["--steps", "0"], ["--batch", "0"], ["--crop", "0", "16"],
                    ["--crop", "-16", "8"], ["--stack", "0", "8", "16"], ["--stack", "4", "8", "200000"],
-                   ["--stack", *"1" * 9]):
+                   ["--stack", *"1" * 9], ["--val-sequences", "0"]):
         r = subprocess.run([sys.executable, str(REPO / "tezip.py"), "-l", str(tmp_path / "m"), str(tmp_path), *option],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 2, (option, r.stderr)
@@ -201,3 +201,23 @@ def test_ctrl_c_during_training(tmp_path, monkeypatch, skip):
     else:
         assert not isinstance(caught.value, train_module.TrainingInterrupted)
         assert not (tmp_path / "m").exists()
+
+
+def _rewrite_frames(data, transform):
+    import hickle
+
+    for name in ("X_train.hkl", "X_val.hkl"):
+        hickle.dump(transform(hickle.load(str(data / name))), str(data / name), mode="w")
+
+
+def test_training_data_of_another_dtype_is_refused(tmp_path):
+    """Frames already in [0, 1] as floats were divided by 255 again, int8 ones wrapped, and a model
+    was written (QA): TEZip trains on what train_data_create.py writes, uint8 or uint16."""
+    from base.errors import TezipError
+
+    data = make_train_data(tmp_path, n_seq=3, n_frames=8, height=16, width=16, channels=1)
+    _rewrite_frames(data, lambda x: x.astype(np.float32) / 255)
+    with pytest.raises(TezipError, match="hold float32 frames; TEZip trains on uint8 or uint16"):
+        train(tmp_path / "m", data, tiny_options())
+    assert not (tmp_path / "m").exists()
+
